@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""MAC addresses: the one parser of the collection, and the forms loaders use.
+
+Parsing needs netaddr and runs on the controller only (inside the boot plan build).
+Formatting works on the canonical form and needs nothing, so the modules that run
+on a PXE host can use it without netaddr installed there.
+"""
+
+from __future__ import annotations
+
+import re
+
+CANONICAL_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+# Each form is a function of the canonical "52:54:00:00:01:01" form.
+FORMS = ("colon", "hyphen", "bare", "cisco", "pxelinux", "ipxe")
+
+
+class MacError(ValueError):
+    """A value that is not a MAC address; the message quotes the value."""
+
+
+def parse_mac(value: object) -> str:
+    """Return the canonical form (lower-case, colon-separated) of a 48-bit MAC.
+
+    Accepts colon, hyphen, Cisco dotted and bare-hex notations in any case.
+    Numbers are refused on purpose: YAML 1.1 reads an unquoted 52:54:00:00:01:01
+    as a base-60 integer, and a bare-hex MAC of digits only as a decimal one, so
+    the number Ansible hands over is not the MAC the operator wrote.
+    """
+    if isinstance(value, bool) or isinstance(value, (int, float)):
+        raise MacError(
+            "%r is a number, not a MAC address: YAML reads an unquoted MAC such as "
+            "52:54:00:00:01:01 as a number; put the MAC in quotes" % (value,)
+        )
+    if not isinstance(value, str):
+        raise MacError("%r is not a MAC address (expected a string)" % (value,))
+    text = value.strip()
+    # netaddr also takes forms no operator means (0x-prefixed hex, integers):
+    # only the characters of the common notations get through to it.
+    if not re.fullmatch(r"[0-9A-Fa-f:.\-]+", text):
+        raise MacError("%r is not a MAC address" % (value,))
+    try:
+        import netaddr  # controller-side only
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MacError("parsing MAC addresses needs the netaddr Python library (pip install netaddr)") from exc
+    try:
+        eui = netaddr.EUI(text, version=48)
+    except (netaddr.AddrFormatError, TypeError, ValueError):
+        raise MacError("%r is not a MAC address" % (value,)) from None
+    canonical = str(eui.format(netaddr.mac_unix_expanded)).lower()
+    if canonical == "00:00:00:00:00:00":
+        raise MacError("%r is the all-zero MAC, which no network card has" % (value,))
+    if int(canonical[:2], 16) & 1:
+        raise MacError("%r is a multicast or broadcast MAC, which no network card boots from" % (value,))
+    return canonical
+
+
+def is_canonical(mac: str) -> bool:
+    return bool(CANONICAL_RE.match(mac))
+
+
+def format_mac(canonical: str, form: str = "colon") -> str:
+    """Return a canonical MAC in one of FORMS.
+
+    colon 52:54:00:00:01:01 | hyphen 52-54-00-00-01-01 (iPXE ${mac:hexhyp}) |
+    bare 525400000101 | cisco 5254.0000.0101 | pxelinux 01-52-54-00-00-01-01 |
+    ipxe: same as colon (iPXE's ${mac}).
+    """
+    if not is_canonical(canonical):
+        raise MacError("%r is not a canonical MAC (parse it first)" % (canonical,))
+    octets = canonical.split(":")
+    if form in ("colon", "ipxe"):
+        return canonical
+    if form == "hyphen":
+        return "-".join(octets)
+    if form == "bare":
+        return "".join(octets)
+    if form == "cisco":
+        bare = "".join(octets)
+        return ".".join(bare[i:i + 4] for i in range(0, 12, 4))
+    if form == "pxelinux":
+        return "01-" + "-".join(octets)
+    raise MacError("unknown MAC form %r (one of: %s)" % (form, ", ".join(FORMS)))
+
+
+def mac_forms(canonical: str) -> dict[str, str]:
+    return {form: format_mac(canonical, form) for form in FORMS}

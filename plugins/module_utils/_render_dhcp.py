@@ -1,0 +1,227 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""DHCP configurations from the boot plan: Kea (a dict for kea-dhcp4.conf) and ISC
+dhcpd (dhcpd.conf text). The client classification of both comes from BOOT_RULES,
+so the two backends give the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Dict, List, Optional
+
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
+    BOOT_RULES,
+    HTTP_CLIENT_VENDOR_CLASS,
+    IPXE_ENCAP_OPTION,
+    BootRule,
+    BootServer,
+    decide,
+)
+
+KEA_CLASS_PREFIX = "centra_"
+KEA_DEFAULTS: Dict[str, Any] = {
+    "interfaces": [],
+    "lease_file": "/var/lib/kea/kea-leases4.csv",
+    "control_socket": "/run/kea/kea4-ctrl-socket",
+    "valid_lifetime": 3600,
+    "authoritative": True,
+    # Kea will not open a socket on an interface without carrier: keep retrying
+    # instead of giving up on boot (DESIGN.md, lab notes).
+    "socket_retries": 60,
+    "socket_retry_wait_ms": 5000,
+    "log_severity": "INFO",
+}
+
+
+def boot_server(server: Mapping[str, Any]) -> BootServer:
+    """The BootServer of a server settings mapping (address, http_base, loaders)."""
+    return BootServer(
+        address=str(server["address"]),
+        http_base=str(server["http_base"]).rstrip("/"),
+        loaders={k: (v or None) for k, v in dict(server.get("loaders") or {}).items()},
+    )
+
+
+def _kea_arch_test(rule: BootRule) -> str:
+    terms = []
+    for code in rule.arch_codes:
+        if code is None:
+            terms.append("not option[93].exists")
+        else:
+            terms.append("substring(option[93].hex,0,2) == 0x%04x" % code)
+    return " or ".join(terms)
+
+
+def kea_client_classes(server: BootServer) -> List[Dict[str, Any]]:
+    ipxe = KEA_CLASS_PREFIX + "ipxe"
+    classes: List[Dict[str, Any]] = [{
+        "name": ipxe,
+        # iPXE sends user class "iPXE" (raw, not RFC 3004 framed) and option 175.
+        "test": "option[77].hex == 'iPXE' or option[%d].exists" % IPXE_ENCAP_OPTION,
+        "boot-file-name": decide(server, user_class=b"iPXE").filename,
+    }]
+    known = []
+    for rule in BOOT_RULES:
+        arch_test = _kea_arch_test(rule)
+        known.append("(%s)" % arch_test)
+        answer = decide(server, arch=rule.arch_codes[-1])
+        entry: Dict[str, Any] = {
+            "name": KEA_CLASS_PREFIX + "arch_" + rule.name,
+            "test": "not member('%s') and (%s)" % (ipxe, arch_test),
+        }
+        if answer.kind == "tftp":
+            entry["next-server"] = answer.next_server
+            entry["boot-file-name"] = answer.filename
+        elif answer.kind == "http":
+            entry["boot-file-name"] = answer.filename
+            entry["option-data"] = [{"name": "vendor-class-identifier", "data": HTTP_CLIENT_VENDOR_CLASS,
+                                     "always-send": True}]
+        # kind "none": the class exists (visible in Kea's logs) but carries no boot file.
+        classes.append(entry)
+    classes.append({
+        "name": KEA_CLASS_PREFIX + "arch_unknown",
+        "test": "not member('%s') and option[93].exists and not (%s)" % (ipxe, " or ".join(known)),
+    })
+    return classes
+
+
+def _kea_subnet_options(subnet: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    options = []
+    if subnet.get("gateway"):
+        options.append({"name": "routers", "data": subnet["gateway"]})
+    if subnet.get("dns"):
+        options.append({"name": "domain-name-servers", "data": ", ".join(subnet["dns"])})
+    return options
+
+
+def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any],
+                     settings: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The whole kea-dhcp4 configuration ({"Dhcp4": ...}) for one PXE server."""
+    opts = dict(KEA_DEFAULTS)
+    opts.update(settings or {})
+    boot = boot_server(server)
+    by_subnet: Dict[int, List[Dict[str, Any]]] = {s["id"]: [] for s in plan["subnets"]}
+    global_reservations: List[Dict[str, Any]] = []
+    shared_ip = False
+    for node in plan["nodes"]:
+        for mac in node["macs"]:
+            reservation: Dict[str, Any] = {"hw-address": mac, "hostname": node["name"]}
+            if node["ip"]:
+                reservation["ip-address"] = node["ip"]
+                by_subnet[node["subnet_id"]].append(reservation)
+            else:
+                global_reservations.append(reservation)
+        shared_ip = shared_ip or (bool(node["ip"]) and len(node["macs"]) > 1)
+    subnets = []
+    for subnet in plan["subnets"]:
+        entry: Dict[str, Any] = {"id": subnet["id"], "subnet": subnet["cidr"]}
+        if subnet.get("pool"):
+            entry["pools"] = [{"pool": "%s - %s" % (subnet["pool"]["start"], subnet["pool"]["end"])}]
+        options = _kea_subnet_options(subnet)
+        if options:
+            entry["option-data"] = options
+        if by_subnet[subnet["id"]]:
+            entry["reservations"] = by_subnet[subnet["id"]]
+        subnets.append(entry)
+    dhcp4: Dict[str, Any] = {
+        "interfaces-config": {
+            "interfaces": list(opts["interfaces"]),
+            "service-sockets-max-retries": int(opts["socket_retries"]),
+            "service-sockets-retry-wait-time": int(opts["socket_retry_wait_ms"]),
+        },
+        "control-socket": {"socket-type": "unix", "socket-name": opts["control_socket"]},
+        "lease-database": {"type": "memfile", "persist": True, "name": opts["lease_file"], "lfc-interval": 3600},
+        "valid-lifetime": int(opts["valid_lifetime"]),
+        "authoritative": bool(opts["authoritative"]),
+        "host-reservation-identifiers": ["hw-address"],
+        "client-classes": kea_client_classes(boot),
+        "subnet4": subnets,
+        "loggers": [{"name": "kea-dhcp4", "severity": opts["log_severity"],
+                     "output_options": [{"output": "stdout"}]}],
+        "user-context": {"centra.pxe": {"plan": plan["digest"]}},
+    }
+    if global_reservations:
+        dhcp4["reservations"] = global_reservations
+        dhcp4["reservations-global"] = True
+        dhcp4["reservations-in-subnet"] = True
+    if shared_ip:
+        # One fixed address for every NIC of a multi-NIC node: only one NIC boots at a time.
+        dhcp4["ip-reservations-unique"] = False
+    for key in ("hooks-libraries", "high-availability"):
+        if opts.get(key):
+            dhcp4[key] = opts[key]
+    return {"Dhcp4": dhcp4}
+
+
+def _isc_string(value: str) -> str:
+    if any(c in value for c in '"\\\n\r'):
+        raise ValueError("refusing to put %r in dhcpd.conf" % value)
+    return '"%s"' % value
+
+
+def _isc_arch_test(rule: BootRule) -> str:
+    terms = []
+    for code in rule.arch_codes:
+        if code is None:
+            terms.append("not exists arch")
+        else:
+            terms.append("substring(option arch, 0, 2) = %02x:%02x" % (code >> 8, code & 0xFF))
+    return " or ".join(terms)
+
+
+def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any],
+                 settings: Optional[Mapping[str, Any]] = None) -> str:
+    """dhcpd.conf text for one PXE server (ISC DHCP, for sites that still run it)."""
+    opts = {"valid_lifetime": 3600, "authoritative": True}
+    opts.update(settings or {})
+    boot = boot_server(server)
+    lines = [
+        "# Managed by centra.pxe: changes here are overwritten. Plan %s." % plan["digest"],
+        "option arch code 93 = unsigned integer 16;",
+        "option space ipxe;",
+        "option ipxe-encap-opts code %d = encapsulate ipxe;" % IPXE_ENCAP_OPTION,
+        "ddns-update-style none;",
+        "default-lease-time %d;" % int(opts["valid_lifetime"]),
+        "max-lease-time %d;" % int(opts["valid_lifetime"]),
+    ]
+    if opts["authoritative"]:
+        lines.append("authoritative;")
+    lines.append("")
+    # Boot policy: one if/elsif chain, so exactly one answer applies.
+    ipxe_file = decide(boot, user_class=b"iPXE").filename
+    lines.append('if (exists user-class and option user-class = "iPXE") or exists ipxe-encap-opts {')
+    lines.append("  filename %s;" % _isc_string(str(ipxe_file)))
+    for rule in BOOT_RULES:
+        answer = decide(boot, arch=rule.arch_codes[-1])
+        lines.append("} elsif %s {" % _isc_arch_test(rule))
+        if answer.kind == "tftp":
+            lines.append("  next-server %s;" % answer.next_server)
+            lines.append("  filename %s;" % _isc_string(str(answer.filename)))
+        elif answer.kind == "http":
+            lines.append("  option vendor-class-identifier %s;" % _isc_string(HTTP_CLIENT_VENDOR_CLASS))
+            lines.append("  filename %s;" % _isc_string(str(answer.filename)))
+        else:
+            lines.append('  log(info, "centra.pxe: %s: no boot file");' % answer.reason.replace('"', "'"))
+    lines.append("} else {")
+    lines.append('  log(info, concat("centra.pxe: unknown client architecture ", '
+                 'binary-to-ascii(16, 8, ":", option arch), ": no boot file"));')
+    lines.append("}")
+    lines.append("")
+    for subnet in plan["subnets"]:
+        lines.append("subnet %s netmask %s {" % (subnet["network"], subnet["netmask"]))
+        if subnet.get("pool"):
+            lines.append("  range %s %s;" % (subnet["pool"]["start"], subnet["pool"]["end"]))
+        if subnet.get("gateway"):
+            lines.append("  option routers %s;" % subnet["gateway"])
+        if subnet.get("dns"):
+            lines.append("  option domain-name-servers %s;" % ", ".join(subnet["dns"]))
+        lines.append("}")
+    lines.append("")
+    for node in plan["nodes"]:
+        for index, mac in enumerate(node["macs"]):
+            parts = ["host %s-%d {" % (node["name"], index), "hardware ethernet %s;" % mac]
+            if node["ip"]:
+                parts.append("fixed-address %s;" % node["ip"])
+            parts.append("option host-name %s; }" % _isc_string(node["name"]))
+            lines.append(" ".join(parts))
+    return "\n".join(lines) + "\n"

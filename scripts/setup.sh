@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the tests, the lab and the demo need on a fresh Debian 12
+# machine, as root: Debian packages for QEMU/OVMF/the lab, and a Python venv with the
+# pinned tools from requirements.txt. Safe to run again: it only adds what is missing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv=${CENTRA_VENV:-$here/.venv}
+
+apt_packages=(
+  python3 python3-venv python3-dev gcc git rsync curl openssh-client
+  qemu-system-x86 qemu-utils ovmf ipxe-qemu debootstrap systemd-container
+  iproute2 nftables tftp-hpa busybox-static cpio xz-utils zstd
+  kea-dhcp4-server isc-dhcp-server nginx-light
+)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  # The daemons are installed only for their config checkers (kea-dhcp4 -t,
+  # dhcpd -t, nginx -t) in unit tests: keep them from starting on this machine.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! cmp -s "$here/requirements.txt" "$venv/.requirements.installed" 2>/dev/null; then
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -r "$here/requirements.txt"
+  cp "$here/requirements.txt" "$venv/.requirements.installed"
+fi
+echo "setup: ready ($venv)"
