@@ -272,7 +272,8 @@ class _Builder:
             if key not in ASSET_FIELDS:
                 self.problem(where, "%s.%s" % (field, key), "unknown field (known: %s)" % ", ".join(ASSET_FIELDS))
         src, url, checksum = raw.get("src"), raw.get("url"), raw.get("checksum")
-        if checksum is not None and not (isinstance(checksum, str) and SHA256_RE.match(checksum)):
+        checksum_invalid = checksum is not None and not (isinstance(checksum, str) and SHA256_RE.match(checksum))
+        if checksum_invalid:
             self.problem(where, "%s.checksum" % field, "%r is not sha256:<64 hex digits>" % (checksum,))
             checksum = None
         asset: Dict[str, Any] = {"source": None, "src": None, "url": None,
@@ -299,7 +300,8 @@ class _Builder:
                 self.problem(where, "%s.url" % field, "%r is not an http(s) URL" % (url,))
                 return None
             if not checksum:
-                self.problem(where, "%s.checksum" % field, "a url asset needs checksum: sha256:<hex>")
+                if not checksum_invalid:
+                    self.problem(where, "%s.checksum" % field, "a url asset needs checksum: sha256:<hex>")
                 return None
             asset.update(source="url", url=url)
         return asset

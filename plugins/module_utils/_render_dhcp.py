@@ -166,7 +166,7 @@ def _isc_arch_test(rule: BootRule) -> str:
             terms.append("not exists arch")
         else:
             terms.append("substring(option arch, 0, 2) = %02x:%02x" % (code >> 8, code & 0xFF))
-    return " or ".join(terms)
+    return "(%s)" % " or ".join("(%s)" % term for term in terms)
 
 
 def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any],
@@ -189,7 +189,7 @@ def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any],
     lines.append("")
     # Boot policy: one if/elsif chain, so exactly one answer applies.
     ipxe_file = decide(boot, user_class=b"iPXE").filename
-    lines.append('if (exists user-class and option user-class = "iPXE") or exists ipxe-encap-opts {')
+    lines.append('if ((exists user-class and option user-class = "iPXE") or exists ipxe-encap-opts) {')
     lines.append("  filename %s;" % _isc_string(str(ipxe_file)))
     for rule in BOOT_RULES:
         answer = decide(boot, arch=rule.arch_codes[-1])

@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: boot_answer
+short_description: The DHCP answer the option-93 boot policy gives a client
+version_added: 0.1.0
+author: centra.pxe engineers
+description:
+  - The one boot policy of the collection (DESIGN.md, Boot policy) as a filter: what a client sends in, the answer out.
+  - Both DHCP backends are generated from the same table, so this is what Kea and dhcpd answer.
+options:
+  _input:
+    description: The server, a mapping with C(address), C(http_base) and C(loaders) (slot to file name).
+    type: dict
+    required: true
+  arch:
+    description: The first code of DHCP option 93; omit when the client sent none.
+    type: int
+  user_class:
+    description: The user class (option 77) as text; iPXE sends C(iPXE).
+    type: str
+  option_175:
+    description: Whether the client sent iPXE's option 175.
+    type: bool
+    default: false
+  vendor_class:
+    description: Option 60 as sent (C(PXEClient:Arch:00007...)); informational.
+    type: str
+"""
+
+EXAMPLES = r"""
+# {"kind": "tftp", "filename": "ipxe.efi", "next_server": "192.0.2.2", ...}
+answer: "{{ server | centra.pxe.boot_answer(arch=7) }}"
+"""
+
+RETURN = r"""
+  _value:
+    description: The answer, with C(kind) (script, tftp, http or none), C(rule), C(filename), C(next_server), C(vendor_class) and C(reason).
+    type: dict
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from dataclasses import asdict
+
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import decide
+from ansible_collections.centra.pxe.plugins.module_utils._render_dhcp import boot_server
+
+
+def boot_answer(server, arch=None, user_class=None, option_175=False, vendor_class=None):
+    try:
+        answer = decide(boot_server(server), arch=None if arch is None else int(arch),
+                        user_class=user_class.encode() if isinstance(user_class, str) else user_class,
+                        option_175=bool(option_175), vendor_class=vendor_class)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError("centra.pxe.boot_answer: %s" % exc) from None
+    return asdict(answer)
+
+
+class FilterModule:
+    def filters(self):
+        return {"boot_answer": boot_answer}

@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: ipxe_entry_script
+short_description: boot.ipxe, the script every iPXE client is sent to
+version_added: 0.1.0
+author: centra.pxe engineers
+description:
+  - Chains the per-MAC script of the interface that booted (C(${mac}), not C(${net0/mac})); the web server answers unknown MACs with the menu.
+  - A failed download shows a clear message and retries.
+options:
+  _input:
+    description: The boot plan (the fact returned by M(centra.pxe.boot_plan)).
+    type: dict
+    required: true
+  http_base:
+    description: The URL the boot tree is served at, such as C(http://192.0.2.2).
+    type: str
+    required: true
+  settings:
+    description: Overrides of C(menu_timeout) (seconds), C(menu_default) (a profile, C(local) or C(shell)), C(console) (list), C(retry_seconds), C(title).
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+content: "{{ centra_pxe_plan | centra.pxe.ipxe_entry_script('http://192.0.2.2') }}"
+"""
+
+RETURN = r"""
+  _value:
+    description: The script.
+    type: str
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import entry_script
+
+
+def ipxe_entry_script(plan, http_base, settings=None):
+    try:
+        return entry_script(plan, http_base, settings or {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError("centra.pxe.ipxe_entry_script: %s" % exc) from None
+
+
+class FilterModule:
+    def filters(self):
+        return {"ipxe_entry_script": ipxe_entry_script}

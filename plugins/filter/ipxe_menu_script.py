@@ -1,0 +1,50 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: ipxe_menu_script
+short_description: menu.ipxe, the profile menu for machines not in the inventory
+version_added: 0.1.0
+author: centra.pxe engineers
+description:
+  - One entry per profile, boot from local disk and an iPXE shell, with a timeout and a default.
+options:
+  _input:
+    description: The boot plan (the fact returned by M(centra.pxe.boot_plan)).
+    type: dict
+    required: true
+  http_base:
+    description: The URL the boot tree is served at, such as C(http://192.0.2.2).
+    type: str
+    required: true
+  settings:
+    description: Overrides of C(menu_timeout) (seconds), C(menu_default) (a profile, C(local) or C(shell)), C(console) (list), C(retry_seconds), C(title).
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+content: "{{ centra_pxe_plan | centra.pxe.ipxe_menu_script('http://192.0.2.2', {'menu_default': 'worker', 'menu_timeout': 10}) }}"
+"""
+
+RETURN = r"""
+  _value:
+    description: The script.
+    type: str
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import menu_script
+
+
+def ipxe_menu_script(plan, http_base, settings=None):
+    try:
+        return menu_script(plan, http_base, settings or {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError("centra.pxe.ipxe_menu_script: %s" % exc) from None
+
+
+class FilterModule:
+    def filters(self):
+        return {"ipxe_menu_script": ipxe_menu_script}

@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: mac_format
+short_description: Canonical or loader-specific form of a MAC address
+version_added: 0.1.0
+author: centra.pxe engineers
+description:
+  - Parses a MAC in any common notation (colon, hyphen, Cisco dotted, bare hex, any case) and returns it in the form asked for.
+  - Fails, quoting the value, on anything that is not a 48-bit unicast MAC.
+options:
+  _input:
+    description: The MAC address, in any common notation.
+    type: str
+    required: true
+  form:
+    description: The output form.
+    type: str
+    default: colon
+    choices: [colon, hyphen, bare, cisco, pxelinux, ipxe]
+"""
+
+EXAMPLES = r"""
+# "52:54:00:00:01:01"
+canonical: "{{ '5254.0000.0101' | centra.pxe.mac_format }}"
+# "01-52-54-00-00-01-01"
+pxelinux_name: "{{ '52-54-00-00-01-01' | centra.pxe.mac_format('pxelinux') }}"
+"""
+
+RETURN = r"""
+  _value:
+    description: The MAC in the form asked for.
+    type: str
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.centra.pxe.plugins.module_utils._mac import MacError, format_mac, parse_mac
+
+
+def mac_format(value, form="colon"):
+    try:
+        return format_mac(parse_mac(value), form)
+    except MacError as exc:
+        raise AnsibleFilterError("centra.pxe.mac_format: %s" % exc) from None
+
+
+class FilterModule:
+    def filters(self):
+        return {"mac_format": mac_format}

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""centra.pxe lab harness: a real PXE host (nspawn container) and real PXE clients (QEMU).
+
+    python3 tests/lab/lab.py up [--inventory PATH] [--hosts N] [--apt-packages a,b]
+    python3 tests/lab/lab.py boot --mac MAC --firmware bios|uefi [--timeout S] [--json]
+    python3 tests/lab/lab.py down
+    python3 tests/lab/lab.py image | status
+
+The subcommands and their output are a contract that tests outside this repository
+rely on (see tests/lab/README.md and "The lab" in the design notes). Run as root.
+Exit status: 0 success, 1 a boot did not reach PXE-BOOT-OK, 2 any other failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from labkit import boot, container, image, inventory, net, rootfs  # noqa: E402
+from labkit.common import (  # noqa: E402
+    BOOTS_DIR,
+    BRIDGE,
+    BRIDGE_ADDRESS,
+    BRIDGE_NETWORK,
+    DEFAULT_INVENTORY,
+    LOGS_DIR,
+    MAX_PXE_HOSTS,
+    NFT_TABLE,
+    SSH_KEY,
+    STATE_DIR,
+    STATE_FILE,
+    STATE_VERSION,
+    LabError,
+    lab_lock,
+    log,
+    read_json,
+    require_root,
+    run,
+    timestamp,
+    write_json_atomic,
+)
+from labkit.container import PxeHost  # noqa: E402
+
+HOSTS_DIR = STATE_DIR / "hosts"
+
+
+# --- state -----------------------------------------------------------------------------
+
+
+def save_state(state: dict[str, object], hosts: list[PxeHost]) -> None:
+    """Rewritten after every step of `up`, so a crash leaves an accurate record."""
+    state["hosts"] = [h.to_json() for h in hosts]
+    write_json_atomic(STATE_FILE, state)
+
+
+def host_address(index: int) -> str:
+    """PXE host i (1-based) gets 192.0.2.(1+i): pxe01 is 192.0.2.2."""
+    return f"192.0.2.{1 + index}"
+
+
+# --- teardown (down, and the first thing `up` does) ------------------------------------
+
+
+def teardown() -> None:
+    """Remove everything a previous `up` or `boot` made, as far as it still exists.
+
+    Driven by the state files first (PIDs are only ever signalled if they match what
+    was recorded), then by the lab's own names (cpxebr0, cpxet*, vb-cpxe-*, table inet
+    centra_lab) for whatever a crash left unrecorded. Caches and logs are kept.
+    """
+    boot.cleanup_stale_boots()
+    state = read_json(STATE_FILE) or {}
+    for data in state.get("hosts", []):
+        host = PxeHost.from_json(data)
+        log(f"stopping {host.name} ({host.machine})")
+        container.stop(host)
+        net.delete_link(host.veth)
+    for veth in net.list_links("vb-cpxe-"):
+        net.delete_link(veth)
+    if HOSTS_DIR.exists():
+        rootfs.remove_tree(HOSTS_DIR)
+    inventory_path = state.get("inventory")
+    if isinstance(inventory_path, str):
+        Path(inventory_path).unlink(missing_ok=True)
+    net.delete_link(BRIDGE)
+    for tap in net.remove_stray_taps():
+        log(f"removed leftover tap {tap}")
+    net.remove_nft_guard()
+    STATE_FILE.unlink(missing_ok=True)
+
+
+# --- up ----------------------------------------------------------------------------------
+
+
+def ensure_ssh_key() -> str:
+    """The lab's SSH key pair (cached); returns the public key."""
+    if not SSH_KEY.exists():
+        SSH_KEY.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "centra-pxe-lab", "-f", SSH_KEY])
+    return SSH_KEY.with_suffix(".pub").read_text()
+
+
+def prepare_hosts(count: int, packages: tuple[str, ...], public_key: str) -> list[PxeHost]:
+    """Fresh rootfs copies: the first is unpacked and primed, the others cloned from it."""
+    tarball = rootfs.ensure_rootfs_tarball()
+    stamp = timestamp()
+    hosts = []
+    for index in range(1, count + 1):
+        name = f"pxe{index:02d}"
+        host = PxeHost(name=name, address=host_address(index),
+                       rootfs=HOSTS_DIR / name / "rootfs",
+                       console_log=LOGS_DIR / f"console-{name}-{stamp}.log")
+        if index == 1:
+            rootfs.extract_rootfs(tarball, host.rootfs)
+            rootfs.prime_apt_cache(host.rootfs, packages)
+        else:
+            rootfs.clone_rootfs(hosts[0].rootfs, host.rootfs)
+        hosts.append(host)
+    for host in hosts:   # after cloning, so that no two hosts share an identity
+        rootfs.personalize(host.rootfs, host.name, host.address, public_key)
+    return hosts
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if not 1 <= args.hosts <= MAX_PXE_HOSTS:
+        raise LabError(f"--hosts must be between 1 and {MAX_PXE_HOSTS}")
+    packages = rootfs.apt_packages_from(args.apt_packages)
+    inventory_path = Path(args.inventory).resolve() if args.inventory else DEFAULT_INVENTORY
+    started = time.monotonic()
+    with lab_lock():
+        if STATE_FILE.exists() or net.link_exists(BRIDGE):
+            log("cleaning up what a previous run left behind")
+        teardown()
+        public_key = ensure_ssh_key()
+        image.ensure_image()
+        state: dict[str, object] = {
+            "version": STATE_VERSION, "created": time.strftime("%FT%T%z"),
+            "bridge": BRIDGE, "network": BRIDGE_NETWORK, "bridge_address": BRIDGE_ADDRESS,
+            "nft_table": f"inet {NFT_TABLE}", "inventory": str(inventory_path),
+            "apt_packages": list(packages), "hosts": [],
+        }
+        save_state(state, [])
+        net.check_forwarding_off()
+        net.install_nft_guard()
+        net.create_bridge()
+        hosts = prepare_hosts(args.hosts, packages, public_key)
+        save_state(state, hosts)
+        for host in hosts:
+            container.start(host)
+            save_state(state, hosts)
+            log(f"started {host.name} (nspawn PID {host.nspawn.pid if host.nspawn else '?'}), "
+                f"console: {host.console_log}")
+        for host in hosts:
+            host.init = container.find_init(host)
+            save_state(state, hosts)
+        for host in hosts:
+            status = container.wait_ready(host)
+            log(f"{host.name} at {host.address} is {status}")
+        inventory.write(inventory_path, hosts)
+        state["ready_seconds"] = round(time.monotonic() - started, 1)
+        save_state(state, hosts)
+    log(f"lab is up in {time.monotonic() - started:.0f}s; inventory: {inventory_path}")
+    print(inventory_path)
+    return 0
+
+
+# --- down, status, image --------------------------------------------------------------
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    with lab_lock():
+        teardown()
+        if args.purge_logs and LOGS_DIR.exists():
+            rootfs.remove_tree(LOGS_DIR)
+    log(f"lab is down ({time.monotonic() - started:.1f}s); caches kept")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The state JSON, plus whether each recorded process is still alive."""
+    state = read_json(STATE_FILE)
+    if state is None:
+        print(json.dumps({"up": False}, indent=2))
+        return 0
+    for data in state.get("hosts", []):
+        host = PxeHost.from_json(data)
+        data["alive"] = bool(host.nspawn and host.nspawn.alive())
+    state["up"] = any(h.get("alive") for h in state.get("hosts", []))
+    state["bridge_present"] = net.link_exists(BRIDGE)
+    state["running_boots"] = [read_json(p) for p in sorted(BOOTS_DIR.glob("boot-*.json"))] \
+        if BOOTS_DIR.is_dir() else []
+    print(json.dumps(state, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    vmlinuz, initrd = image.ensure_image()
+    print(vmlinuz)
+    print(initrd)
+    return 0
+
+
+# --- boot ---------------------------------------------------------------------------------
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    macs = [boot.canonical_mac(m) for m in [args.mac, *args.extra_mac]]
+    request = boot.BootRequest(
+        macs=macs, firmware=args.firmware, timeout=args.timeout,
+        boot_nic=args.boot_nic or 1, attach_all=args.boot_nic is None or args.attach_all,
+        http_boot=args.http_boot,
+        nic_model=args.nic_model or ("virtio" if args.firmware == "uefi" else "e1000"),
+        memory_mb=args.memory,
+    )
+    result = boot.run_boot(request)
+    if args.json:
+        print(boot.result_json(request, result))
+    elif result.ok:
+        print(result.line)
+    else:
+        print(f"lab: boot failed: {result.reason}; last {len(result.tail)} lines of "
+              f"{result.log_path}:")
+        print("\n".join(result.tail))
+    if result.ok:
+        log(f"{request.macs[request.boot_nic - 1]} booted in {result.seconds:.1f}s")
+    return 0 if result.ok else 1
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n")[0])
+    sub = top.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="create the lab network and the PXE host container(s)")
+    up.add_argument("--inventory", metavar="PATH",
+                    help=f"where to write the inventory (default {DEFAULT_INVENTORY})")
+    up.add_argument("--hosts", type=int, default=1, metavar="N",
+                    help="number of PXE hosts pxe01.. (192.0.2.2..; default 1)")
+    up.add_argument("--apt-packages", metavar="A,B,...",
+                    help="packages to pre-download into each PXE host's apt cache "
+                         "(default: env CENTRA_LAB_APT_PACKAGES, else "
+                         f"{','.join(rootfs.DEFAULT_APT_PACKAGES)})")
+    up.set_defaults(func=cmd_up)
+
+    bt = sub.add_parser("boot", help="PXE-boot one QEMU machine and wait for PXE-BOOT-OK")
+    bt.add_argument("--mac", required=True, help="MAC of the first NIC")
+    bt.add_argument("--firmware", required=True, choices=("bios", "uefi"))
+    bt.add_argument("--timeout", type=float, default=180.0, metavar="S")
+    bt.add_argument("--extra-mac", action="append", default=[], metavar="MAC",
+                    help="add another NIC (repeatable)")
+    bt.add_argument("--boot-nic", type=int, metavar="N",
+                    help="1-based NIC to boot from; the other NICs are then plugged into "
+                         "nothing (unless --attach-all)")
+    bt.add_argument("--attach-all", action="store_true",
+                    help="with --boot-nic: keep every NIC on the lab bridge")
+    bt.add_argument("--http-boot", action="store_true",
+                    help="UEFI only: boot through OVMF's UEFI HTTPv4 entry instead of PXE")
+    bt.add_argument("--nic-model", choices=("e1000", "virtio"),
+                    help="default: e1000 for bios, virtio for uefi (OVMF drives virtio only)")
+    bt.add_argument("--memory", type=int, default=512, metavar="MB")
+    bt.add_argument("--json", action="store_true", help="print one JSON object")
+    bt.set_defaults(func=cmd_boot)
+
+    down = sub.add_parser("down", help="remove everything `up` made (keeps the caches)")
+    down.add_argument("--purge-logs", action="store_true",
+                      help=f"also delete the serial/console logs in {LOGS_DIR}")
+    down.set_defaults(func=cmd_down)
+
+    sub.add_parser("image", help="build (or reuse) the test kernel + initrd") \
+        .set_defaults(func=cmd_image)
+    sub.add_parser("status", help="print the state JSON").set_defaults(func=cmd_status)
+    return top
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM/SIGHUP unwind like Ctrl-C, so every `finally` cleanup still runs."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+    try:
+        require_root()
+        return int(args.func(args))
+    except LabError as err:
+        print(f"lab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.umask(0o022)
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""PXE hosts as systemd-nspawn containers with systemd as PID 1.
+
+This machine does not run systemd, so there is no machine bus: containers run with
+``--register=no --keep-unit`` in the background, their console goes to a log file,
+and they are tracked by PID. Ansible reaches them over SSH, as in production.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    BRIDGE,
+    MACHINE_PREFIX,
+    SSH_KEY,
+    LabError,
+    ProcessRef,
+    log,
+    run,
+)
+
+SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+               "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
+
+
+@dataclass
+class PxeHost:
+    """One PXE host container as recorded in the state file."""
+
+    name: str                        # inventory name and hostname: pxe01
+    address: str                     # 192.0.2.2
+    rootfs: Path
+    console_log: Path
+    nspawn: ProcessRef | None = None
+    init: ProcessRef | None = None   # the container's PID 1, seen from the host
+
+    @property
+    def machine(self) -> str:
+        return f"{MACHINE_PREFIX}{self.name}"
+
+    @property
+    def veth(self) -> str:
+        """Host side of the veth nspawn creates for --network-bridge."""
+        return f"vb-{self.machine}"[:15]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "address": self.address, "machine": self.machine,
+            "rootfs": str(self.rootfs), "console_log": str(self.console_log),
+            "veth": self.veth,
+            "nspawn": self.nspawn.to_json() if self.nspawn else None,
+            "init": self.init.to_json() if self.init else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PxeHost:
+        return cls(name=data["name"], address=data["address"], rootfs=Path(data["rootfs"]),
+                   console_log=Path(data["console_log"]),
+                   nspawn=ProcessRef.from_json(data.get("nspawn")),
+                   init=ProcessRef.from_json(data.get("init")))
+
+
+def ssh_command(address: str, *remote: str) -> list[str]:
+    return ["ssh", "-i", str(SSH_KEY), *SSH_OPTIONS, f"root@{address}", *remote]
+
+
+def start(host: PxeHost) -> None:
+    """Boot the container in the background; its console goes to ``console_log``."""
+    host.console_log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        "systemd-nspawn", "--boot", "--register=no", "--keep-unit",
+        f"--directory={host.rootfs}", f"--machine={host.machine}", f"--hostname={host.name}",
+        f"--network-bridge={BRIDGE}", "--resolv-conf=off", "--timezone=off",
+        "--link-journal=no", "--console=read-only",
+        # SIGTERM to nspawn then powers the container off cleanly (SIGRTMIN+4 = poweroff).
+        "--kill-signal=SIGRTMIN+4",
+    ]
+    with open(host.console_log, "ab") as console:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    host.nspawn = ProcessRef.of(process.pid)
+
+
+def find_init(host: PxeHost, timeout: float = 20.0) -> ProcessRef:
+    """Find the container's PID 1 (its PID in the host namespace).
+
+    It is the process whose innermost PID is 1 and whose root directory is the
+    container's rootfs. Recorded so that ``down`` can still kill the container if
+    nspawn itself died (the container would otherwise outlive it).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if host.nspawn is not None and not host.nspawn.alive():
+            raise LabError(f"systemd-nspawn for {host.name} exited; see {host.console_log}")
+        pid = _container_init_pid(host.rootfs)
+        if pid is not None:
+            return ProcessRef.of(pid)
+        time.sleep(0.2)
+    raise LabError(f"could not find PID 1 of container {host.machine}")
+
+
+def _container_init_pid(rootfs: Path) -> int | None:
+    target = str(rootfs.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            root = os.readlink(entry / "root")
+        except OSError:
+            continue
+        nspid = next((line.split()[1:] for line in status.splitlines()
+                      if line.startswith("NSpid:")), [])
+        if len(nspid) >= 2 and nspid[-1] == "1" and root == target:
+            return int(entry.name)
+    return None
+
+
+def wait_ready(host: PxeHost, timeout: float = 180.0) -> str:
+    """Wait for SSH, then for systemd to finish booting; returns running/degraded."""
+    deadline = time.monotonic() + timeout
+    _wait_port(host, 22, deadline)
+    state = ""
+    while time.monotonic() < deadline:
+        result = run(ssh_command(host.address, "systemctl", "is-system-running"),
+                     check=False, capture=True, timeout=30)
+        state = result.stdout.strip()
+        if state in ("running", "degraded"):
+            if state == "degraded":
+                failed = run(ssh_command(host.address, "systemctl", "--failed", "--no-legend"),
+                             check=False, capture=True, timeout=30).stdout.strip()
+                log(f"warning: {host.name} is degraded; failed units:\n{failed}")
+            return state
+        if state == "stopping" or (host.nspawn and not host.nspawn.alive()):
+            break
+        time.sleep(1)
+    raise LabError(f"{host.name} did not finish booting (systemd says {state!r}); "
+                   f"console log: {host.console_log}")
+
+
+def _wait_port(host: PxeHost, port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if host.nspawn is not None and not host.nspawn.alive():
+            raise LabError(f"container {host.machine} stopped while booting; "
+                           f"console log: {host.console_log}")
+        try:
+            with socket.create_connection((host.address, port), timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise LabError(f"SSH on {host.address} did not answer; console log: {host.console_log}")
+
+
+def stop(host: PxeHost, timeout: float = 30.0) -> None:
+    """Power the container off cleanly, then kill whatever is left, by recorded PID.
+
+    SIGTERM makes nspawn send SIGRTMIN+4 (poweroff) to the container's systemd. If
+    nspawn is gone already, the same signal goes to the container's PID 1 directly.
+    Killing a PID namespace's init with SIGKILL takes every process in it along.
+    """
+    nspawn, init = host.nspawn, host.init
+    if nspawn is not None and nspawn.alive():
+        nspawn.signal(signal.SIGTERM)
+    elif init is not None and init.alive():
+        init.signal(signal.SIGRTMIN + 4)
+    deadline = time.monotonic() + timeout
+    for process in (nspawn, init):
+        if process is not None and not process.wait_gone(max(0.0, deadline - time.monotonic())):
+            log(f"{host.name}: clean poweroff timed out, killing PID {process.pid}")
+    for process in (init, nspawn):
+        if process is not None and process.alive():
+            process.kill()
+    for process in (init, nspawn):
+        if process is not None and process.alive():
+            raise LabError(f"could not stop {host.machine} (PID {process.pid})")

@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The filters are thin: each adapts the core and turns its errors into AnsibleFilterError."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.centra.pxe.plugins.filter import (
+    boot_answer, dhcpd_config, healthz, ipxe_entry_script, ipxe_menu_script, kea_config, mac_format, server_endpoint,
+)
+from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan
+
+SERVER = {"address": "192.0.2.2", "http_base": "http://192.0.2.2", "loaders": {"bios": "undionly.kpxe", "efi64": "ipxe.efi"}}
+ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
+PLAN = build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": ASSET, "initrd": ASSET}},
+                  {"n1": {"groups": ["worker"], "pxe_mac": "52:54:00:00:00:01", "pxe_ip": "192.0.2.10"}})
+
+
+def test_every_filter_is_registered_under_its_file_name():
+    for module in (boot_answer, dhcpd_config, healthz, ipxe_entry_script, ipxe_menu_script, kea_config, mac_format,
+                   server_endpoint):
+        name = module.__name__.rsplit(".", 1)[1]
+        assert list(module.FilterModule().filters()) == [name]
+
+
+def test_mac_format():
+    assert mac_format.mac_format("5254.0000.0001", "pxelinux") == "01-52-54-00-00-00-01"
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.mac_format: 'nope' is not a MAC"):
+        mac_format.mac_format("nope")
+
+
+def test_boot_answer():
+    assert boot_answer.boot_answer(SERVER, arch=7)["filename"] == "ipxe.efi"
+    assert boot_answer.boot_answer(SERVER, arch="0")["filename"] == "undionly.kpxe"
+    assert boot_answer.boot_answer(SERVER, user_class="iPXE")["kind"] == "script"
+    with pytest.raises(AnsibleFilterError):
+        boot_answer.boot_answer({}, arch=7)
+
+
+def test_renderers():
+    assert kea_config.kea_config(PLAN, SERVER)["Dhcp4"]["subnet4"][0]["reservations"][0]["ip-address"] == "192.0.2.10"
+    assert "fixed-address 192.0.2.10;" in dhcpd_config.dhcpd_config(PLAN, SERVER)
+    assert json.loads(healthz.healthz(PLAN))["nodes"] == 1
+    assert "${mac:hexhyp}" in ipxe_entry_script.ipxe_entry_script(PLAN, "http://192.0.2.2")
+    assert "profile_worker" in ipxe_menu_script.ipxe_menu_script(PLAN, "http://192.0.2.2", {"menu_default": "worker"})
+    with pytest.raises(AnsibleFilterError, match="neither a profile"):
+        ipxe_menu_script.ipxe_menu_script(PLAN, "http://192.0.2.2", {"menu_default": "nope"})
+
+
+FACTS = {
+    "interfaces": ["lo", "eth0", "host0"],
+    "lo": {"ipv4": {"address": "127.0.0.1"}},
+    "eth0": {"ipv4": {"address": "203.0.113.7"}},
+    "host0": {"ipv4": {"address": "198.51.100.9"}, "ipv4_secondaries": [{"address": "192.0.2.2"}]},
+}
+
+
+def test_server_endpoint_finds_the_provisioning_interface():
+    assert server_endpoint.server_endpoint(PLAN, FACTS) == {"interface": "host0", "address": "192.0.2.2", "cidr": "192.0.2.0/24"}
+    assert server_endpoint.server_endpoint(PLAN, FACTS, "host0")["address"] == "192.0.2.2"
+
+
+def test_server_endpoint_errors_name_the_fix():
+    with pytest.raises(AnsibleFilterError, match="interface eth0 holds no IPv4 address inside pxe_subnets"):
+        server_endpoint.server_endpoint(PLAN, FACTS, "eth0")
+    with pytest.raises(AnsibleFilterError, match="no interface holds an IPv4 address"):
+        server_endpoint.server_endpoint(PLAN, {"interfaces": ["lo"], "lo": {"ipv4": {"address": "127.0.0.1"}}})
+    facts = dict(FACTS, eth0={"ipv4": {"address": "192.0.2.3"}})
+    with pytest.raises(AnsibleFilterError, match="several interfaces .* set pxe_interface"):
+        server_endpoint.server_endpoint(PLAN, facts)

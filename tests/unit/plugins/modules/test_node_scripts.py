@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan
+from ansible_collections.centra.pxe.plugins.modules import node_scripts
+
+ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
+
+
+def make_plan(nodes):
+    return build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": ASSET, "initrd": ASSET}},
+                      {n: {"groups": ["worker"], "pxe_mac": m} for n, m in nodes.items()})
+
+
+def run(capsys, **args):
+    args.setdefault("http_base", "http://192.0.2.2")
+    with patch_module_args(args), pytest.raises(SystemExit):
+        node_scripts.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_writes_updates_and_removes(tmp_path, capsys):
+    dest = str(tmp_path / "nodes")
+    plan = make_plan({"a": "52:54:00:00:00:0a", "b": ["52:54:00:00:00:0b", "52:54:00:00:00:0c"]})
+
+    first = run(capsys, plan=plan, dest=dest)
+    assert first["changed"] and first["count"] == 3
+    assert sorted(os.listdir(dest)) == ["52-54-00-00-00-0a.ipxe", "52-54-00-00-00-0b.ipxe", "52-54-00-00-00-0c.ipxe"]
+    assert oct(os.stat(os.path.join(dest, "52-54-00-00-00-0a.ipxe")).st_mode & 0o777) == "0o644"
+
+    again = run(capsys, plan=plan, dest=dest)
+    assert not again["changed"] and again["added"] == again["updated"] == again["removed"] == []
+
+    smaller = make_plan({"a": "52:54:00:00:00:0a"})
+    (tmp_path / "nodes" / "notes.txt").write_text("operator file, not ours")
+    third = run(capsys, plan=smaller, dest=dest)
+    assert third["changed"] and third["removed"] == ["52-54-00-00-00-0b.ipxe", "52-54-00-00-00-0c.ipxe"]
+    assert sorted(os.listdir(dest)) == ["52-54-00-00-00-0a.ipxe", "notes.txt"]
+
+
+def test_check_mode_reports_and_changes_nothing(tmp_path, capsys):
+    dest = str(tmp_path / "nodes")
+    plan = make_plan({"a": "52:54:00:00:00:0a"})
+    result = run(capsys, plan=plan, dest=dest, _ansible_check_mode=True, _ansible_diff=True)
+    assert result["changed"] and result["added"] == ["52-54-00-00-00-0a.ipxe"]
+    assert "add 52-54-00-00-00-0a.ipxe" in result["diff"]["after"]
+    assert not os.path.exists(dest)
+
+
+def test_override_changes_one_nodes_boot_mode(tmp_path, capsys):
+    dest = str(tmp_path / "nodes")
+    plan = make_plan({"a": "52:54:00:00:00:0a"})
+    run(capsys, plan=plan, dest=dest, override={"a": "local"})
+    text = (tmp_path / "nodes" / "52-54-00-00-00-0a.ipxe").read_text()
+    assert "kernel" not in text and "exit" in text
+
+
+def test_a_file_where_the_directory_should_be_fails_clearly(tmp_path, capsys):
+    dest = tmp_path / "nodes"
+    dest.write_text("")
+    result = run(capsys, plan=make_plan({"a": "52:54:00:00:00:0a"}), dest=str(dest))
+    assert result["failed"] and "is not a directory" in result["msg"]
