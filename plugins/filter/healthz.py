@@ -10,8 +10,8 @@ description:
   - JSON with the status, the configuration version (the plan digest), the profiles, the node count and the sha256 of every asset.
 options:
   _input:
-    description: The boot plan (the fact returned by M(centra.pxe.boot_plan)).
-    type: dict
+    description: The boot plan, the JSON string M(centra.pxe.boot_plan) returns as a fact.
+    type: raw
     required: true
 """
 
@@ -27,12 +27,13 @@ RETURN = r"""
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import healthz as render
 
 
 def healthz(plan):
     try:
-        return render(plan)
+        return render(load_plan(plan))
     except (KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError("centra.pxe.healthz: %s" % exc) from None
 

@@ -11,8 +11,8 @@ description:
   - A failed download shows a clear message and retries.
 options:
   _input:
-    description: The boot plan (the fact returned by M(centra.pxe.boot_plan)).
-    type: dict
+    description: The boot plan, the JSON string M(centra.pxe.boot_plan) returns as a fact.
+    type: raw
     required: true
   http_base:
     description: The URL the boot tree is served at, such as C(http://192.0.2.2).
@@ -36,12 +36,13 @@ RETURN = r"""
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import entry_script
 
 
 def ipxe_entry_script(plan, http_base, settings=None):
     try:
-        return entry_script(plan, http_base, settings or {})
+        return entry_script(load_plan(plan), http_base, settings or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError("centra.pxe.ipxe_entry_script: %s" % exc) from None
 

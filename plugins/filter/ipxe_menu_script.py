@@ -10,8 +10,8 @@ description:
   - One entry per profile, boot from local disk and an iPXE shell, with a timeout and a default.
 options:
   _input:
-    description: The boot plan (the fact returned by M(centra.pxe.boot_plan)).
-    type: dict
+    description: The boot plan, the JSON string M(centra.pxe.boot_plan) returns as a fact.
+    type: raw
     required: true
   http_base:
     description: The URL the boot tree is served at, such as C(http://192.0.2.2).
@@ -35,12 +35,13 @@ RETURN = r"""
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import menu_script
 
 
 def ipxe_menu_script(plan, http_base, settings=None):
     try:
-        return menu_script(plan, http_base, settings or {})
+        return menu_script(load_plan(plan), http_base, settings or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError("centra.pxe.ipxe_menu_script: %s" % exc) from None
 

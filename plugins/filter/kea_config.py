@@ -11,8 +11,8 @@ description:
   - Returns a mapping; write it with C(to_nice_json) and check it with C(kea-dhcp4 -t).
 options:
   _input:
-    description: The boot plan (the fact returned by M(centra.pxe.boot_plan)).
-    type: dict
+    description: The boot plan, the JSON string M(centra.pxe.boot_plan) returns as a fact.
+    type: raw
     required: true
   server:
     description: The server, a mapping with C(address), C(http_base) and C(loaders).
@@ -36,12 +36,13 @@ RETURN = r"""
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 from ansible_collections.centra.pxe.plugins.module_utils._render_dhcp import kea_dhcp4_config
 
 
 def kea_config(plan, server, settings=None):
     try:
-        return kea_dhcp4_config(plan, server, settings or {})
+        return kea_dhcp4_config(load_plan(plan), server, settings or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError("centra.pxe.kea_config: %s" % exc) from None
 

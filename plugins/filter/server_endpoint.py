@@ -11,8 +11,8 @@ description:
   - Fails with a clear message when there is none, or several and none was named.
 options:
   _input:
-    description: The boot plan (the fact returned by M(centra.pxe.boot_plan)).
-    type: dict
+    description: The boot plan, the JSON string M(centra.pxe.boot_plan) returns as a fact.
+    type: raw
     required: true
   facts:
     description: The server's C(ansible_facts), with the network subset gathered.
@@ -38,12 +38,13 @@ RETURN = r"""
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 from ansible_collections.centra.pxe.plugins.module_utils._endpoint import EndpointError, server_endpoint as find
 
 
 def server_endpoint(plan, facts, interface=None, address=None):
     try:
-        return find(plan, facts, interface or None, address or None)
+        return find(load_plan(plan), facts, interface or None, address or None)
     except (EndpointError, KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError("centra.pxe.server_endpoint: %s" % exc) from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 CANONICAL_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+COLON_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 # Each form is a function of the canonical "52:54:00:00:01:01" form.
 FORMS = ("colon", "hyphen", "bare", "cisco", "pxelinux", "ipxe")
@@ -36,6 +37,9 @@ def parse_mac(value: object) -> str:
     if not isinstance(value, str):
         raise MacError("%r is not a MAC address (expected a string)" % (value,))
     text = value.strip()
+    if COLON_RE.match(text):
+        # The notation most inventories use needs no library: 10,000 MACs in milliseconds.
+        return _checked(text.lower(), value)
     # netaddr also takes forms no operator means (0x-prefixed hex, integers):
     # only the characters of the common notations get through to it.
     if not re.fullmatch(r"[0-9A-Fa-f:.\-]+", text):
@@ -48,7 +52,10 @@ def parse_mac(value: object) -> str:
         eui = netaddr.EUI(text, version=48)
     except (netaddr.AddrFormatError, TypeError, ValueError):
         raise MacError("%r is not a MAC address" % (value,)) from None
-    canonical = str(eui.format(netaddr.mac_unix_expanded)).lower()
+    return _checked(str(eui.format(netaddr.mac_unix_expanded)).lower(), value)
+
+
+def _checked(canonical: str, value: object) -> str:
     if canonical == "00:00:00:00:00:00":
         raise MacError("%r is the all-zero MAC, which no network card has" % (value,))
     if int(canonical[:2], 16) & 1:

@@ -19,8 +19,8 @@ author:
   - centra.pxe engineers
 options:
   plan:
-    description: The boot plan (the fact returned by M(centra.pxe.boot_plan)).
-    type: dict
+    description: The boot plan, the JSON string M(centra.pxe.boot_plan) returns as a fact.
+    type: raw
     required: true
   http_base:
     description: The URL the boot tree is served at, such as C(http://192.0.2.2).
@@ -84,6 +84,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import node_scripts
 
 DIFF_LIMIT = 20  # file names listed in the diff; beyond that, counts only
@@ -120,7 +121,7 @@ def _summary(names, label):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            plan=dict(type="dict", required=True),
+            plan=dict(type="raw", required=True),
             http_base=dict(type="str", required=True),
             settings=dict(type="dict", default={}),
             override=dict(type="dict", default={}),
@@ -130,10 +131,12 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    plan = params["plan"]
+    try:
+        plan = load_plan(params["plan"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     override = params["override"] or {}
     if override:
-        plan = dict(plan)
         plan["nodes"] = [dict(n, boot=override.get(n["name"], n["boot"])) for n in plan["nodes"]]
     try:
         mode = int(params["mode"], 8)

@@ -68,7 +68,7 @@ def test_twelve_mistakes_fail_once_naming_each(tmp_path):
 def test_variables_from_every_inventory_layer():
     run, output = validate(os.path.join(FIXTURES, "layered", "hosts.yml"))
     assert run.returncode == 0, run.stdout[-3000:]
-    plan = task_result(output, 0)["ansible_facts"]["centra_pxe_plan"]
+    plan = json.loads(task_result(output, 0)["ansible_facts"]["centra_pxe_plan"])
     nodes = {n["name"]: n for n in plan["nodes"]}
     assert nodes["node01"]["macs"] == ["52:54:00:00:01:01"] and nodes["node01"]["ip"] == "192.0.2.11"
     assert nodes["node01"]["boot"] == "local"            # group_vars/worker.yml

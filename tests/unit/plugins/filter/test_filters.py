@@ -10,12 +10,12 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.centra.pxe.plugins.filter import (
     boot_answer, dhcpd_config, healthz, ipxe_entry_script, ipxe_menu_script, kea_config, mac_format, server_endpoint,
 )
-from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan
+from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan, dump_plan
 
 SERVER = {"address": "192.0.2.2", "http_base": "http://192.0.2.2", "loaders": {"bios": "undionly.kpxe", "efi64": "ipxe.efi"}}
 ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
-PLAN = build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": ASSET, "initrd": ASSET}},
-                  {"n1": {"groups": ["worker"], "pxe_mac": "52:54:00:00:00:01", "pxe_ip": "192.0.2.10"}})
+PLAN = dump_plan(build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": ASSET, "initrd": ASSET}},
+                  {"n1": {"groups": ["worker"], "pxe_mac": "52:54:00:00:00:01", "pxe_ip": "192.0.2.10"}}))
 
 
 def test_every_filter_is_registered_under_its_file_name():

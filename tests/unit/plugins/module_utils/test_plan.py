@@ -227,3 +227,19 @@ def test_random_inventories_either_build_or_name_each_problem(entries):
     assert unique
     assert sorted(m for n in plan["nodes"] for m in n["macs"]) == sorted(m for m, _, _ in entries)
     assert all(n["subnet_id"] == int(ipaddress.IPv4Address("198.51.100.0")) for n in plan["nodes"] if n["ip"])
+
+
+def test_the_plan_travels_as_one_json_string_and_comes_back_checked(profiles):
+    from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan, load_plan
+    plan = build_plan(SUBNETS, profiles, {"a": node("worker", "52:54:00:00:00:0a")})
+    text = dump_plan(plan)
+    assert isinstance(text, str) and load_plan(text) == plan and load_plan(plan) == plan
+    tampered = text.replace("52:54:00:00:00:0a", "52:54:00:00:00:0b")
+    with pytest.raises(ValueError, match="does not match its digest"):
+        load_plan(tampered)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_plan("{nope")
+    with pytest.raises(ValueError, match="not a boot plan"):
+        load_plan({"schema": 99})
+    with pytest.raises(ValueError, match="must be the JSON string"):
+        load_plan(42)

@@ -7,15 +7,15 @@ import os
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan
+from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan, dump_plan
 from ansible_collections.centra.pxe.plugins.modules import node_scripts
 
 ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
 
 
 def make_plan(nodes):
-    return build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": ASSET, "initrd": ASSET}},
-                      {n: {"groups": ["worker"], "pxe_mac": m} for n, m in nodes.items()})
+    return dump_plan(build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": ASSET, "initrd": ASSET}},
+                                {n: {"groups": ["worker"], "pxe_mac": m} for n, m in nodes.items()}))
 
 
 def run(capsys, **args):
