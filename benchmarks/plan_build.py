@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Boot plan build (centra.pxe.boot_plan) vs a Jinja loop over hostvars, same inventory, same run.
 

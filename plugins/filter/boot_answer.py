@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -5,7 +6,7 @@ DOCUMENTATION = r"""
 name: boot_answer
 short_description: The DHCP answer the option-93 boot policy gives a client
 version_added: 0.1.0
-author: centra.pxe engineers
+author: centra.pxe engineers (@centra)
 description:
   - The one boot policy of the collection (DESIGN.md, Boot policy) as a filter: what a client sends in, the answer out.
   - Both DHCP backends are generated from the same table, so this is what Kea and dhcpd answer.

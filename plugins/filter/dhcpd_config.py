@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -5,7 +6,7 @@ DOCUMENTATION = r"""
 name: dhcpd_config
 short_description: The ISC dhcpd configuration of a PXE server, from the boot plan
 version_added: 0.1.0
-author: centra.pxe engineers
+author: centra.pxe engineers (@centra)
 description:
   - Renders dhcpd.conf: subnets and pools, a host per MAC, and the option-93 boot policy as one if/elsif chain.
   - For sites that still run ISC DHCP (end-of-life since 2022); Kea is the default backend.

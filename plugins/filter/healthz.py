@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -5,7 +6,7 @@ DOCUMENTATION = r"""
 name: healthz
 short_description: The /healthz document of a PXE server
 version_added: 0.1.0
-author: centra.pxe engineers
+author: centra.pxe engineers (@centra)
 description:
   - JSON with the status, the configuration version (the plan digest), the profiles, the node count and the sha256 of every asset.
 options:

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -5,7 +6,7 @@ DOCUMENTATION = r"""
 name: ipxe_entry_script
 short_description: boot.ipxe, the script every iPXE client is sent to
 version_added: 0.1.0
-author: centra.pxe engineers
+author: centra.pxe engineers (@centra)
 description:
   - Chains the per-MAC script of the interface that booted (C(${mac}), not C(${net0/mac})); the web server answers unknown MACs with the menu.
   - A failed download shows a clear message and retries.

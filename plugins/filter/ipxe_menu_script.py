@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -5,7 +6,7 @@ DOCUMENTATION = r"""
 name: ipxe_menu_script
 short_description: menu.ipxe, the profile menu for machines not in the inventory
 version_added: 0.1.0
-author: centra.pxe engineers
+author: centra.pxe engineers (@centra)
 description:
   - One entry per profile, boot from local disk and an iPXE shell, with a timeout and a default.
 options:

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -5,7 +6,7 @@ DOCUMENTATION = r"""
 name: kea_config
 short_description: The kea-dhcp4 configuration of a PXE server, from the boot plan
 version_added: 0.1.0
-author: centra.pxe engineers
+author: centra.pxe engineers (@centra)
 description:
   - Renders the whole C(Dhcp4) configuration: a reservation per MAC, the pools, the option-93 client classes of the boot policy, lease file, control socket.
   - Returns a mapping; write it with C(to_nice_json) and check it with C(kea-dhcp4 -t).
@@ -19,7 +20,9 @@ options:
     type: dict
     required: true
   settings:
-    description: Kea settings overriding the defaults (C(interfaces), C(lease_file), C(control_socket), C(valid_lifetime), C(authoritative), C(socket_retries), C(log_severity)).
+    description:
+      - Kea settings overriding the defaults.
+      - C(interfaces), C(lease_file), C(control_socket), C(valid_lifetime), C(authoritative), C(socket_retries), C(log_severity).
     type: dict
     default: {}
 """
@@ -30,7 +33,7 @@ content: "{{ centra_pxe_plan | centra.pxe.kea_config(server, {'interfaces': ['et
 
 RETURN = r"""
   _value:
-    description: The configuration, C({"Dhcp4": ...}).
+    description: The whole configuration, a mapping with the one key C(Dhcp4).
     type: dict
 """
 

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -5,7 +6,7 @@ DOCUMENTATION = r"""
 name: mac_format
 short_description: Canonical or loader-specific form of a MAC address
 version_added: 0.1.0
-author: centra.pxe engineers
+author: centra.pxe engineers (@centra)
 description:
   - Parses a MAC in any common notation (colon, hyphen, Cisco dotted, bare hex, any case) and returns it in the form asked for.
   - Fails, quoting the value, on anything that is not a 48-bit unicast MAC.

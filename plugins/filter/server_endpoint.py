@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -5,7 +6,7 @@ DOCUMENTATION = r"""
 name: server_endpoint
 short_description: The provisioning interface and address of a PXE server
 version_added: 0.1.0
-author: centra.pxe engineers
+author: centra.pxe engineers (@centra)
 description:
   - The interface named by O(interface), or else the one holding an IPv4 address inside a C(pxe_subnets) cidr.
   - Fails with a clear message when there is none, or several and none was named.

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Which interface and address of a PXE server face the provisioning network."""
 
@@ -45,10 +46,10 @@ def server_endpoint(plan: Mapping[str, Any], facts: Mapping[str, Any], interface
         raise EndpointError(
             "%s IPv4 address inside pxe_subnets (%s)%s: set pxe_interface, or give the server an "
             "address in one of those subnets"
-            % (subject, ", ".join(c for _, c in networks),
+            % (subject, ", ".join(cidr for _net, cidr in networks),
                " equal to pxe_server_address %s" % address if address else ""))
     if len(candidates) > 1 and not interface:
         raise EndpointError("several interfaces hold addresses in pxe_subnets (%s): set pxe_interface"
-                            % ", ".join("%s %s" % (n, ip) for n, ip, _ in candidates))
+                            % ", ".join("%s %s" % (n, ip) for n, ip, _cidr in candidates))
     name, ip, cidr = candidates[0]
     return {"interface": name, "address": ip, "cidr": cidr}

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The inventory model: subnets, profiles and nodes, checked and built in one pass
 into the boot plan that every role renders from.

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """DHCP configurations from the boot plan: Kea (a dict for kea-dhcp4.conf) and ISC
 dhcpd (dhcpd.conf text). The client classification of both comes from BOOT_RULES,

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The HTTP boot tree from the boot plan: boot.ipxe, the menu, one script per MAC,
 and /healthz. Runs on the controller (filters) and on the PXE host (the

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 # The work happens in the action plugin of the same name, on the controller.
 
@@ -19,7 +20,7 @@ description:
   - Every problem is collected before failing, each naming the host, profile or subnet and
     the field, so one run lists them all. Nothing is contacted and nothing is changed.
 author:
-  - centra.pxe engineers
+  - centra.pxe engineers (@centra)
 options:
   subnets:
     description: The C(pxe_subnets) list of the inventory contract.
@@ -44,10 +45,13 @@ options:
     default: centra_pxe_plan
 attributes:
   check_mode:
+    description: Runs as usual; it never changes anything.
     support: full
   diff_mode:
+    description: Nothing to show; it never changes anything.
     support: none
   action:
+    description: Runs on the controller as an action plugin.
     support: full
 notes:
   - Node variables (C(pxe_mac), C(pxe_ip), C(pxe_boot)) are read from the inventory

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ description:
   - Renders one iPXE script per MAC of every node of the boot plan into O(dest), named
     C(<mac with hyphens>.ipxe) (iPXE's C(${mac:hexhyp})), and removes the scripts of MACs
     no longer in the plan.
-  - One task for all nodes: a template loop would cost a task iteration per node, minutes
+  - One task for all nodes. A template loop would cost a task iteration per node, minutes
     for ten thousand.
   - Each file is written to a temporary file and renamed into place, so a client never
     reads half a script.
 author:
-  - centra.pxe engineers
+  - centra.pxe engineers (@centra)
 options:
   plan:
     description: The boot plan, the JSON string M(centra.pxe.boot_plan) returns as a fact.
@@ -44,8 +45,10 @@ options:
     default: "0644"
 attributes:
   check_mode:
+    description: Reports which scripts would be added, updated or removed, and writes nothing.
     support: full
   diff_mode:
+    description: Lists the scripts added, updated and removed (the first 20 of each).
     support: full
 """
 

@@ -15,7 +15,7 @@ from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan
 SERVER = {"address": "192.0.2.2", "http_base": "http://192.0.2.2", "loaders": {"bios": "undionly.kpxe", "efi64": "ipxe.efi"}}
 ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
 PLAN = dump_plan(build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": ASSET, "initrd": ASSET}},
-                  {"n1": {"groups": ["worker"], "pxe_mac": "52:54:00:00:00:01", "pxe_ip": "192.0.2.10"}}))
+                            {"n1": {"groups": ["worker"], "pxe_mac": "52:54:00:00:00:01", "pxe_ip": "192.0.2.10"}}))
 
 
 def test_every_filter_is_registered_under_its_file_name():

@@ -217,7 +217,7 @@ def test_random_inventories_either_build_or_name_each_problem(entries):
     for index, (mac, with_ip, group) in enumerate(entries):
         ip = "198.51.100.%d" % (index + 1) if with_ip else None
         nodes["n%d" % index] = node(group, mac, ip)
-    unique = len({mac for mac, _, _ in entries}) == len(entries)
+    unique = len({entry[0] for entry in entries}) == len(entries)
     try:
         plan = build_plan(SUBNETS, profiles, nodes)
     except PlanError as exc:
@@ -225,7 +225,7 @@ def test_random_inventories_either_build_or_name_each_problem(entries):
         assert all(p.field == "pxe_mac" and "is also the MAC of" in p.message for p in exc.problems)
         return
     assert unique
-    assert sorted(m for n in plan["nodes"] for m in n["macs"]) == sorted(m for m, _, _ in entries)
+    assert sorted(m for n in plan["nodes"] for m in n["macs"]) == sorted(entry[0] for entry in entries)
     assert all(n["subnet_id"] == int(ipaddress.IPv4Address("198.51.100.0")) for n in plan["nodes"] if n["ip"])
 
 
