@@ -1,0 +1,39 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Real PXE clients (QEMU: SeaBIOS + iPXE ROM, OVMF's own PXE client) boot from the
+converged host, each into its own profile, read from its kernel command line."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import MENU_DEFAULT, NODES, boot
+
+# One node per profile, BIOS and UEFI mixed.
+PROFILE_BOOTS = [("node01", "bios"), ("node02", "uefi"), ("node03", "uefi")]
+
+
+def booted_profile(line: str) -> str:
+    match = re.search(r"centra\.profile=(\S+)", line)
+    assert match, "no centra.profile= on the command line: %s" % line
+    return match.group(1)
+
+
+@pytest.mark.parametrize("name, firmware", PROFILE_BOOTS, ids=["%s-%s" % b for b in PROFILE_BOOTS])
+def test_each_node_boots_its_profile(name, firmware):
+    node = NODES[name]
+    result = boot(node["macs"][0], firmware)
+    assert booted_profile(result["line"]) == node["profile"]
+    assert "PXE-BOOT-OK" in result["line"]
+
+
+def test_an_unknown_machine_gets_the_menu_default_after_the_timeout():
+    result = boot("52:54:00:00:99:01", "bios")
+    assert booted_profile(result["line"]) == MENU_DEFAULT
+
+
+def test_a_two_nic_node_booting_from_its_second_nic_is_recognised():
+    first, second = NODES["node04"]["macs"]
+    result = boot(first, "bios", "--extra-mac", second, "--boot-nic", "2")
+    assert booted_profile(result["line"]) == NODES["node04"]["profile"]

@@ -1,0 +1,46 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Packet level: DISCOVERs as firmware sends them, checked against the boot policy.
+
+The expected answers come from decide(), the same table the configs are generated
+from; the received answers come from the running daemon, over the wire."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import HTTP_BASE, PROJECT, SERVER_ADDRESS, lab_exec
+
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BootServer, decide
+
+# The loaders of the lab host: the role defaults (Debian's ipxe package has no 32-bit
+# or ARM EFI build, so those architectures get no boot file).
+SERVER = BootServer(SERVER_ADDRESS, HTTP_BASE, {"bios": "undionly.kpxe", "efi64": "ipxe.efi"})
+PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dhcp_probe.py")
+
+
+@pytest.fixture(scope="module")
+def answers():
+    python = os.path.join(PROJECT, ".venv", "bin", "python")
+    run = lab_exec(python, PROBE, "--iface", "cpxebr0", timeout=300)
+    return {a["case"]: a for a in (json.loads(line) for line in run.stdout.splitlines() if line.startswith("{"))}
+
+
+CASES = ["absent", "arch0", "arch6", "arch7", "arch9", "arch10", "arch11", "arch16", "arch19", "arch_unknown",
+         "ipxe_user_class", "ipxe_option_175_efi"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_answer_matches_the_policy(answers, case):
+    got = answers[case]
+    assert got["offer"], "no OFFER for %s" % case
+    expected = decide(SERVER, arch=got["arch"], user_class=got["user_class"].encode() if got["user_class"] else None,
+                      option_175=got["option_175"])
+    assert got["file"] == (expected.filename or ""), (case, got, expected)
+    if expected.kind == "tftp":
+        assert got["siaddr"] == SERVER_ADDRESS
+    if expected.kind == "http":
+        assert got["vendor_class"] == "HTTPClient"
+    assert got["yiaddr"].startswith("192.0.2.")
