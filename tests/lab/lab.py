@@ -3,8 +3,10 @@
 
     python3 tests/lab/lab.py up [--inventory PATH] [--hosts N] [--apt-packages a,b]
     python3 tests/lab/lab.py boot --mac MAC --firmware bios|uefi [--timeout S] [--json]
-    python3 tests/lab/lab.py down
+    python3 tests/lab/lab.py down [--purge-logs]
     python3 tests/lab/lab.py image | status
+    python3 tests/lab/lab.py exec -- CMD...      (run CMD on the lab network)
+    python3 tests/lab/lab.py ssh [pxe01] [-- CMD...]
 
 The subcommands and their output are a contract that tests outside this repository
 rely on (see tests/lab/README.md and "The lab" in the design notes). Run as root.
@@ -32,17 +34,20 @@ from labkit.common import (  # noqa: E402
     DEFAULT_INVENTORY,
     LOGS_DIR,
     MAX_PXE_HOSTS,
+    NETNS,
     NFT_TABLE,
     SSH_KEY,
     STATE_DIR,
     STATE_FILE,
     STATE_VERSION,
     LabError,
+    ProcessRef,
     lab_lock,
     log,
     read_json,
     require_root,
     run,
+    stdout_to_stderr,
     timestamp,
     write_json_atomic,
 )
@@ -72,8 +77,9 @@ def teardown() -> None:
     """Remove everything a previous `up` or `boot` made, as far as it still exists.
 
     Driven by the state files first (PIDs are only ever signalled if they match what
-    was recorded), then by the lab's own names (cpxebr0, cpxet*, vb-cpxe-*, table inet
-    centra_lab) for whatever a crash left unrecorded. Caches and logs are kept.
+    was recorded), then by the lab's own names (namespace cpxe-lab with everything in
+    it, table inet centra_lab) for whatever a crash left unrecorded. Caches and logs
+    are kept.
     """
     boot.cleanup_stale_boots()
     state = read_json(STATE_FILE) or {}
@@ -81,18 +87,13 @@ def teardown() -> None:
         host = PxeHost.from_json(data)
         log(f"stopping {host.name} ({host.machine})")
         container.stop(host)
-        net.delete_link(host.veth)
-    for veth in net.list_links("vb-cpxe-"):
-        net.delete_link(veth)
     if HOSTS_DIR.exists():
         rootfs.remove_tree(HOSTS_DIR)
     inventory_path = state.get("inventory")
     if isinstance(inventory_path, str):
         Path(inventory_path).unlink(missing_ok=True)
-    net.delete_link(BRIDGE)
-    for tap in net.remove_stray_taps():
-        log(f"removed leftover tap {tap}")
-    net.remove_nft_guard()
+    net.delete_netns()          # takes the bridge, taps and veths with it
+    net.remove_host_guard()
     STATE_FILE.unlink(missing_ok=True)
 
 
@@ -111,7 +112,7 @@ def prepare_hosts(count: int, packages: tuple[str, ...], public_key: str) -> lis
     """Fresh rootfs copies: the first is unpacked and primed, the others cloned from it."""
     tarball = rootfs.ensure_rootfs_tarball()
     stamp = timestamp()
-    hosts = []
+    hosts: list[PxeHost] = []
     for index in range(1, count + 1):
         name = f"pxe{index:02d}"
         host = PxeHost(name=name, address=host_address(index),
@@ -134,21 +135,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     packages = rootfs.apt_packages_from(args.apt_packages)
     inventory_path = Path(args.inventory).resolve() if args.inventory else DEFAULT_INVENTORY
     started = time.monotonic()
-    with lab_lock():
-        if STATE_FILE.exists() or net.link_exists(BRIDGE):
+    with lab_lock(), stdout_to_stderr():
+        if STATE_FILE.exists() or net.netns_exists():
             log("cleaning up what a previous run left behind")
         teardown()
         public_key = ensure_ssh_key()
         image.ensure_image()
         state: dict[str, object] = {
             "version": STATE_VERSION, "created": time.strftime("%FT%T%z"),
-            "bridge": BRIDGE, "network": BRIDGE_NETWORK, "bridge_address": BRIDGE_ADDRESS,
+            "netns": NETNS, "bridge": BRIDGE, "network": BRIDGE_NETWORK,
+            "bridge_address": BRIDGE_ADDRESS,
             "nft_table": f"inet {NFT_TABLE}", "inventory": str(inventory_path),
             "apt_packages": list(packages), "hosts": [],
         }
         save_state(state, [])
         net.check_forwarding_off()
-        net.install_nft_guard()
+        net.install_host_guard()
+        net.create_netns()
         net.create_bridge()
         hosts = prepare_hosts(args.hosts, packages, public_key)
         save_state(state, hosts)
@@ -176,7 +179,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    with lab_lock():
+    with lab_lock(), stdout_to_stderr():
         teardown()
         if args.purge_logs and LOGS_DIR.exists():
             rootfs.remove_tree(LOGS_DIR)
@@ -195,14 +198,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         data["alive"] = bool(host.nspawn and host.nspawn.alive())
     state["up"] = any(h.get("alive") for h in state.get("hosts", []))
     state["bridge_present"] = net.link_exists(BRIDGE)
-    state["running_boots"] = [read_json(p) for p in sorted(BOOTS_DIR.glob("boot-*.json"))] \
-        if BOOTS_DIR.is_dir() else []
+    state["running_boots"] = running_boots()
     print(json.dumps(state, indent=2, sort_keys=True))
     return 0
 
 
+def running_boots() -> list[dict[str, object]]:
+    """Boot records, each marked with whether its `boot` process is still there."""
+    boots = []
+    for path in sorted(BOOTS_DIR.glob("boot-*.json")) if BOOTS_DIR.is_dir() else []:
+        record = read_json(path)
+        if record is not None:
+            owner = ProcessRef.from_json(record.get("owner"))
+            record["orphaned"] = owner is None or not owner.alive()
+            boots.append(record)
+    return boots
+
+
 def cmd_image(args: argparse.Namespace) -> int:
-    vmlinuz, initrd = image.ensure_image()
+    with stdout_to_stderr():
+        vmlinuz, initrd = image.ensure_image()
     print(vmlinuz)
     print(initrd)
     return 0
@@ -232,6 +247,34 @@ def cmd_boot(args: argparse.Namespace) -> int:
     if result.ok:
         log(f"{request.macs[request.boot_nic - 1]} booted in {result.seconds:.1f}s")
     return 0 if result.ok else 1
+
+
+# --- conveniences: a shell on the lab network, SSH into a PXE host ----------------------
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """Run a command inside the lab namespace (where 192.0.2.0/24 is reachable)."""
+    if not net.netns_exists():
+        raise LabError(f"namespace {NETNS} does not exist: run `lab.py up` first")
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        raise LabError("usage: lab.py exec -- COMMAND [ARG ...]")
+    os.execvp("ip", net.in_netns(*command))
+    return 127  # not reached
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    """ssh into a PXE host with the lab key (interactive, or run a command)."""
+    state = read_json(STATE_FILE) or {}
+    hosts = {h["name"]: h for h in state.get("hosts", [])}
+    if args.host not in hosts:
+        raise LabError(f"no PXE host {args.host!r} is up (known: {', '.join(hosts) or 'none'})")
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    argv = container.ssh_command(hosts[args.host]["address"], *command)
+    if not command:
+        argv.insert(1, "-t")
+    os.execvp("ssh", argv)
+    return 127  # not reached
 
 
 # --- command line --------------------------------------------------------------------------
@@ -279,6 +322,15 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("image", help="build (or reuse) the test kernel + initrd") \
         .set_defaults(func=cmd_image)
     sub.add_parser("status", help="print the state JSON").set_defaults(func=cmd_status)
+
+    ex = sub.add_parser("exec", help=f"run a command inside the lab namespace {NETNS}")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=cmd_exec)
+
+    sh = sub.add_parser("ssh", help="ssh into a PXE host (default pxe01)")
+    sh.add_argument("host", nargs="?", default="pxe01")
+    sh.add_argument("cmd", nargs=argparse.REMAINDER)
+    sh.set_defaults(func=cmd_ssh)
     return top
 
 
@@ -289,6 +341,8 @@ def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Also when started in the background, where SIGINT arrives ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
     try:

@@ -29,11 +29,13 @@ from .common import (
     BOOTS_DIR,
     BRIDGE,
     LOGS_DIR,
+    NETNS,
     LabError,
     ProcessRef,
     log,
     read_json,
     set_parent_death_signal,
+    signals_deferred,
     timestamp,
     write_json_atomic,
 )
@@ -145,7 +147,8 @@ def validate(request: BootRequest) -> None:
     if request.firmware == "bios" and not IPXE_ROMS[request.nic_model].exists():
         raise LabError(f"{IPXE_ROMS[request.nic_model]} is missing: apt-get install ipxe-qemu")
     if not net.link_exists(BRIDGE):
-        raise LabError(f"bridge {BRIDGE} does not exist: run `lab.py up` first")
+        raise LabError(f"bridge {BRIDGE} does not exist (namespace {NETNS}): "
+                       "run `lab.py up` first")
 
 
 def serial_log_path(mac: str) -> Path:
@@ -206,13 +209,14 @@ def run_boot(request: BootRequest) -> BootResult:
     serial_log = serial_log_path(boot_mac)
     serial_log.touch()
     record_path = BOOTS_DIR / f"boot-{os.getpid()}-{secrets.token_hex(3)}.json"
+    cleanup_stale_boots(only_orphans=True)
     record: dict[str, Any] = {"macs": request.macs, "firmware": request.firmware,
                               "log": str(serial_log), "taps": [n.tap for n in nics if n.tap],
-                              "qemu": None}
+                              "owner": ProcessRef.of(os.getpid()).to_json(), "qemu": None}
     _record(record_path, record)
     qemu: ProcessRef | None = None
     stderr_path = serial_log.with_suffix(".qemu-stderr")
-    started = time.monotonic()
+    result: BootResult | None = None
     try:
         for nic in nics:
             if nic.tap is not None:
@@ -221,23 +225,32 @@ def run_boot(request: BootRequest) -> BootResult:
         log(f"booting {boot_mac} ({request.firmware}{', HTTP boot' if request.http_boot else ''}); "
             f"serial log: {serial_log}")
         with open(stderr_path, "wb") as stderr:
+            # Own session: a terminal's Ctrl-C reaches us, and we stop QEMU ourselves.
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr,
-                                       stderr=subprocess.STDOUT,
-                                       preexec_fn=set_parent_death_signal)
+                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                       preexec_fn=_qemu_preexec)
         qemu = ProcessRef.of(process.pid)
         record["qemu"] = qemu.to_json()
         _record(record_path, record)
         started = time.monotonic()
-        return _watch(process, serial_log, stderr_path, request.timeout, started)
+        result = _watch(process, serial_log, stderr_path, request.timeout, started)
+        return result
     finally:
-        if qemu is not None:
-            stop_qemu(qemu)
-        for nic in nics:
-            if nic.tap is not None:
-                net.delete_link(nic.tap)
-        record_path.unlink(missing_ok=True)
-        if stderr_path.exists() and stderr_path.stat().st_size == 0:
-            stderr_path.unlink()
+        with signals_deferred():
+            if qemu is not None:
+                stop_qemu(qemu)
+            for nic in nics:
+                if nic.tap is not None:
+                    net.delete_link(nic.tap)
+            record_path.unlink(missing_ok=True)
+            if result is not None and result.ok:   # QEMU's messages only matter on failure
+                stderr_path.unlink(missing_ok=True)
+
+
+def _qemu_preexec() -> None:
+    """In the child: join the lab namespace (for the taps), die with our process."""
+    net.enter_netns()
+    set_parent_death_signal()
 
 
 def _watch(process: subprocess.Popen[bytes], serial_log: Path, stderr_path: Path,
@@ -253,9 +266,11 @@ def _watch(process: subprocess.Popen[bytes], serial_log: Path, stderr_path: Path
             if line is not None:
                 return BootResult(True, time.monotonic() - started, line, serial_log, [], "ok")
             reason = f"QEMU exited (status {process.returncode}) before {SUCCESS_MARK}"
-            qemu_err = stderr_path.read_text(errors="replace").strip() if stderr_path.exists() else ""
+            qemu_err = ""
+            if stderr_path.exists():
+                qemu_err = stderr_path.read_text(errors="replace").strip()
             if qemu_err:
-                reason += f": {qemu_err[-1000:]}"
+                reason += f": {qemu_err[-1000:]} (see {stderr_path})"
             return BootResult(False, time.monotonic() - started, None, serial_log,
                               tail(serial_log), reason)
         if time.monotonic() >= deadline:
@@ -270,12 +285,20 @@ def stop_qemu(qemu: ProcessRef) -> None:
         qemu.kill()
 
 
-def cleanup_stale_boots() -> None:
-    """For `down`/`up`: kill QEMUs and delete taps of boots that never cleaned up."""
+def cleanup_stale_boots(only_orphans: bool = False) -> None:
+    """Kill QEMUs and delete taps of boots that did not clean up after themselves.
+
+    `down` cleans up every boot. A new `boot` only collects orphans, the records of
+    `boot` processes that no longer exist (killed with SIGKILL), so that boots running
+    side by side never touch each other.
+    """
     if not BOOTS_DIR.is_dir():
         return
     for record_path in sorted(BOOTS_DIR.glob("boot-*.json")):
         record = read_json(record_path) or {}
+        owner = ProcessRef.from_json(record.get("owner"))
+        if only_orphans and (owner is None or owner.alive()):
+            continue
         qemu = ProcessRef.from_json(record.get("qemu"))
         if qemu is not None and qemu.alive():
             log(f"stopping leftover QEMU PID {qemu.pid} ({record.get('macs')})")

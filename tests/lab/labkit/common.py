@@ -39,8 +39,13 @@ NFT_TABLE = "centra_lab"                 # `table inet centra_lab`
 MACHINE_PREFIX = "cpxe-"                 # nspawn machine names: cpxe-pxe01 ...
 MAX_PXE_HOSTS = 8                        # 192.0.2.2 .. 192.0.2.9
 
+NETNS = "cpxe-lab"                      # the lab network lives in this namespace
+
 SSH_KEY = CACHE_DIR / "ssh" / "id_ed25519"
-SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+# ssh reaches the PXE hosts through a relay that enters the lab namespace.
+SSH_PROXY_COMMAND = f"/usr/bin/python3 {LAB_DIR / 'nsproxy.py'} {NETNS} %h %p"
+SSH_COMMON_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                   f'-o ProxyCommand="{SSH_PROXY_COMMAND}"')
 
 STATE_VERSION = 1
 
@@ -66,7 +71,9 @@ def run(
     """Run a command from an argument list (never through a shell).
 
     On failure the error names the command and carries its stderr, because a bare
-    CalledProcessError traceback is useless to whoever reads a CI log.
+    CalledProcessError traceback is useless to whoever reads a CI log. The command
+    dies with us (PR_SET_PDEATHSIG): a killed `up` must not leave an apt-get running
+    in a rootfs that the next `up` wants to delete.
     """
     args = [str(a) for a in argv]
     try:
@@ -80,6 +87,7 @@ def run(
             stdin=None if input_text is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
+            preexec_fn=set_parent_death_signal,
         )
     except subprocess.CalledProcessError as err:
         detail = (err.stderr or "").strip()[-2000:]
@@ -128,7 +136,7 @@ class ProcessRef:
     def alive(self) -> bool:
         """True while this very process exists and is not a zombie."""
         stat = _read_stat(self.pid)
-        return stat is not None and stat[1] != "Z" and int(stat[19]) == self.start
+        return stat is not None and stat[0] != "Z" and int(stat[19]) == self.start
 
     def signal(self, signum: int) -> bool:
         """Send a signal only if the PID still belongs to the process we started."""
@@ -229,6 +237,39 @@ def lab_lock() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP back while cleaning up; they arrive right after.
+
+    A second Ctrl-C (or a supervisor's SIGTERM following a SIGINT) would otherwise
+    abort a `finally` half-way and leave a tap or a QEMU behind.
+    """
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send the chatter of every tool we run to stderr, at the file-descriptor level.
+
+    Callers parse stdout (`up` prints the inventory path, `image` the image paths),
+    so nothing else may land there, whatever a subprocess decides to print.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def timestamp() -> str:

@@ -6,9 +6,7 @@ and they are tracked by PID. Ansible reaches them over SSH, as in production.
 """
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -19,13 +17,17 @@ from .common import (
     BRIDGE,
     MACHINE_PREFIX,
     SSH_KEY,
+    SSH_PROXY_COMMAND,
     LabError,
     ProcessRef,
     log,
     run,
 )
+from .net import enter_netns
 
+# The same access path as the inventory's (key, no host key checks, namespace relay).
 SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+               "-o", f"ProxyCommand={SSH_PROXY_COMMAND}",
                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
 
 
@@ -71,7 +73,10 @@ def ssh_command(address: str, *remote: str) -> list[str]:
 
 
 def start(host: PxeHost) -> None:
-    """Boot the container in the background; its console goes to ``console_log``."""
+    """Boot the container in the background; its console goes to ``console_log``.
+
+    nspawn runs inside the lab namespace, where --network-bridge finds cpxebr0.
+    """
     host.console_log.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         "systemd-nspawn", "--boot", "--register=no", "--keep-unit",
@@ -83,78 +88,79 @@ def start(host: PxeHost) -> None:
     ]
     with open(host.console_log, "ab") as console:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=enter_netns)
     host.nspawn = ProcessRef.of(process.pid)
 
 
 def find_init(host: PxeHost, timeout: float = 20.0) -> ProcessRef:
     """Find the container's PID 1 (its PID in the host namespace).
 
-    It is the process whose innermost PID is 1 and whose root directory is the
-    container's rootfs. Recorded so that ``down`` can still kill the container if
-    nspawn itself died (the container would otherwise outlive it).
+    It is the child of nspawn whose innermost PID is 1. Recorded so that ``down``
+    can still kill the container if nspawn itself died: the container's processes
+    would otherwise outlive it, as no service manager on this machine tracks them.
     """
+    if host.nspawn is None:
+        raise LabError(f"{host.name} was never started")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if host.nspawn is not None and not host.nspawn.alive():
+        if not host.nspawn.alive():
             raise LabError(f"systemd-nspawn for {host.name} exited; see {host.console_log}")
-        pid = _container_init_pid(host.rootfs)
-        if pid is not None:
-            return ProcessRef.of(pid)
+        for pid in _children(host.nspawn.pid):
+            if _innermost_pid(pid) == 1:
+                return ProcessRef.of(pid)
         time.sleep(0.2)
     raise LabError(f"could not find PID 1 of container {host.machine}")
 
 
-def _container_init_pid(rootfs: Path) -> int | None:
-    target = str(rootfs.resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            status = (entry / "status").read_text()
-            root = os.readlink(entry / "root")
+            found += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
             continue
-        nspid = next((line.split()[1:] for line in status.splitlines()
-                      if line.startswith("NSpid:")), [])
-        if len(nspid) >= 2 and nspid[-1] == "1" and root == target:
-            return int(entry.name)
+    return found
+
+
+def _innermost_pid(pid: int) -> int | None:
+    """The last NSpid field: the PID as seen inside the process's own PID namespace."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
     return None
 
 
 def wait_ready(host: PxeHost, timeout: float = 180.0) -> str:
-    """Wait for SSH, then for systemd to finish booting; returns running/degraded."""
+    """Wait until SSH answers and systemd has finished booting: running or degraded.
+
+    Polls over SSH itself (through the namespace relay), which is exactly the path
+    Ansible will take afterwards.
+    """
     deadline = time.monotonic() + timeout
-    _wait_port(host, 22, deadline)
     state = ""
     while time.monotonic() < deadline:
+        if host.nspawn is not None and not host.nspawn.alive():
+            raise LabError(f"container {host.machine} stopped while booting; "
+                           f"console log: {host.console_log}")
         result = run(ssh_command(host.address, "systemctl", "is-system-running"),
                      check=False, capture=True, timeout=30)
-        state = result.stdout.strip()
+        state = result.stdout.strip() if result.returncode != 255 else "(no ssh yet)"
         if state in ("running", "degraded"):
             if state == "degraded":
                 failed = run(ssh_command(host.address, "systemctl", "--failed", "--no-legend"),
                              check=False, capture=True, timeout=30).stdout.strip()
                 log(f"warning: {host.name} is degraded; failed units:\n{failed}")
             return state
-        if state == "stopping" or (host.nspawn and not host.nspawn.alive()):
+        if state == "stopping":
             break
-        time.sleep(1)
-    raise LabError(f"{host.name} did not finish booting (systemd says {state!r}); "
+        time.sleep(0.5)
+    raise LabError(f"{host.name} did not finish booting (last answer: {state!r}); "
                    f"console log: {host.console_log}")
-
-
-def _wait_port(host: PxeHost, port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if host.nspawn is not None and not host.nspawn.alive():
-            raise LabError(f"container {host.machine} stopped while booting; "
-                           f"console log: {host.console_log}")
-        try:
-            with socket.create_connection((host.address, port), timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise LabError(f"SSH on {host.address} did not answer; console log: {host.console_log}")
 
 
 def stop(host: PxeHost, timeout: float = 30.0) -> None:

@@ -9,6 +9,7 @@ installed on this machine.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -19,7 +20,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .common import CACHE_DIR, LabError, log, read_json, run, write_json_atomic
+from .common import (
+    CACHE_DIR,
+    LabError,
+    log,
+    read_json,
+    run,
+    set_parent_death_signal,
+    write_json_atomic,
+)
 
 IMAGE_DIR = CACHE_DIR / "image"
 VMLINUZ = IMAGE_DIR / "vmlinuz"
@@ -80,7 +89,8 @@ def fetch_kernel(dest: Path) -> str:
         _let_apt_sandbox_write(work)
         try:
             subprocess.run(["apt-get", "download", "-q", package], cwd=work, check=True,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           preexec_fn=set_parent_death_signal)
         except subprocess.CalledProcessError:
             raise LabError(f"apt-get download {package} failed (try apt-get update)") from None
         debs = list(work.glob("*.deb"))
@@ -98,10 +108,8 @@ def fetch_kernel(dest: Path) -> str:
 
 def _let_apt_sandbox_write(directory: Path) -> None:
     """apt-get download drops to the _apt user; without this it warns and runs as root."""
-    try:
+    with contextlib.suppress(KeyError):
         os.chown(directory, pwd.getpwnam("_apt").pw_uid, -1)
-    except KeyError:
-        pass
 
 
 def _check_busybox() -> None:

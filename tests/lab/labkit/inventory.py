@@ -1,16 +1,28 @@
 """The Ansible inventory `up` writes: group ``pxe_servers`` with SSH access details.
 
-Written by hand rather than with PyYAML (the harness is stdlib only): every scalar
-is emitted with json.dumps, and a JSON string is a valid YAML double-quoted scalar.
+Written by hand rather than with PyYAML (the harness is stdlib only); scalars are
+plain when that is unambiguous and single-quoted otherwise.
 """
 from __future__ import annotations
 
-import json
 import os
+import re
 from pathlib import Path
 
 from .common import SSH_COMMON_ARGS, SSH_KEY
 from .container import PxeHost
+
+_PLAIN = re.compile(r"/?[A-Za-z0-9_][A-Za-z0-9_./-]*")
+_NUMBER = re.compile(r"[-+]?[0-9]*\.?[0-9]+")
+_RESERVED = {"yes", "no", "true", "false", "on", "off", "null", "y", "n"}
+
+
+def yaml_scalar(value: str) -> str:
+    """A YAML string scalar: plain when unambiguous, else single-quoted ('' escapes ')."""
+    if _PLAIN.fullmatch(value) and not _NUMBER.fullmatch(value) \
+            and value.lower() not in _RESERVED:
+        return value
+    return "'" + value.replace("'", "''") + "'"
 
 
 def host_vars(host: PxeHost) -> dict[str, str]:
@@ -35,7 +47,7 @@ def render(hosts: list[PxeHost]) -> str:
     for host in hosts:
         lines.append(f"        {host.name}:")
         for key, value in host_vars(host).items():
-            lines.append(f"          {key}: {json.dumps(value)}")
+            lines.append(f"          {key}: {yaml_scalar(value)}")
     return "\n".join(lines) + "\n"
 
 

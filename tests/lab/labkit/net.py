@@ -1,19 +1,29 @@
-"""The lab network: bridge ``cpxebr0`` (192.0.2.1/24), tap devices, the nft guard.
+"""The lab network: namespace ``cpxe-lab`` holding bridge ``cpxebr0`` (192.0.2.1/24).
 
-The lab network is an island: the build machine only holds 192.0.2.1 on the bridge,
-IP forwarding stays off, and ``table inet centra_lab`` drops anything that would be
-forwarded between a lab interface and any other interface, should somebody turn
-forwarding on later. Every interface the lab makes is named ``cpxe*``.
+The lab network lives in a network namespace of its own rather than in the build
+machine's: 192.0.2.0/24 is a documentation range, and a build machine may well use
+it already (the development machine's own uplink is 192.0.2.2/24 via 192.0.2.1;
+taking 192.0.2.1 there would cut it off). Inside ``cpxe-lab`` the bridge plays the
+build machine's part, holding 192.0.2.1; PXE host containers and QEMU taps attach
+to it. The namespace has no uplink at all, IP forwarding stays off in it, and
+``table inet centra_lab`` (in the namespace and on the build machine) drops anything
+forwarded between a lab interface and another one. Everything is named ``cpxe*``.
+
+Processes that must sit on the lab network (nspawn, QEMU, the SSH proxy) enter the
+namespace with setns(2) right before exec (see :func:`enter_netns`).
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import secrets
 from pathlib import Path
 
 from .common import (
     BRIDGE,
     BRIDGE_ADDRESS,
+    NETNS,
     NFT_TABLE,
     PREFIX_LEN,
     TAP_PREFIX,
@@ -21,6 +31,9 @@ from .common import (
     log,
     run,
 )
+
+NETNS_PATH = Path("/run/netns") / NETNS
+CLONE_NEWNET = 0x40000000
 
 NFT_RULESET = f"""\
 table inet {NFT_TABLE}
@@ -38,55 +51,78 @@ table inet {NFT_TABLE} {{
 """
 
 
+# --- the namespace -------------------------------------------------------------------
+
+
+def netns_exists() -> bool:
+    return NETNS_PATH.exists()
+
+
+def enter_netns() -> None:
+    """preexec_fn: move the child into the lab namespace before it execs."""
+    fd = os.open(NETNS_PATH, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns({NETNS_PATH}) failed")
+    finally:
+        os.close(fd)
+
+
+def in_netns(*argv: str | os.PathLike[str]) -> list[str]:
+    """Prefix a command so that it runs inside the lab namespace."""
+    return ["ip", "netns", "exec", NETNS, *(str(a) for a in argv)]
+
+
+def create_netns() -> None:
+    """A fresh namespace: loopback up, forwarding off, no IPv6 chatter, nft guard."""
+    if netns_exists():
+        delete_netns()
+    run(["ip", "netns", "add", NETNS])
+    run(["ip", "-n", NETNS, "link", "set", "lo", "up"])
+    run(in_netns("sysctl", "-q", "-w", "net.ipv4.ip_forward=0",
+                 "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"))
+    run(in_netns("nft", "-f", "-"), input_text=NFT_RULESET, capture=True)
+
+
+def delete_netns() -> None:
+    """Deleting the namespace removes the bridge, taps and veths inside it."""
+    if netns_exists():
+        run(["ip", "netns", "delete", NETNS])
+
+
+# --- links inside the namespace ---------------------------------------------------
+
+
 def link_exists(name: str) -> bool:
-    return Path("/sys/class/net", name).exists()
+    if not netns_exists():
+        return False
+    return run(["ip", "-n", NETNS, "link", "show", "dev", name],
+               check=False, capture=True).returncode == 0
 
 
 def list_links(prefix: str) -> list[str]:
-    """Names of network interfaces starting with ``prefix``."""
-    return sorted(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(prefix))
-
-
-def disable_ipv6(name: str) -> None:
-    """Keep lab links quiet: no IPv6 link-local, router solicitations or MLD."""
-    knob = Path("/proc/sys/net/ipv6/conf", name, "disable_ipv6")
-    if knob.exists():
-        knob.write_text("1\n")
-
-
-def _addresses_elsewhere(prefix: str) -> list[str]:
-    """Interfaces other than ours that hold an address starting with ``prefix``."""
-    out = run(["ip", "-j", "-4", "addr", "show"], capture=True).stdout
-    found = []
-    for link in json.loads(out or "[]"):
-        if link.get("ifname", "").startswith("cpxe"):
-            continue
-        for addr in link.get("addr_info", []):
-            if str(addr.get("local", "")).startswith(prefix):
-                found.append(f"{link['ifname']}:{addr['local']}")
-    return found
+    """Interfaces in the lab namespace whose names start with ``prefix``."""
+    if not netns_exists():
+        return []
+    out = run(["ip", "-n", NETNS, "-j", "link", "show"], capture=True).stdout
+    return sorted(link["ifname"] for link in json.loads(out or "[]")
+                  if link.get("ifname", "").startswith(prefix))
 
 
 def create_bridge() -> None:
-    """Create cpxebr0 with 192.0.2.1/24; refuse if 192.0.2.0/24 is in use elsewhere."""
-    clash = _addresses_elsewhere("192.0.2.")
-    if clash:
-        raise LabError(f"192.0.2.0/24 is already used on this machine ({', '.join(clash)}); "
-                       "the lab needs it for itself")
-    if link_exists(BRIDGE):
-        delete_link(BRIDGE)
-    run(["ip", "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
-    disable_ipv6(BRIDGE)
-    run(["ip", "addr", "add", f"{BRIDGE_ADDRESS}/{PREFIX_LEN}", "dev", BRIDGE])
-    run(["ip", "link", "set", BRIDGE, "up"])
+    """cpxebr0 holding 192.0.2.1/24, STP off so new ports forward at once."""
+    run(["ip", "-n", NETNS, "link", "add", BRIDGE, "type", "bridge",
+         "stp_state", "0", "forward_delay", "0"])
+    run(["ip", "-n", NETNS, "addr", "add", f"{BRIDGE_ADDRESS}/{PREFIX_LEN}", "dev", BRIDGE])
+    run(["ip", "-n", NETNS, "link", "set", BRIDGE, "up"])
 
 
 def delete_link(name: str) -> None:
-    """Delete an interface if it exists (idempotent)."""
+    """Delete an interface in the lab namespace if it exists (idempotent)."""
     if link_exists(name):
-        run(["ip", "link", "delete", name], check=False)
+        run(["ip", "-n", NETNS, "link", "delete", name], check=False, capture=True)
         if link_exists(name):
-            raise LabError(f"could not delete network interface {name}")
+            raise LabError(f"could not delete network interface {name} in {NETNS}")
 
 
 def new_tap_name() -> str:
@@ -94,39 +130,31 @@ def new_tap_name() -> str:
     return f"{TAP_PREFIX}{secrets.token_hex(4)}"
 
 
-def create_tap(name: str, bridge: str | None = BRIDGE) -> None:
-    """A persistent tap for QEMU, enslaved to the lab bridge (or left unattached)."""
-    if bridge is not None and not link_exists(bridge):
-        raise LabError(f"bridge {bridge} does not exist: run `lab.py up` first")
-    run(["ip", "tuntap", "add", "dev", name, "mode", "tap"])
-    disable_ipv6(name)
-    if bridge is not None:
-        run(["ip", "link", "set", "dev", name, "master", bridge])
-    run(["ip", "link", "set", "dev", name, "up"])
+def create_tap(name: str) -> None:
+    """A persistent tap for QEMU, enslaved to the lab bridge."""
+    if not link_exists(BRIDGE):
+        raise LabError(f"bridge {BRIDGE} does not exist in namespace {NETNS}: "
+                       "run `lab.py up` first")
+    run(["ip", "-n", NETNS, "tuntap", "add", "dev", name, "mode", "tap"])
+    run(["ip", "-n", NETNS, "link", "set", "dev", name, "master", BRIDGE, "up"])
 
 
-def install_nft_guard() -> None:
-    """(Re)create ``table inet centra_lab`` atomically in one nft transaction."""
+# --- the guard on the build machine itself ------------------------------------------
+
+
+def install_host_guard() -> None:
+    """The same table on the build machine, for lab links that ever end up there."""
     run(["nft", "-f", "-"], input_text=NFT_RULESET, capture=True)
 
 
-def remove_nft_guard() -> None:
+def remove_host_guard() -> None:
     if run(["nft", "list", "table", "inet", NFT_TABLE], check=False, capture=True).returncode == 0:
         run(["nft", "delete", "table", "inet", NFT_TABLE], capture=True)
 
 
 def check_forwarding_off() -> None:
-    """The lab never routes; warn loudly if someone else turned forwarding on."""
+    """The lab never routes; say so loudly if someone else turned forwarding on."""
     value = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     if value != "0":
-        log("warning: net.ipv4.ip_forward is on (not by the lab); "
-            f"table inet {NFT_TABLE} still drops forwarding to/from lab links")
-
-
-def remove_stray_taps() -> list[str]:
-    """Delete leftover ``cpxet*`` taps (only the lab uses that prefix)."""
-    removed = []
-    for name in list_links(TAP_PREFIX):
-        delete_link(name)
-        removed.append(name)
-    return removed
+        log("warning: net.ipv4.ip_forward is on on this machine (not by the lab); "
+            f"table inet {NFT_TABLE} drops forwarding to/from lab links anyway")

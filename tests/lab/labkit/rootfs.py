@@ -29,6 +29,7 @@ from .common import (
     log,
     read_json,
     run,
+    set_parent_death_signal,
     write_json_atomic,
 )
 
@@ -91,18 +92,23 @@ def mounts_under(path: Path) -> list[Path]:
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
-def processes_rooted_in(path: Path) -> list[int]:
-    """PIDs whose root directory is ``path`` (a container or chroot still running)."""
+def processes_using(path: Path) -> list[int]:
+    """PIDs running inside ``path``: chroots (root directory below it) or nspawn
+    containers (``--directory=`` below it; their own root looks like "/" from here).
+    """
     target = str(path.resolve())
     pids = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             root = os.readlink(entry / "root")
+            args = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if root == target or root.startswith(target + "/"):
+        in_chroot = root == target or root.startswith(target + "/")
+        in_nspawn = any(a.startswith(b"--directory=" + target.encode()) for a in args)
+        if in_chroot or in_nspawn:
             pids.append(int(entry.name))
     return pids
 
@@ -116,9 +122,14 @@ def remove_tree(path: Path) -> None:
     """
     if not path.exists() and not path.is_symlink():
         return
-    users = processes_rooted_in(path) if path.is_dir() else []
+    users = processes_using(path) if path.is_dir() else []
+    deadline = time.monotonic() + 10
+    while users and time.monotonic() < deadline:   # leftovers of a killed run, dying
+        time.sleep(0.5)
+        users = processes_using(path)
     if users:
-        raise LabError(f"refusing to delete {path}: processes {users} still run inside it")
+        raise LabError(f"refusing to delete {path}: processes {users} still run inside it "
+                       "(not recorded in the lab state?); stop them first")
     for mount_point in mounts_under(path):
         run(["umount", "--lazy", mount_point], check=False)
     run(["rm", "-rf", "--one-file-system", path])
@@ -131,16 +142,20 @@ def chroot_run(rootfs: Path, argv: Sequence[str], *, quiet: bool = False) -> Non
     """Run a command chrooted into ``rootfs`` with /proc mounted in a private namespace.
 
     The mount namespace dies with the command, so nothing stays mounted inside the
-    tree even if the command is killed. The network is the build machine's.
+    tree even if the command is killed. The network is the build machine's. With
+    ``quiet`` the output is kept and shown only if the command fails.
     """
     script = 'mount -t proc proc "$1/proc" && exec chroot "$@"'
     full = ["unshare", "--mount", "--propagation", "private", "--",
             "/bin/sh", "-c", script, "sh", str(rootfs), *argv]
-    try:
-        subprocess.run(full, check=True, env=CHROOT_ENV, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL if quiet else None)
-    except subprocess.CalledProcessError as err:
-        raise LabError(f"in chroot {rootfs}: {' '.join(argv)} failed with exit {err.returncode}") from None
+    result = subprocess.run(full, env=CHROOT_ENV, stdin=subprocess.DEVNULL, text=True,
+                            stdout=subprocess.PIPE if quiet else None,
+                            stderr=subprocess.STDOUT if quiet else None,
+                            preexec_fn=set_parent_death_signal)
+    if result.returncode != 0:
+        output = "\n".join((result.stdout or "").splitlines()[-20:])
+        raise LabError(f"in chroot {rootfs}: {' '.join(argv)} failed with exit "
+                       f"{result.returncode}" + (f"\n{output}" if output else ""))
 
 
 # --- the cached tarball -------------------------------------------------------------
@@ -163,10 +178,7 @@ def build_rootfs_tarball() -> None:
     started = time.monotonic()
     log(f"building the PXE host rootfs with debootstrap ({SUITE}, minbase; takes a minute or two)")
     try:
-        # debootstrap mounts /proc and /sys in the target: keep those mounts private.
-        run(["unshare", "--mount", "--propagation", "private", "--",
-             "debootstrap", "--variant=minbase", f"--include={','.join(DEBOOTSTRAP_INCLUDE)}",
-             SUITE, build, MIRROR])
+        _debootstrap(build)
         _tune_rootfs(build)
         tmp = ROOTFS_TAR.with_suffix(".tar.tmp")
         run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
@@ -176,6 +188,25 @@ def build_rootfs_tarball() -> None:
     finally:
         remove_tree(build)
     log(f"rootfs tarball ready in {time.monotonic() - started:.0f}s: {ROOTFS_TAR}")
+
+
+def _debootstrap(target: Path) -> None:
+    """Run debootstrap, its chatter going to a log file shown only on failure.
+
+    debootstrap mounts /proc and /sys in the target: a private mount namespace
+    makes sure those mounts go away with it, even if it is killed.
+    """
+    log_path = CACHE_DIR / "debootstrap.log"
+    argv = ["unshare", "--mount", "--propagation", "private", "--",
+            "debootstrap", "--variant=minbase", f"--include={','.join(DEBOOTSTRAP_INCLUDE)}",
+            SUITE, str(target), MIRROR]
+    with open(log_path, "w") as out:
+        status = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT,
+                                preexec_fn=set_parent_death_signal).returncode
+    if status != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+        raise LabError(f"debootstrap failed (exit {status}); {log_path} ends with:\n{tail}")
 
 
 def _tune_rootfs(root: Path) -> None:
@@ -276,4 +307,4 @@ def personalize(rootfs: Path, hostname: str, address: str, public_key: str) -> N
     os.chmod(authorized, 0o600)
     for key in (etc / "ssh").glob("ssh_host_*"):
         key.unlink()
-    run(["ssh-keygen", "-q", "-A", "-f", rootfs])
+    run(["ssh-keygen", "-q", "-A", "-f", rootfs], capture=True)
