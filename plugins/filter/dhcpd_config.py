@@ -8,7 +8,7 @@ short_description: The ISC dhcpd configuration of a PXE server, from the boot pl
 version_added: 0.1.0
 author: centra.pxe engineers (@centra)
 description:
-  - Renders dhcpd.conf: subnets and pools, a host per MAC, and the option-93 boot policy as one if/elsif chain.
+  - Renders dhcpd.conf with the subnets and pools, a host per MAC, and the option-93 boot policy as one if/elsif chain.
   - For sites that still run ISC DHCP (end-of-life since 2022); Kea is the default backend.
 options:
   _input:

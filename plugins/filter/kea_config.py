@@ -8,7 +8,7 @@ short_description: The kea-dhcp4 configuration of a PXE server, from the boot pl
 version_added: 0.1.0
 author: centra.pxe engineers (@centra)
 description:
-  - Renders the whole C(Dhcp4) configuration: a reservation per MAC, the pools, the option-93 client classes of the boot policy, lease file, control socket.
+  - Renders the whole C(Dhcp4) configuration with a reservation per MAC, the pools, the option-93 client classes of the boot policy, lease file, control socket.
   - Returns a mapping; write it with C(to_nice_json) and check it with C(kea-dhcp4 -t).
 options:
   _input:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """centra.pxe lab harness: a real PXE host (nspawn container) and real PXE clients (QEMU).
 
     python3 tests/lab/lab.py up [--inventory PATH] [--hosts N] [--apt-packages a,b]
@@ -281,7 +280,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = top.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="create the lab network and the PXE host container(s)")

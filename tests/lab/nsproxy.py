@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """SSH ProxyCommand into the lab network namespace: ``nsproxy.py NETNS HOST PORT``.
 
 The PXE hosts live on 192.0.2.0/24 inside the ``cpxe-lab`` network namespace, which
@@ -41,7 +40,7 @@ def relay(sock: socket.socket) -> None:
     stdin_open = True
     while True:
         watched = [sock, stdin] if stdin_open else [sock]
-        readable, _, _ = select.select(watched, [], [])
+        readable, _writable, _errors = select.select(watched, [], [])
         if stdin_open and stdin in readable:
             data = os.read(stdin, CHUNK)
             if data:

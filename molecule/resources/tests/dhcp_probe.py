@@ -16,7 +16,7 @@ import random
 import sys
 import time
 
-from scapy.all import BOOTP, DHCP, IP, UDP, Ether, conf, get_if_hwaddr, sendp, sniff  # pylint: disable=no-name-in-module
+from scapy.all import BOOTP, DHCP, IP, UDP, AsyncSniffer, Ether, conf, get_if_hwaddr, sendp  # pylint: disable=no-name-in-module
 
 # (name, option 93 payload or None, user class or None, send option 175, vendor class)
 CASES = [
@@ -55,7 +55,6 @@ def discover(iface: str, arch: bytes | None, user_class: bytes | None, option_17
         return BOOTP in packet and packet[BOOTP].xid == xid and packet[BOOTP].op == 2
 
     started = time.monotonic()
-    from scapy.all import AsyncSniffer  # pylint: disable=import-outside-toplevel,no-name-in-module
     sniffer = AsyncSniffer(iface=iface, filter="udp and (port 67 or port 68)", lfilter=is_offer,
                            prn=answers.append, store=False)
     sniffer.start()
@@ -70,7 +69,7 @@ def discover(iface: str, arch: bytes | None, user_class: bytes | None, option_17
     if not answers:
         return {"offer": False}
     reply = answers[0]
-    opts = {k: v for k, v in ((o[0], o[1]) for o in reply[DHCP].options if isinstance(o, tuple) and len(o) >= 2)}
+    opts = dict((o[0], o[1]) for o in reply[DHCP].options if isinstance(o, tuple) and len(o) >= 2)
     vendor_class = opts.get("vendor_class_id")
     return {
         "offer": True,

@@ -74,7 +74,7 @@ def kernel_package() -> str:
     """The versioned kernel package linux-image-amd64 depends on right now."""
     out = run(["apt-cache", "depends", KERNEL_METAPACKAGE], capture=True).stdout
     for line in out.splitlines():
-        kind, _, name = line.strip().partition(":")
+        kind, _colon, name = line.strip().partition(":")
         if kind in ("Depends", "|Depends") and name.strip().startswith("linux-image-"):
             return name.strip()
     raise LabError(f"apt-cache knows no kernel for {KERNEL_METAPACKAGE}; run apt-get update")

@@ -151,7 +151,7 @@ def chroot_run(rootfs: Path, argv: Sequence[str], *, quiet: bool = False) -> Non
     result = subprocess.run(full, env=CHROOT_ENV, stdin=subprocess.DEVNULL, text=True,
                             stdout=subprocess.PIPE if quiet else None,
                             stderr=subprocess.STDOUT if quiet else None,
-                            preexec_fn=set_parent_death_signal)
+                            preexec_fn=set_parent_death_signal, check=False)
     if result.returncode != 0:
         output = "\n".join((result.stdout or "").splitlines()[-20:])
         raise LabError(f"in chroot {rootfs}: {' '.join(argv)} failed with exit "
@@ -203,7 +203,7 @@ def _debootstrap(target: Path) -> None:
     with open(log_path, "w") as out:
         status = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT,
-                                preexec_fn=set_parent_death_signal).returncode
+                                preexec_fn=set_parent_death_signal, check=False).returncode
     if status != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
         raise LabError(f"debootstrap failed (exit {status}); {log_path} ends with:\n{tail}")
