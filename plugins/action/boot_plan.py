@@ -63,6 +63,18 @@ class _NodeReader:
         node["host_vars"] = [key for key in own if isinstance(key, str) and key.startswith("pxe_")]
         return node
 
+    def group_pxe_vars(self, names: list[str]) -> dict[str, list[str]]:
+        """The pxe_* variables each group of these hosts sets itself (for typo checks)."""
+        groups = {g.name: g for name in names for g in self._inventory.get_host(name).get_groups()}
+        out = {}
+        for group_name, group in groups.items():
+            own = combine_vars(group.vars,
+                               get_vars_from_inventory_sources(self._loader, self._sources, [group], "task"))
+            keys = [k for k in own if isinstance(k, str) and k.startswith("pxe_")]
+            if keys:
+                out[group_name] = keys
+        return out
+
 
 def _looks_templated(value: t.Any) -> bool:
     """Cheap stand-in for Templar.is_template, which costs too much to call 30,000 times."""
@@ -88,7 +100,14 @@ class ActionModule(ActionBase):
         groups = task_vars.get("groups", {})
         hostvars = task_vars["hostvars"]
         node_names = list(groups.get(args["nodes_group"], []))
-        nodes = self._read_nodes(hostvars, node_names, task_vars)
+        nodes, group_vars = self._read_nodes(hostvars, node_names)
+        if isinstance(args["profiles"], dict):
+            # A profile group left outside the nodes group: its hosts would silently not be served.
+            for profile in args["profiles"]:
+                for name in groups.get(str(profile), []):
+                    if name not in nodes:
+                        nodes[name] = {"groups": [str(profile)], "pxe_mac": None,
+                                       "outside_group": args["nodes_group"]}
         reserved = {}
         for server in groups.get(args["servers_group"], []):
             address = self._templar.template(hostvars.raw_get(server).get("ansible_host"))
@@ -96,7 +115,8 @@ class ActionModule(ActionBase):
                 reserved[str(address)] = "PXE server %s" % server
         base_dir = args["base_dir"] or self._inventory_dir(hostvars)
         try:
-            plan = build_plan(args["subnets"], args["profiles"], nodes, base_dir=base_dir, reserved_ips=reserved)
+            plan = build_plan(args["subnets"], args["profiles"], nodes, base_dir=base_dir, reserved_ips=reserved,
+                              group_vars=group_vars)
         except PlanError as exc:
             result.update(failed=True, msg=str(exc), problems=[str(p) for p in exc.problems])
             return result
@@ -109,24 +129,31 @@ class ActionModule(ActionBase):
         )
         return result
 
-    def _read_nodes(self, hostvars: t.Any, names: list[str], task_vars: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+    def _read_nodes(self, hostvars: t.Any, names: list[str]) -> tuple[dict[str, dict[str, t.Any]], dict[str, list[str]]]:
         try:
-            reader = _NodeReader(hostvars, self._loader)
+            reader: _NodeReader | None = _NodeReader(hostvars, self._loader)
         except AttributeError:  # an ansible-core whose HostVars hides the inventory
             reader = None
         nodes = {}
         for name in names:
-            node = reader.read(name) if reader else self._read_slow(hostvars, name)
-            if any(_looks_templated(node[k]) for k in NODE_VARS if k in node):
-                node = self._read_slow(hostvars, name)  # templated values need the full context
+            node = reader.read(name) if reader else self._read_slow(hostvars, name, {"host_vars": []})
+            if reader and any(_looks_templated(node[k]) for k in NODE_VARS if k in node):
+                node = self._read_slow(hostvars, name, node)  # templated values need the full context
             nodes[name] = node
-        return nodes
+        return nodes, (reader.group_pxe_vars(names) if reader else {})
 
-    def _read_slow(self, hostvars: t.Any, name: str) -> dict[str, t.Any]:
+    @staticmethod
+    def _read_slow(hostvars: t.Any, name: str, fast: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Fully templated node variables; a value that cannot be rendered becomes a problem."""
         host_vars = hostvars[name]
-        node = {key: host_vars[key] for key in NODE_VARS if key in host_vars}
-        node["groups"] = list(host_vars.get("group_names", []))
-        node["host_vars"] = []
+        node: dict[str, t.Any] = {"groups": list(host_vars.get("group_names", [])),
+                                  "host_vars": fast.get("host_vars", []), "errors": {}}
+        for key in NODE_VARS:
+            try:
+                if key in host_vars:
+                    node[key] = host_vars[key]
+            except Exception as exc:  # pylint: disable=broad-exception-caught  # any templating error
+                node["errors"][key] = str(exc).splitlines()[0]
         return node
 
     @staticmethod

@@ -36,13 +36,16 @@ from ansible_collections.centra.pxe.plugins.module_utils._mac import MacError, p
 PLAN_SCHEMA = 1
 BOOT_MODES = ("install", "local", "menu")
 NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot")
+# Other pxe_* variables a group holding nodes may carry: the contract's and the roles'.
+SHARED_VARS = ("pxe_subnets", "pxe_profiles", "pxe_interface", "pxe_dhcp_backend")
+ROLE_VAR_PREFIXES = ("pxe_server_", "pxe_dhcp_", "pxe_tftp_", "pxe_http_", "pxe_ipxe_", "pxe_firewall_")
 SUBNET_FIELDS = ("cidr", "pool", "gateway", "dns", "id")
 PROFILE_FIELDS = ("label", "kernel", "initrd", "cmdline", "services")
 ASSET_FIELDS = ("src", "url", "checksum")
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an Ansible group name, and safe in paths
 HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 SHA256_RE = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
-RESERVED_CMDLINE_KEYS = ("centra.profile=",)
+RESERVED_CMDLINE_KEYS = ("centra.profile=", "centra.services=")
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class _Builder:
     def _subnet(self, index: int, item: Any) -> Optional[_Subnet]:
         where = "pxe_subnets[%d]" % index
         if not isinstance(item, Mapping):
-            self.problem(where, "", "must be a mapping with a cidr, got %r" % (item,))
+            self.problem(where, "cidr", "the entry must be a mapping such as {cidr: 192.0.2.0/24}, got %r" % (item,))
             return None
         cidr = item.get("cidr")
         try:
@@ -156,6 +159,16 @@ class _Builder:
                     dns.append(str(ipaddress.IPv4Address(str(value))))
                 except ValueError:
                     self.problem(where, "dns", "%r is not an IPv4 address" % (value,))
+        if pool and gateway and pool[0] <= ipaddress.IPv4Address(gateway) <= pool[1]:
+            self.problem(where, "gateway", "%s lies inside the pool %s-%s: DHCP would lease the router's address"
+                         % (gateway, pool[0], pool[1]))
+        for address, holder in sorted(self.reserved_ips.items()):
+            try:
+                reserved = ipaddress.IPv4Address(address)
+            except ValueError:
+                continue
+            if pool and pool[0] <= reserved <= pool[1]:
+                self.problem(where, "pool", "%s-%s contains %s, the address of %s" % (pool[0], pool[1], address, holder))
         sid = item.get("id", int(network.network_address))
         if isinstance(sid, bool) or not isinstance(sid, int) or not 0 < sid < 2 ** 32 - 1:
             self.problem(where, "id", "must be a whole number from 1 to 4294967294, got %r" % (sid,))
@@ -228,8 +241,10 @@ class _Builder:
         where = "profile %s" % name
         if not PROFILE_NAME_RE.match(name):
             self.problem(where, "name", "must be a valid group name (letters, digits, underscores)")
+        if item is None:
+            item = {}  # "worker:" with nothing under it: kernel and initrd are reported missing
         if not isinstance(item, Mapping):
-            self.problem(where, "", "must be a mapping with kernel and initrd, got %r" % (item,))
+            self.problem(where, "kernel", "the profile must be a mapping with kernel and initrd, got %r" % (item,))
             return None
         for key in item:
             if key not in PROFILE_FIELDS:
@@ -320,6 +335,10 @@ class _Builder:
             node = raw[name]
             where = "host %s" % name
             groups = [g for g in node.get("groups", ()) if g in profile_names]
+            if node.get("outside_group"):
+                self.problem(where, "groups", "is in profile group %s but not under %s: it would not be served"
+                             % (", ".join(groups) or "?", node["outside_group"]))
+                continue
             if not groups:
                 self.problem(where, "profile", "is in no profile group (one of: %s)" % ", ".join(sorted(profile_names)))
             elif len(groups) > 1:
@@ -330,7 +349,10 @@ class _Builder:
             for key in node.get("host_vars", ()):
                 if str(key).startswith("pxe_") and key not in NODE_VARS:
                     self.problem(where, str(key), "unknown node variable (known: %s)" % ", ".join(NODE_VARS))
-            macs = self._macs(where, node.get("pxe_mac"), mac_owner, name)
+            for key, error in sorted(node.get("errors", {}).items()):
+                self.problem(where, key, "cannot be rendered: %s" % error)
+            errors = node.get("errors", {})
+            macs = [] if "pxe_mac" in errors else self._macs(where, node.get("pxe_mac"), mac_owner, name)
             ip, subnet_id = self._node_ip(where, node.get("pxe_ip"), subnets, ip_owner, name)
             boot = node.get("pxe_boot", "install")
             if boot not in BOOT_MODES:
@@ -391,25 +413,39 @@ class _Builder:
         return text, subnet.entry["id"]
 
 
+def _group_var_problems(builder: "_Builder", group_vars: Mapping[str, Sequence[str]]) -> None:
+    for group in sorted(group_vars):
+        for key in sorted(group_vars[group]):
+            if key in NODE_VARS or key in SHARED_VARS or key.startswith(ROLE_VAR_PREFIXES):
+                continue
+            builder.problem("group %s" % group, key, "unknown variable (node variables: %s; role variables start "
+                            "with %s)" % (", ".join(NODE_VARS), ", ".join(ROLE_VAR_PREFIXES)))
+
+
 def build_plan(
     subnets: Any,
     profiles: Any,
     nodes: Mapping[str, Mapping[str, Any]],
     base_dir: Optional[str] = None,
     reserved_ips: Optional[Mapping[str, str]] = None,
+    group_vars: Optional[Mapping[str, Sequence[str]]] = None,
 ) -> Dict[str, Any]:
     """Validate the inventory and return the boot plan, or raise PlanError listing every problem.
 
     nodes: inventory host name -> {"groups": [group names], "pxe_mac": ..., "pxe_ip": ...,
     "pxe_boot": ..., "host_vars": [names of variables set on the host itself]}.
+    Optional per node: "errors" {variable: why it could not be rendered}, "outside_group"
+    (the nodes group a host of a profile group is missing from).
     base_dir: where relative asset paths start (the inventory's directory).
     reserved_ips: addresses no node may take, with who holds them (PXE servers).
+    group_vars: group name -> the pxe_* variables set on that group (typos are reported).
     """
     builder = _Builder(base_dir, reserved_ips or {})
     subnet_list = builder.subnets(subnets)
     profile_names = [str(p) for p in profiles] if isinstance(profiles, Mapping) else []
     profile_map = builder.profiles(profiles)
     node_list = builder.nodes(nodes, profile_map, profile_names, subnet_list)
+    _group_var_problems(builder, group_vars or {})
     if builder.problems:
         raise PlanError(builder.problems)
     plan: Dict[str, Any] = {
