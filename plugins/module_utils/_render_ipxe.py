@@ -39,10 +39,12 @@ def _opts(settings: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     return opts
 
 
-def _header(plan: Mapping[str, Any], base: str, what: str) -> List[str]:
+def _header(plan: Optional[Mapping[str, Any]], base: str, what: str) -> List[str]:
+    # Node scripts carry no plan digest: onboarding one node must not rewrite 10,000 files.
+    version = ", plan %s" % plan["digest"][:12] if plan else ""
     return [
         "#!ipxe",
-        "# %s. Managed by centra.pxe, plan %s." % (what, plan["digest"][:12]),
+        "# %s. Managed by centra.pxe%s." % (what, version),
         "set centra-base %s" % base.rstrip("/"),
     ]
 
@@ -81,6 +83,8 @@ def entry_script(plan: Mapping[str, Any], http_base: str, settings: Optional[Map
         # failure and is retried, never mistaken for "unknown node".
         ":start",
         "chain --autofree ${centra-base}/%s/${mac:hexhyp}.ipxe || goto failed" % NODE_DIR,
+        # The chained script returns only to boot from local disk: hand back to the firmware.
+        "exit",
         ":failed",
         "echo centra.pxe: could not fetch the boot script for ${mac} from ${centra-base} (${errno})",
         "echo centra.pxe: retrying in %d s (press a key to retry now)" % int(opts["retry_seconds"]),
@@ -132,7 +136,7 @@ def menu_script(plan: Mapping[str, Any], http_base: str, settings: Optional[Mapp
 def node_script(plan: Mapping[str, Any], node: Mapping[str, Any], http_base: str,
                 settings: Optional[Mapping[str, Any]] = None) -> str:
     opts = _opts(settings)
-    lines = _header(plan, http_base, "Node %s (profile %s, boot %s)" % (node["name"], node["profile"], node["boot"]))
+    lines = _header(None, http_base, "Node %s (profile %s, boot %s)" % (node["name"], node["profile"], node["boot"]))
     if node["boot"] == "local":
         lines += ["echo centra.pxe: %s boots from local disk" % node["name"], "exit"]
     elif node["boot"] == "menu":

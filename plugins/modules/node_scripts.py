@@ -32,9 +32,15 @@ options:
     type: dict
     default: {}
   override:
-    description: Boot mode per node name overriding the plan's (used by the reinstall playbook).
+    description: Boot mode per node name overriding the plan's.
     type: dict
     default: {}
+  boot:
+    description:
+      - Boot mode for every node, overriding the plan's and O(override).
+      - The reinstall playbook serves the C(install) scripts written with this.
+    type: str
+    choices: [install, local, menu]
   dest:
     description: The directory of the node scripts; created if missing.
     type: path
@@ -128,6 +134,7 @@ def main():
             http_base=dict(type="str", required=True),
             settings=dict(type="dict", default={}),
             override=dict(type="dict", default={}),
+            boot=dict(type="str", choices=["install", "local", "menu"]),
             dest=dict(type="path", required=True),
             mode=dict(type="str", default="0644"),
         ),
@@ -139,8 +146,8 @@ def main():
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     override = params["override"] or {}
-    if override:
-        plan["nodes"] = [dict(n, boot=override.get(n["name"], n["boot"])) for n in plan["nodes"]]
+    if override or params["boot"]:
+        plan["nodes"] = [dict(n, boot=params["boot"] or override.get(n["name"], n["boot"])) for n in plan["nodes"]]
     try:
         mode = int(params["mode"], 8)
         wanted = node_scripts(plan, params["http_base"], params["settings"])

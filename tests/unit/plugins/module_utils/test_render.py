@@ -112,6 +112,8 @@ def test_entry_script_picks_the_booting_interface(plan):
     assert "set centra-base http://192.0.2.2\n" in text
     assert "chain --autofree ${centra-base}/nodes/${mac:hexhyp}.ipxe || goto failed" in text
     assert "net0/mac" not in text
+    # A node script that returns (boot from local disk) hands back to the firmware.
+    assert "|| goto failed\nexit\n:failed" in text
     assert "goto start" in text  # a failed download is retried
 
 

@@ -66,3 +66,18 @@ def test_a_file_where_the_directory_should_be_fails_clearly(tmp_path, capsys):
     dest.write_text("")
     result = run(capsys, plan=make_plan({"a": "52:54:00:00:00:0a"}), dest=str(dest))
     assert result["failed"] and "is not a directory" in result["msg"]
+
+
+def test_boot_forces_every_node(tmp_path, capsys):
+    dest = str(tmp_path / "install")
+    plan = make_plan({"a": "52:54:00:00:00:0a", "b": "52:54:00:00:00:0b"})
+    run(capsys, plan=plan, dest=dest, override={"a": "local"}, boot="install")
+    for name in ("52-54-00-00-00-0a.ipxe", "52-54-00-00-00-0b.ipxe"):
+        assert "kernel" in (tmp_path / "install" / name).read_text()
+
+
+def test_node_scripts_do_not_change_when_another_node_is_added(tmp_path, capsys):
+    dest = str(tmp_path / "nodes")
+    run(capsys, plan=make_plan({"a": "52:54:00:00:00:0a"}), dest=dest)
+    second = run(capsys, plan=make_plan({"a": "52:54:00:00:00:0a", "b": "52:54:00:00:00:0b"}), dest=dest)
+    assert second["added"] == ["52-54-00-00-00-0b.ipxe"] and second["updated"] == []
