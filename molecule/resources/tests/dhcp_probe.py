@@ -55,7 +55,8 @@ def discover(iface: str, arch: bytes | None, user_class: bytes | None, option_17
         return BOOTP in packet and packet[BOOTP].xid == xid and packet[BOOTP].op == 2
 
     started = time.monotonic()
-    sniffer = AsyncSniffer(iface=iface, filter="udp and (port 67 or port 68)", lfilter=is_offer,
+    # No BPF filter: it needs libpcap; lfilter does the same in Python.
+    sniffer = AsyncSniffer(iface=iface, lfilter=is_offer,
                            prn=answers.append, store=False)
     sniffer.start()
     time.sleep(0.2)

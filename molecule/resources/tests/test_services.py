@@ -13,11 +13,11 @@ from conftest import HTTP_BASE, NODES, SERVER_ADDRESS, lab_exec
 DHCP_SERVICE = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
 
 
-@pytest.mark.parametrize("service", ["tftpd-hpa", "nginx", "nftables"])
+@pytest.mark.parametrize("service", ["tftpd-hpa", "nginx", "centra-pxe-firewall"])
 def test_common_services_active_and_enabled(host, service):
     unit = host.service(service)
     assert unit.is_enabled
-    if service != "nftables":  # a oneshot unit: loaded rules, checked below
+    if service != "centra-pxe-firewall":  # a oneshot unit: its rules are checked below
         assert unit.is_running
 
 
@@ -47,7 +47,8 @@ def test_firewall_opens_only_the_boot_ports(host):
 
 def test_tftp_serves_the_loaders_byte_for_byte(host):
     for loader in ("undionly.kpxe", "ipxe.efi"):
-        fetched = lab_exec("sh", "-c", "cd /tmp && tftp %s -c get %s /dev/stdout | sha256sum" % (SERVER_ADDRESS, loader))
+        fetched = lab_exec("sh", "-c", "cd /tmp && tftp %s -c get %s /tmp/centra-%s && sha256sum /tmp/centra-%s; rm -f /tmp/centra-%s"
+                           % (SERVER_ADDRESS, loader, loader, loader, loader))
         packaged = host.file("/usr/lib/ipxe/%s" % loader).sha256sum
         assert fetched.stdout.split()[0] == packaged, loader
 
@@ -98,5 +99,7 @@ def test_an_unknown_mac_gets_the_menu():
 
 
 def test_no_directory_listing():
-    code, body = curl("/nodes/")
+    code, body = curl("/profiles/")
     assert code in (403, 404) and "Index of" not in body
+    _code, body = curl("/nodes/")  # nodes/ answers every unknown path with the menu
+    assert "Index of" not in body
