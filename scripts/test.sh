@@ -49,6 +49,6 @@ for stage in "${stages[@]}"; do
   esac
 done
 
-echo "stages: ${failed_names[*]:-none} failed"
-echo "test stages: $passed passed, $failed failed"
+echo "failed stages: ${failed_names[*]:-none}"
+echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

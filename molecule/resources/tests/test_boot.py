@@ -26,6 +26,10 @@ def test_each_node_boots_its_profile(name, firmware):
     result = boot(node["macs"][0], firmware)
     assert booted_profile(result["line"]) == node["profile"]
     assert "PXE-BOOT-OK" in result["line"]
+    if firmware == "uefi":
+        # OVMF's own PXE client: option 93 = 7, ipxe.efi over TFTP, then iPXE over HTTP.
+        with open(result["log"], encoding="utf-8", errors="replace") as handle:
+            assert "Start PXE over IPv4" in handle.read()
 
 
 def test_an_unknown_machine_gets_the_menu_default_after_the_timeout():
@@ -37,3 +41,13 @@ def test_a_two_nic_node_booting_from_its_second_nic_is_recognised():
     first, second = NODES["node04"]["macs"]
     result = boot(first, "bios", "--extra-mac", second, "--boot-nic", "2")
     assert booted_profile(result["line"]) == NODES["node04"]["profile"]
+
+
+def test_uefi_http_boot_gets_ipxe_over_http_and_boots_its_profile():
+    """OVMF's "UEFI HTTPv4" entry (option 93 = 16): HTTPClient answer, loader over HTTP."""
+    node = NODES["node03"]
+    result = boot(node["macs"][0], "uefi", "--http-boot")
+    assert booted_profile(result["line"]) == node["profile"]
+    with open(result["log"], encoding="utf-8", errors="replace") as handle:
+        serial = handle.read()
+    assert "Start HTTP Boot over IPv4" in serial and "Start PXE over IPv4" not in serial
