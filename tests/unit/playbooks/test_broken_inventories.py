@@ -10,11 +10,8 @@ fixture holds a second mistake or the validation complains about something that 
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -28,30 +25,6 @@ NAMES_WHERE_AND_FIELD = re.compile(r"^%s: [^\s:][^:]*: \S" % WHERE)
 # Inventories the validation should reject but does not (or rejects without naming the field).
 # Each stays here, strictly expected to fail, until plugins/ is fixed; then the mark goes.
 KNOWN_BUGS: dict = {}  # fixture name -> why validation still misses it (each one an xfail)
-
-
-# validate() and results() are copied from test_validate.py: importing a sibling test module works under plain
-# pytest but not under ansible-test units, which imports the tests as ansible_collections.centra.pxe.tests...
-def validate(inventory, *extra):
-    """Run the real playbooks/validate.yml on an inventory: (CompletedProcess, task results)."""
-    collections = [p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "centra", "pxe"))]
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections[0], ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-    run = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-v", "-i", inventory,
-         os.path.join(ROOT, "playbooks", "validate.yml"), *extra],
-        capture_output=True, text=True, env=env, check=False, timeout=300)
-    return run, results(run.stdout)
-
-
-def results(stdout):
-    """The JSON result of each task, in order, from the default callback's -v output."""
-    found = []
-    decoder = json.JSONDecoder()
-    for marker in re.finditer(r"^(?:ok|fatal|changed): \[localhost\]: (?:FAILED! )?=> |^(?:ok|changed): \[localhost\] => ",
-                              stdout, re.M):
-        found.append(decoder.raw_decode(stdout[marker.end():])[0])
-    return found
 
 
 def fixture_names():
@@ -69,8 +42,8 @@ def cases():
 
 
 @pytest.mark.parametrize("name", cases())
-def test_broken_inventory_fails_at_the_plan_naming_each_problem(name):
-    run, output = validate(os.path.join(BROKEN, name, "hosts.yml"))
+def test_broken_inventory_fails_at_the_plan_naming_each_problem(run_validate, name):
+    run, output = run_validate(os.path.join(BROKEN, name, "hosts.yml"))
     assert run.returncode != 0, "validate.yml passed a broken inventory:\n%s" % run.stdout[-2000:]
     ansible_errors = [line[len("ansible: "):] for line in expected_lines(name) if line.startswith("ansible: ")]
     if ansible_errors:

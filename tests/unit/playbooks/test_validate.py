@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -14,33 +13,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "inventories")
 
 
-def validate(inventory, *extra):
-    collections = [p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "centra", "pxe"))]
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections[0], ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-    run = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-v", "-i", inventory,
-         os.path.join(ROOT, "playbooks", "validate.yml"), *extra],
-        capture_output=True, text=True, env=env, check=False, timeout=300)
-    return run, results(run.stdout)
-
-
-def results(stdout):
-    """The JSON result of each task, in order, from the default callback's -v output."""
-    found = []
-    decoder = json.JSONDecoder()
-    for marker in re.finditer(r"^(?:ok|fatal|changed): \[localhost\]: (?:FAILED! )?=> |^(?:ok|changed): \[localhost\] => ",
-                              stdout, re.M):
-        found.append(decoder.raw_decode(stdout[marker.end():])[0])
-    return found
-
-
 def task_result(output, index):
     return output[index]
 
 
-def test_twelve_mistakes_fail_once_naming_each(tmp_path):
-    run, output = validate(os.path.join(FIXTURES, "dozen_mistakes", "hosts.yml"))
+def test_twelve_mistakes_fail_once_naming_each(run_validate, tmp_path):
+    run, output = run_validate(os.path.join(FIXTURES, "dozen_mistakes", "hosts.yml"))
     assert run.returncode != 0
     problems = task_result(output, 0)["problems"]
     expected = [
@@ -65,8 +43,8 @@ def test_twelve_mistakes_fail_once_naming_each(tmp_path):
     assert len(output) == 1 and "Report the plan" not in run.stdout  # failed once, at the first task
 
 
-def test_variables_from_every_inventory_layer():
-    run, output = validate(os.path.join(FIXTURES, "layered", "hosts.yml"))
+def test_variables_from_every_inventory_layer(run_validate):
+    run, output = run_validate(os.path.join(FIXTURES, "layered", "hosts.yml"))
     assert run.returncode == 0, run.stdout[-3000:]
     plan = json.loads(task_result(output, 0)["ansible_facts"]["centra_pxe_plan"])
     nodes = {n["name"]: n for n in plan["nodes"]}
@@ -79,11 +57,11 @@ def test_variables_from_every_inventory_layer():
 
 
 @pytest.mark.parametrize("inventory", ["inventories/example", "inventories/lab"])
-def test_shipped_inventories_are_valid(inventory):
+def test_shipped_inventories_are_valid(run_validate, inventory):
     path = os.path.join(ROOT, inventory)
     if inventory.endswith("lab") and not os.path.exists("/var/cache/centra-pxe-lab/image/vmlinuz"):
         # The lab inventory points at the lab's test image; build it first.
         subprocess.run([sys.executable, os.path.join(ROOT, "tests", "lab", "lab.py"), "image"], check=True,
                        capture_output=True, timeout=900)
-    run, _output = validate(path)
+    run, _output = run_validate(path)
     assert run.returncode == 0, run.stdout[-3000:]
