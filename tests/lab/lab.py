@@ -6,6 +6,7 @@
     python3 tests/lab/lab.py image | status
     python3 tests/lab/lab.py exec -- CMD...      (run CMD on the lab network)
     python3 tests/lab/lab.py ssh [pxe01] [-- CMD...]
+    python3 tests/lab/lab.py stop|start|restart HOST [--kill]   (one PXE host; disk kept)
 
 The subcommands and their output are a contract that tests outside this repository
 rely on (see tests/lab/README.md and "The lab" in the design notes). Run as root.
@@ -248,6 +249,48 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+# --- one PXE host: power off, power on (its disk, leases included, is kept) --------------
+
+
+def _recorded_host(state: dict[str, object], name: str) -> tuple[int, PxeHost]:
+    records = state.get("hosts", [])
+    assert isinstance(records, list)
+    for index, data in enumerate(records):
+        if data["name"] == name:
+            return index, PxeHost.from_json(data)
+    known = ", ".join(str(d["name"]) for d in records) or "none"
+    raise LabError(f"no PXE host {name!r} in this lab (known: {known})")
+
+
+def cmd_host_power(args: argparse.Namespace) -> int:
+    """stop: clean poweroff (--kill: SIGKILL, as if the power were pulled); start: boot
+    the same rootfs again and wait until systemd is up; restart: both."""
+    with lab_lock(), stdout_to_stderr():
+        state = read_json(STATE_FILE)
+        if state is None:
+            raise LabError("the lab is not up: run `lab.py up` first")
+        index, host = _recorded_host(state, args.host)
+        if args.command in ("stop", "restart"):
+            if args.kill:
+                for process in (host.init, host.nspawn):
+                    if process is not None and process.alive():
+                        process.kill()
+            container.stop(host)
+            log(f"{host.name} is off")
+        if args.command in ("start", "restart"):
+            if host.nspawn is not None and host.nspawn.alive():
+                raise LabError(f"{host.name} is running already")
+            host.console_log = LOGS_DIR / f"console-{host.name}-{timestamp()}.log"
+            container.start(host)
+            host.init = container.find_init(host)
+            state["hosts"][index] = host.to_json()  # type: ignore[index]
+            write_json_atomic(STATE_FILE, state)
+            log(f"{host.name} is {container.wait_ready(host)}")
+        state["hosts"][index] = host.to_json()  # type: ignore[index]
+        write_json_atomic(STATE_FILE, state)
+    return 0
+
+
 # --- conveniences: a shell on the lab network, SSH into a PXE host ----------------------
 
 
@@ -325,6 +368,15 @@ def parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("exec", help=f"run a command inside the lab namespace {NETNS}")
     ex.add_argument("cmd", nargs=argparse.REMAINDER)
     ex.set_defaults(func=cmd_exec)
+
+    for verb, text in (("stop", "power one PXE host off (its disk is kept)"),
+                       ("start", "power a stopped PXE host on again and wait for it"),
+                       ("restart", "stop, then start one PXE host")):
+        power = sub.add_parser(verb, help=text)
+        power.add_argument("host")
+        power.add_argument("--kill", action="store_true",
+                           help="stop with SIGKILL instead of a clean poweroff")
+        power.set_defaults(func=cmd_host_power)
 
     sh = sub.add_parser("ssh", help="ssh into a PXE host (default pxe01)")
     sh.add_argument("host", nargs="?", default="pxe01")

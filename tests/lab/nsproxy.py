@@ -1,4 +1,7 @@
-"""SSH ProxyCommand into the lab network namespace: ``nsproxy.py NETNS HOST PORT``.
+"""SSH ProxyCommand into the lab network namespace: ``nsproxy.py [NETNS] HOST PORT``.
+
+Without NETNS, the namespace of the lab that CENTRA_LAB_NAME names (see
+labkit.common): molecule's config uses that form, so one config serves every lab.
 
 The PXE hosts live on 192.0.2.0/24 inside the ``cpxe-lab`` network namespace, which
 the build machine cannot route to (it may use 192.0.2.0/24 itself). The inventory
@@ -56,8 +59,11 @@ def relay(sock: socket.socket) -> None:
 
 
 def main() -> int:
+    if len(sys.argv) == 3:
+        lab_name = os.environ.get("CENTRA_LAB_NAME", "")
+        sys.argv.insert(1, f"cpxe-lab-{lab_name}" if lab_name else "cpxe-lab")
     if len(sys.argv) != 4:
-        print("usage: nsproxy.py NETNS HOST PORT", file=sys.stderr)
+        print("usage: nsproxy.py [NETNS] HOST PORT", file=sys.stderr)
         return 2
     netns, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     try:

@@ -5,19 +5,11 @@ converged host, each into its own profile, read from its kernel command line."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from conftest import MENU_DEFAULT, NODES, boot
+from conftest import MENU_DEFAULT, NODES, boot, booted_profile
 
 # One node per profile, BIOS and UEFI mixed.
 PROFILE_BOOTS = [("node01", "bios"), ("node02", "uefi"), ("node03", "uefi")]
-
-
-def booted_profile(line: str) -> str:
-    match = re.search(r"centra\.profile=(\S+)", line)
-    assert match, "no centra.profile= on the command line: %s" % line
-    return match.group(1)
 
 
 @pytest.mark.parametrize("name, firmware", PROFILE_BOOTS, ids=["%s-%s" % b for b in PROFILE_BOOTS])

@@ -22,24 +22,42 @@ from pathlib import Path
 from typing import Any
 
 LAB_DIR = Path(__file__).resolve().parent.parent          # tests/lab
+
+
+def _lab_name() -> str:
+    """CENTRA_LAB_NAME picks one of several labs that can exist side by side.
+
+    Unset: the lab of the contract (namespace cpxe-lab). Set to a short name, say
+    ``b``: namespace cpxe-lab-b, its own state and inventory. Every lab network lives
+    in a namespace of its own, so two labs may both use 192.0.2.0/24; the name is kept
+    short because nspawn's veth names ("vb-" + machine) are cut at 15 characters.
+    """
+    name = os.environ.get("CENTRA_LAB_NAME", "")
+    if name and not (len(name) <= 3 and name.isascii() and name.isalnum() and name.islower()):
+        raise SystemExit(f"CENTRA_LAB_NAME={name!r}: use 1 to 3 lowercase letters or digits")
+    return name
+
+
+LAB_NAME = _lab_name()
+_SUFFIX = f"-{LAB_NAME}" if LAB_NAME else ""
 CACHE_DIR = Path(os.environ.get("CENTRA_LAB_CACHE", "/var/cache/centra-pxe-lab"))
-STATE_DIR = Path(os.environ.get("CENTRA_LAB_STATE", "/var/lib/centra-pxe-lab"))
+STATE_DIR = Path(os.environ.get("CENTRA_LAB_STATE", f"/var/lib/centra-pxe-lab{_SUFFIX}"))
 STATE_FILE = STATE_DIR / "state.json"
 BOOTS_DIR = STATE_DIR / "boots"          # one JSON file per running `boot`
 LOGS_DIR = STATE_DIR / "logs"            # serial and console logs; kept by `down`
 LOCK_FILE = STATE_DIR / ".lock"
-DEFAULT_INVENTORY = LAB_DIR / ".state" / "inventory.yml"
+DEFAULT_INVENTORY = LAB_DIR / ".state" / f"inventory{_SUFFIX}.yml"
 
 BRIDGE = "cpxebr0"
 BRIDGE_NETWORK = "192.0.2.0/24"
 BRIDGE_ADDRESS = "192.0.2.1"
 PREFIX_LEN = 24
 TAP_PREFIX = "cpxet"                     # every tap the lab makes starts with this
-NFT_TABLE = "centra_lab"                 # `table inet centra_lab`
-MACHINE_PREFIX = "cpxe-"                 # nspawn machine names: cpxe-pxe01 ...
+NFT_TABLE = f"centra_lab_{LAB_NAME}" if LAB_NAME else "centra_lab"  # `table inet centra_lab`
+MACHINE_PREFIX = f"cpxe{LAB_NAME}-"                # nspawn machine names: cpxe-pxe01 ...
 MAX_PXE_HOSTS = 8                        # 192.0.2.2 .. 192.0.2.9
 
-NETNS = "cpxe-lab"                      # the lab network lives in this namespace
+NETNS = f"cpxe-lab{_SUFFIX}"             # the lab network lives in this namespace
 
 SSH_KEY = CACHE_DIR / "ssh" / "id_ed25519"
 # ssh reaches the PXE hosts through a relay that enters the lab namespace.
