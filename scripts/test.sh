@@ -35,16 +35,63 @@ collection_path() {
 export ANSIBLE_COLLECTIONS_PATH
 ANSIBLE_COLLECTIONS_PATH=$(collection_path)
 
+scenarios() {
+  local dir
+  for dir in molecule/*/; do
+    [ -f "$dir/molecule.yml" ] && basename "$dir"
+  done
+}
+
+run_lab_stage() {
+  # Every molecule scenario, in CENTRA_TEST_LANES parallel lanes (default 1). Each
+  # lane has a lab of its own (CENTRA_LAB_NAME=l1, l2, ...: a namespace each, so
+  # both use 192.0.2.0/24 without meeting); a lane runs its scenarios one after the
+  # other and its output is printed when the lane ends.
+  local lanes=${CENTRA_TEST_LANES:-1} all lane i pids=() logs
+  mapfile -t all < <(scenarios)
+  if [ "$lanes" -le 1 ]; then
+    for scenario in "${all[@]}"; do
+      run_stage "molecule-$scenario" molecule test -s "$scenario"
+    done
+    return
+  fi
+  logs=$(mktemp -d)
+  for ((lane = 1; lane <= lanes; lane++)); do
+    (
+      export CENTRA_LAB_NAME=l$lane
+      for ((i = lane - 1; i < ${#all[@]}; i += lanes)); do
+        scenario=${all[$i]}
+        start=$SECONDS
+        if molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1; then
+          echo "passed $((SECONDS - start))" >"$logs/$scenario.rc"
+        else
+          echo "FAILED $((SECONDS - start))" >"$logs/$scenario.rc"
+        fi
+      done
+    ) &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  for scenario in "${all[@]}"; do
+    echo "=== molecule-$scenario (lane output)"
+    cat "$logs/$scenario.log"
+    read -r verdict seconds <"$logs/$scenario.rc"
+    if [ "$verdict" = passed ]; then
+      passed=$((passed + 1)); echo "=== molecule-$scenario: passed in $seconds s"
+    else
+      failed=$((failed + 1)); failed_names+=("molecule-$scenario")
+      echo "=== molecule-$scenario: FAILED after $seconds s"
+    fi
+  done
+  rm -rf "$logs"
+}
+
 for stage in "${stages[@]}"; do
   case $stage in
     unit) run_stage unit python -m pytest -q -p no:cacheprovider tests/unit ;;
     lint) run_stage ansible-lint ansible-lint --profile production --offline ;;
     sanity) run_stage ansible-test-sanity bash scripts/sanity.sh ;;
-    lab)
-      for scenario in $(ls molecule 2>/dev/null); do
-        [ -f "molecule/$scenario/molecule.yml" ] || continue
-        run_stage "molecule-$scenario" molecule test -s "$scenario"
-      done ;;
+    lab) run_lab_stage ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac
 done
