@@ -100,6 +100,7 @@ def teardown() -> None:
     inventory_path = state.get("inventory")
     if isinstance(inventory_path, str):
         Path(inventory_path).unlink(missing_ok=True)
+    container.close_ssh_masters()
     net.delete_netns()          # takes the bridge, taps and veths with it
     net.remove_host_guard()
     STATE_FILE.unlink(missing_ok=True)

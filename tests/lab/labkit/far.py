@@ -126,8 +126,10 @@ def create(relay_to: list[str]) -> FarNetwork:
     run(["ip", "-n", ROUTER_NETNS, "link", "set", "lo", "up"])
     # The guard first, forwarding second: no packet is ever forwarded unfiltered.
     run(in_router("nft", "-f", "-"), input_text=ROUTER_RULESET, capture=True)
+    # No ICMP redirects either: a packet the guard drops gets no advice on its way.
     run(in_router("sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
-                  "net.ipv6.conf.default.disable_ipv6=1", "net.ipv4.ip_forward=1"))
+                  "net.ipv6.conf.default.disable_ipv6=1", "net.ipv4.conf.all.send_redirects=0",
+                  "net.ipv4.conf.default.send_redirects=0", "net.ipv4.ip_forward=1"))
     for lab_peer, router_link, bridge, address in (
             (LAB_NEAR_PEER, ROUTER_NEAR_LINK, BRIDGE, ROUTER_NEAR_ADDRESS),
             (LAB_FAR_PEER, ROUTER_FAR_LINK, FAR_BRIDGE, ROUTER_FAR_ADDRESS)):
