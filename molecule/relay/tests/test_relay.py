@@ -19,17 +19,19 @@ ACCESS_LOG = "/var/log/nginx/centra-pxe.access.log"
 
 
 def leased_address(backend: str, mac: str) -> str:
-    """The address the DHCP server leased to ``mac``, from its own lease database."""
+    """The address the DHCP server gave ``mac``: Kea's lease file; for ISC dhcpd, which
+    keeps no lease for a fixed address, its DHCPACK log line, which also names the relay
+    ("via 198.51.100.1")."""
     if backend == "kea":
         rows = [line.split(",") for line in on_pxe_host("cat", "/var/lib/kea/kea-leases4.csv").splitlines()]
         header, rows = rows[0], rows[1:]
         leases = [dict(zip(header, row)) for row in rows if len(row) == len(header)]
         mine = [lease["address"] for lease in leases if lease["hwaddr"] == mac and lease["valid_lifetime"] != "0"]
     else:
-        text = on_pxe_host("cat", "/var/lib/dhcp/dhcpd.leases")
-        mine = [address for address, body in re.findall(r"lease (\S+) \{(.*?)\n\}", text, re.S)
-                if "hardware ethernet %s;" % mac in body and "binding state active" in body]
-    assert mine, "no lease for %s in the %s lease database" % (mac, backend)
+        journal = on_pxe_host("journalctl", "--no-pager", "-o", "cat", "-u", "isc-dhcp-server")
+        mine = re.findall(r"DHCPACK on (\S+) to %s(?: \([^)]*\))? via %s" % (re.escape(mac), re.escape(ROUTER_FAR)),
+                          journal)
+    assert mine, "no lease for %s from the %s server" % (mac, backend)
     return mine[-1]
 
 
