@@ -69,10 +69,11 @@ ROUTER_NEAR_ADDRESS = "192.0.2.254"      # the router on cpxebr0: PXE hosts rout
 ROUTER_FAR_ADDRESS = "198.51.100.1"      # the router on cpxebr1: far clients' gateway, giaddr
 
 SSH_KEY = CACHE_DIR / "ssh" / "id_ed25519"
-# Ansible's ssh master sockets of this lab (ansible_control_path_dir). Masters are keyed
-# by user, address and port, and every lab's pxe01 is root@192.0.2.2:22: each lab needs
-# a directory of its own. .config/molecule/config.yml names the same directory.
-ANSIBLE_CONTROL_DIR = f"~/.ansible/cp/lab-{LAB_NAME or 'default'}"
+# Where Ansible keeps this lab's ssh master sockets: the lab inventory's
+# ansible_control_path_dir (~/.ansible/cp/<namespace>/) and molecule's control_path
+# (~/.ansible/cp/<host>-<port>-<user>-lab-<name>, see .config/molecule/config.yml).
+ANSIBLE_CP_DIR = Path("~/.ansible/cp").expanduser()
+ANSIBLE_CONTROL_SOCKETS = (f"{NETNS}/*", f"*-lab-{LAB_NAME or 'main'}")
 # ssh reaches the PXE hosts through a relay that enters the lab namespace.
 SSH_PROXY_COMMAND = f"/usr/bin/python3 {LAB_DIR / 'nsproxy.py'} {NETNS} %h %p"
 SSH_COMMON_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
-    ANSIBLE_CONTROL_DIR,
+    ANSIBLE_CONTROL_SOCKETS,
+    ANSIBLE_CP_DIR,
     BRIDGE,
     MACHINE_PREFIX,
     SSH_KEY,
@@ -195,11 +196,9 @@ def close_ssh_masters() -> None:
     container that `down` removed would take the next `up`'s first Ansible command
     and hang it. Each master is addressed through its own socket, never by name.
     """
-    control_dir = Path(ANSIBLE_CONTROL_DIR).expanduser()
-    if not control_dir.is_dir():
-        return
-    for socket_path in control_dir.iterdir():
-        if socket_path.is_socket():
-            run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "lab-master"],
-                check=False, capture=True, timeout=10)
-        socket_path.unlink(missing_ok=True)
+    for pattern in ANSIBLE_CONTROL_SOCKETS:
+        for socket_path in ANSIBLE_CP_DIR.glob(pattern):
+            if socket_path.is_socket():
+                run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "lab-master"],
+                    check=False, capture=True, timeout=10)
+                socket_path.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from .common import ANSIBLE_CONTROL_DIR, SSH_COMMON_ARGS, SSH_KEY
+from .common import SSH_COMMON_ARGS, SSH_KEY
 from .container import PxeHost
 
 _PLAIN = re.compile(r"/?[A-Za-z0-9_][A-Za-z0-9_./-]*")
@@ -33,9 +33,6 @@ def host_vars(host: PxeHost) -> dict[str, str]:
         "ansible_ssh_common_args": SSH_COMMON_ARGS,
         "ansible_python_interpreter": "/usr/bin/python3",
         "pxe_interface": "host0",
-        # Labs side by side need a directory each, or one lab's commands run through
-        # another lab's ssh master, on its container (see common.ANSIBLE_CONTROL_DIR).
-        "ansible_control_path_dir": ANSIBLE_CONTROL_DIR,
     }
 
 
