@@ -1,10 +1,12 @@
 """centra.pxe lab harness: a real PXE host (nspawn container) and real PXE clients (QEMU).
 
-    python3 tests/lab/lab.py up [--inventory PATH] [--hosts N] [--apt-packages a,b]
+    python3 tests/lab/lab.py up [--inventory PATH] [--hosts N] [--apt-packages a,b] [--far-network]
     python3 tests/lab/lab.py boot --mac MAC --firmware bios|uefi [--timeout S] [--json]
+                                  [--network near|far]
     python3 tests/lab/lab.py down [--purge-logs]
     python3 tests/lab/lab.py image | status
-    python3 tests/lab/lab.py exec -- CMD...      (run CMD on the lab network)
+    python3 tests/lab/lab.py exec [--router] -- CMD...   (run CMD on the lab network,
+                                                          or in the far network's router)
     python3 tests/lab/lab.py ssh [pxe01] [-- CMD...]
     python3 tests/lab/lab.py stop|start|restart HOST [--kill]   (one PXE host; disk kept)
 
@@ -25,16 +27,18 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from labkit import boot, container, image, inventory, net, rootfs  # noqa: E402
+from labkit import boot, container, far, image, inventory, net, rootfs  # noqa: E402
 from labkit.common import (  # noqa: E402
     BOOTS_DIR,
     BRIDGE,
     BRIDGE_ADDRESS,
     BRIDGE_NETWORK,
     DEFAULT_INVENTORY,
+    FAR_BRIDGE,
     LOGS_DIR,
     MAX_PXE_HOSTS,
     NETNS,
+    ROUTER_NETNS,
     NFT_TABLE,
     SSH_KEY,
     STATE_DIR,
@@ -83,6 +87,10 @@ def teardown() -> None:
     """
     boot.cleanup_stale_boots()
     state = read_json(STATE_FILE) or {}
+    far_record = state.get("far_network")
+    if isinstance(far_record, dict):
+        far.stop_relay(far.FarNetwork.from_json(far_record))
+    far.delete_router()         # takes its veths (and their peers on the bridges) with it
     for data in state.get("hosts", []):
         host = PxeHost.from_json(data)
         log(f"stopping {host.name} ({host.machine})")
@@ -92,6 +100,7 @@ def teardown() -> None:
     inventory_path = state.get("inventory")
     if isinstance(inventory_path, str):
         Path(inventory_path).unlink(missing_ok=True)
+    container.close_ssh_masters()
     net.delete_netns()          # takes the bridge, taps and veths with it
     net.remove_host_guard()
     STATE_FILE.unlink(missing_ok=True)
@@ -108,7 +117,8 @@ def ensure_ssh_key() -> str:
     return SSH_KEY.with_suffix(".pub").read_text()
 
 
-def prepare_hosts(count: int, packages: tuple[str, ...], public_key: str) -> list[PxeHost]:
+def prepare_hosts(count: int, packages: tuple[str, ...], public_key: str,
+                  routes: list[tuple[str, str]]) -> list[PxeHost]:
     """Fresh rootfs copies: the first is unpacked and primed, the others cloned from it."""
     tarball = rootfs.ensure_rootfs_tarball()
     stamp = timestamp()
@@ -125,7 +135,7 @@ def prepare_hosts(count: int, packages: tuple[str, ...], public_key: str) -> lis
             rootfs.clone_rootfs(hosts[0].rootfs, host.rootfs)
         hosts.append(host)
     for host in hosts:   # after cloning, so that no two hosts share an identity
-        rootfs.personalize(host.rootfs, host.name, host.address, public_key)
+        rootfs.personalize(host.rootfs, host.name, host.address, public_key, routes)
     return hosts
 
 
@@ -153,7 +163,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         net.install_host_guard()
         net.create_netns()
         net.create_bridge()
-        hosts = prepare_hosts(args.hosts, packages, public_key)
+        if args.far_network:
+            far_network = far.create([host_address(i) for i in range(1, args.hosts + 1)])
+            state["far_network"] = far_network.to_json()
+            save_state(state, [])
+            far.start_relay(far_network)
+            state["far_network"] = far_network.to_json()
+            save_state(state, [])
+            far.wait_relay_ready(far_network)
+        routes = far.pxe_host_routes() if args.far_network else []
+        hosts = prepare_hosts(args.hosts, packages, public_key, routes)
         save_state(state, hosts)
         for host in hosts:
             container.start(host)
@@ -198,6 +217,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         data["alive"] = bool(host.nspawn and host.nspawn.alive())
     state["up"] = any(h.get("alive") for h in state.get("hosts", []))
     state["bridge_present"] = net.link_exists(BRIDGE)
+    far_record = state.get("far_network")
+    if isinstance(far_record, dict):
+        relay = far.FarNetwork.from_json(far_record).dhcrelay
+        far_record["dhcrelay_alive"] = bool(relay and relay.alive())
+        far_record["bridge_present"] = net.link_exists(FAR_BRIDGE)
+        far_record["router_present"] = far.router_exists()
     state["running_boots"] = running_boots()
     print(json.dumps(state, indent=2, sort_keys=True))
     return 0
@@ -233,7 +258,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         boot_nic=args.boot_nic or 1, attach_all=args.boot_nic is None or args.attach_all,
         http_boot=args.http_boot,
         nic_model=args.nic_model or ("virtio" if args.firmware == "uefi" else "e1000"),
-        memory_mb=args.memory,
+        memory_mb=args.memory, network=args.network,
     )
     result = boot.run_boot(request)
     if args.json:
@@ -295,13 +320,16 @@ def cmd_host_power(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    """Run a command inside the lab namespace (where 192.0.2.0/24 is reachable)."""
+    """Run a command inside the lab namespace (where 192.0.2.0/24 is reachable), or
+    with --router inside the far network's router namespace."""
     if not net.netns_exists():
         raise LabError(f"namespace {NETNS} does not exist: run `lab.py up` first")
+    if args.router and not far.router_exists():
+        raise LabError(f"namespace {ROUTER_NETNS} does not exist: run `lab.py up --far-network`")
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
-        raise LabError("usage: lab.py exec -- COMMAND [ARG ...]")
-    os.execvp("ip", net.in_netns(*command))
+        raise LabError("usage: lab.py exec [--router] -- COMMAND [ARG ...]")
+    os.execvp("ip", far.in_router(*command) if args.router else net.in_netns(*command))
     return 127  # not reached
 
 
@@ -335,6 +363,9 @@ def parser() -> argparse.ArgumentParser:
                     help="packages to pre-download into each PXE host's apt cache "
                          "(default: env CENTRA_LAB_APT_PACKAGES, else "
                          f"{','.join(rootfs.DEFAULT_APT_PACKAGES)})")
+    up.add_argument("--far-network", action="store_true",
+                    help=f"also make the far network 198.51.100.0/24 ({FAR_BRIDGE}) behind a "
+                         f"router namespace ({ROUTER_NETNS}) that runs dhcrelay to the PXE hosts")
     up.set_defaults(func=cmd_up)
 
     bt = sub.add_parser("boot", help="PXE-boot one QEMU machine and wait for PXE-BOOT-OK")
@@ -353,6 +384,9 @@ def parser() -> argparse.ArgumentParser:
     bt.add_argument("--nic-model", choices=("e1000", "virtio"),
                     help="default: e1000 for bios, virtio for uefi (OVMF drives virtio only)")
     bt.add_argument("--memory", type=int, default=512, metavar="MB")
+    bt.add_argument("--network", choices=("near", "far"), default="near",
+                    help="near: the PXE hosts' network 192.0.2.0/24 (default); far: "
+                         "198.51.100.0/24 behind the relay (needs `up --far-network`)")
     bt.add_argument("--json", action="store_true", help="print one JSON object")
     bt.set_defaults(func=cmd_boot)
 
@@ -366,6 +400,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="print the state JSON").set_defaults(func=cmd_status)
 
     ex = sub.add_parser("exec", help=f"run a command inside the lab namespace {NETNS}")
+    ex.add_argument("--router", action="store_true",
+                    help=f"run it in the far network's router namespace {ROUTER_NETNS} instead")
     ex.add_argument("cmd", nargs=argparse.REMAINDER)
     ex.set_defaults(func=cmd_exec)
 

@@ -28,6 +28,7 @@ from . import net
 from .common import (
     BOOTS_DIR,
     BRIDGE,
+    FAR_BRIDGE,
     LOGS_DIR,
     NETNS,
     LabError,
@@ -45,6 +46,8 @@ IPXE_ROMS = {"e1000": Path("/usr/lib/ipxe/qemu/pxe-e1000.rom"),
              "virtio": Path("/usr/lib/ipxe/qemu/pxe-virtio.rom")}
 QEMU_DEVICES = {"e1000": "e1000", "virtio": "virtio-net-pci"}
 SUCCESS_MARK = "PXE-BOOT-OK"
+# --network: which lab bridge the machine's NICs are plugged into.
+NETWORK_BRIDGES = {"near": BRIDGE, "far": FAR_BRIDGE}
 TAIL_LINES = 40
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]")
@@ -81,6 +84,11 @@ class BootRequest:
     http_boot: bool
     nic_model: str            # e1000 | virtio
     memory_mb: int = 512
+    network: str = "near"     # near: 192.0.2.0/24 | far: 198.51.100.0/24 behind the relay
+
+    @property
+    def bridge(self) -> str:
+        return NETWORK_BRIDGES[self.network]
 
 
 @dataclass
@@ -149,6 +157,11 @@ def validate(request: BootRequest) -> None:
     if not net.link_exists(BRIDGE):
         raise LabError(f"bridge {BRIDGE} does not exist (namespace {NETNS}): "
                        "run `lab.py up` first")
+    if request.network not in NETWORK_BRIDGES:
+        raise LabError(f"--network must be one of {', '.join(NETWORK_BRIDGES)}")
+    if not net.link_exists(request.bridge):
+        raise LabError(f"the far network is not up (no bridge {request.bridge} in {NETNS}): "
+                       "run `lab.py up --far-network` first")
 
 
 def serial_log_path(mac: str) -> Path:
@@ -211,6 +224,7 @@ def run_boot(request: BootRequest) -> BootResult:
     record_path = BOOTS_DIR / f"boot-{os.getpid()}-{secrets.token_hex(3)}.json"
     cleanup_stale_boots(only_orphans=True)
     record: dict[str, Any] = {"macs": request.macs, "firmware": request.firmware,
+                              "network": request.network,
                               "log": str(serial_log), "taps": [n.tap for n in nics if n.tap],
                               "owner": ProcessRef.of(os.getpid()).to_json(), "qemu": None}
     _record(record_path, record)
@@ -220,9 +234,10 @@ def run_boot(request: BootRequest) -> BootResult:
     try:
         for nic in nics:
             if nic.tap is not None:
-                net.create_tap(nic.tap)
+                net.create_tap(nic.tap, request.bridge)
         argv = qemu_argv(request, nics, serial_log)
-        log(f"booting {boot_mac} ({request.firmware}{', HTTP boot' if request.http_boot else ''}); "
+        log(f"booting {boot_mac} ({request.firmware}{', HTTP boot' if request.http_boot else ''}, "
+            f"{request.network} network); "
             f"serial log: {serial_log}")
         with open(stderr_path, "wb") as stderr:
             # Own session: a terminal's Ctrl-C reaches us, and we stop QEMU ourselves.
@@ -319,6 +334,7 @@ def result_json(request: BootRequest, result: BootResult) -> str:
         "macs": request.macs,
         "firmware": request.firmware,
         "http_boot": request.http_boot,
+        "network": request.network,
         "seconds": round(result.seconds, 1),
         "line": result.line,
         "cmdline": cmdline,

@@ -59,7 +59,21 @@ MAX_PXE_HOSTS = 8                        # 192.0.2.2 .. 192.0.2.9
 
 NETNS = f"cpxe-lab{_SUFFIX}"             # the lab network lives in this namespace
 
+# The far network (`up --far-network`): 198.51.100.0/24 on bridge cpxebr1 (no address
+# of the lab's own), reached from 192.0.2.0/24 only through a router namespace that
+# runs dhcrelay. The router's name follows the lab's, so labs side by side never meet.
+FAR_BRIDGE = "cpxebr1"
+FAR_NETWORK = "198.51.100.0/24"
+ROUTER_NETNS = f"{NETNS}-rt"
+ROUTER_NEAR_ADDRESS = "192.0.2.254"      # the router on cpxebr0: PXE hosts route via it
+ROUTER_FAR_ADDRESS = "198.51.100.1"      # the router on cpxebr1: far clients' gateway, giaddr
+
 SSH_KEY = CACHE_DIR / "ssh" / "id_ed25519"
+# Where Ansible keeps this lab's ssh master sockets: the lab inventory's
+# ansible_control_path_dir (~/.ansible/cp/<namespace>/) and molecule's control_path
+# (~/.ansible/cp/<host>-<port>-<user>-lab-<name>, see .config/molecule/config.yml).
+ANSIBLE_CP_DIR = Path("~/.ansible/cp").expanduser()
+ANSIBLE_CONTROL_SOCKETS = (f"{NETNS}/*", f"*-lab-{LAB_NAME or 'main'}")
 # ssh reaches the PXE hosts through a relay that enters the lab namespace.
 SSH_PROXY_COMMAND = f"/usr/bin/python3 {LAB_DIR / 'nsproxy.py'} {NETNS} %h %p"
 SSH_COMMON_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "

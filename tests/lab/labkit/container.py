@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    ANSIBLE_CONTROL_SOCKETS,
+    ANSIBLE_CP_DIR,
     BRIDGE,
     MACHINE_PREFIX,
     SSH_KEY,
@@ -185,3 +187,18 @@ def stop(host: PxeHost, timeout: float = 30.0) -> None:
     for process in (init, nspawn):
         if process is not None and process.alive():
             raise LabError(f"could not stop {host.machine} (PID {process.pid})")
+
+
+def close_ssh_masters() -> None:
+    """Ask Ansible's ssh masters of this lab to exit (``ssh -O exit``), then forget them.
+
+    A master outlives its last session by ControlPersist; one still connected to a
+    container that `down` removed would take the next `up`'s first Ansible command
+    and hang it. Each master is addressed through its own socket, never by name.
+    """
+    for pattern in ANSIBLE_CONTROL_SOCKETS:
+        for socket_path in ANSIBLE_CP_DIR.glob(pattern):
+            if socket_path.is_socket():
+                run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "lab-master"],
+                    check=False, capture=True, timeout=10)
+                socket_path.unlink(missing_ok=True)

@@ -58,12 +58,12 @@ def netns_exists() -> bool:
     return NETNS_PATH.exists()
 
 
-def enter_netns() -> None:
-    """preexec_fn: move the child into the lab namespace before it execs."""
-    fd = os.open(NETNS_PATH, os.O_RDONLY | os.O_CLOEXEC)
+def enter_netns(path: Path = NETNS_PATH) -> None:
+    """preexec_fn: move the child into the lab namespace (or ``path``) before it execs."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns({NETNS_PATH}) failed")
+            raise OSError(ctypes.get_errno(), f"setns({path}) failed")
     finally:
         os.close(fd)
 
@@ -130,13 +130,13 @@ def new_tap_name() -> str:
     return f"{TAP_PREFIX}{secrets.token_hex(4)}"
 
 
-def create_tap(name: str) -> None:
-    """A persistent tap for QEMU, enslaved to the lab bridge."""
-    if not link_exists(BRIDGE):
-        raise LabError(f"bridge {BRIDGE} does not exist in namespace {NETNS}: "
+def create_tap(name: str, bridge: str = BRIDGE) -> None:
+    """A persistent tap for QEMU, enslaved to the lab bridge (or the far network's)."""
+    if not link_exists(bridge):
+        raise LabError(f"bridge {bridge} does not exist in namespace {NETNS}: "
                        "run `lab.py up` first")
     run(["ip", "-n", NETNS, "tuntap", "add", "dev", name, "mode", "tap"])
-    run(["ip", "-n", NETNS, "link", "set", "dev", name, "master", BRIDGE, "up"])
+    run(["ip", "-n", NETNS, "link", "set", "dev", name, "master", bridge, "up"])
 
 
 # --- the guard on the build machine itself ------------------------------------------

@@ -283,8 +283,13 @@ def prime_apt_cache(rootfs: Path, packages: Sequence[str]) -> None:
     os.utime(rootfs / "var/lib/apt/lists")
 
 
-def personalize(rootfs: Path, hostname: str, address: str, public_key: str) -> None:
-    """Give one copy its own identity: name, machine-id, address, SSH keys."""
+def personalize(rootfs: Path, hostname: str, address: str, public_key: str,
+                routes: Sequence[tuple[str, str]] = ()) -> None:
+    """Give one copy its own identity: name, machine-id, address, SSH keys.
+
+    ``routes``: (destination, gateway) pairs, e.g. the far network via the lab's
+    router; never a default route, so nothing leaves the lab networks.
+    """
     etc = rootfs / "etc"
     (etc / "hostname").write_text(f"{hostname}\n")
     (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"
@@ -298,6 +303,8 @@ def personalize(rootfs: Path, hostname: str, address: str, public_key: str) -> N
         "# centra.pxe lab: static address on the lab bridge, no IPv6 chatter.\n"
         "[Match]\nName=host0\n\n"
         f"[Network]\nAddress={address}/{PREFIX_LEN}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+        + "".join(f"\n[Route]\nDestination={destination}\nGateway={gateway}\n"
+                  for destination, gateway in routes)
     )
     ssh_dir = rootfs / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -1,0 +1,142 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Machines on the far network 198.51.100.0/24 boot through the lab's router: their
+DHCP goes through dhcrelay (giaddr 198.51.100.1), their loader, boot script and kernel
+are routed between the two lab networks, and the router forwards nothing else."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+
+import pytest
+from conftest import (FAR_NETWORK, FAR_NODES, FAR_POOL, PROJECT, ROUTER_FAR, ROUTER_NEAR, SERVER_ADDRESS,
+                      booted_profile, counter_packets, in_router, lab_exec, on_pxe_host, router_rules)
+
+NAMES = sorted(FAR_NODES)
+ACCESS_LOG = "/var/log/nginx/centra-pxe.access.log"
+
+
+def leased_address(backend: str, mac: str) -> str:
+    """The address the DHCP server gave ``mac``: Kea's lease file; for ISC dhcpd, which
+    keeps no lease for a fixed address, its DHCPACK log line, which also names the relay
+    ("via 198.51.100.1")."""
+    if backend == "kea":
+        rows = [line.split(",") for line in on_pxe_host("cat", "/var/lib/kea/kea-leases4.csv").splitlines()]
+        header, rows = rows[0], rows[1:]
+        leases = [dict(zip(header, row)) for row in rows if len(row) == len(header)]
+        mine = [lease["address"] for lease in leases if lease["hwaddr"] == mac and lease["valid_lifetime"] != "0"]
+    else:
+        journal = on_pxe_host("journalctl", "--no-pager", "-o", "cat", "-u", "isc-dhcp-server")
+        mine = re.findall(r"DHCPACK on (\S+) to %s(?: \([^)]*\))? via %s" % (re.escape(mac), re.escape(ROUTER_FAR)),
+                          journal)
+    assert mine, "no lease for %s from the %s server" % (mac, backend)
+    return mine[-1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_far_machine_boots_its_profile(far_boots, name):
+    node = FAR_NODES[name]
+    result = far_boots[name]
+    assert result["network"] == "far"
+    assert booted_profile(result["line"]) == node["profile"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_far_machine_gets_an_address_in_its_own_subnet(far_boots, backend, name):
+    """The server chose the far subnet by giaddr: a fixed address, or one from its pool."""
+    node = FAR_NODES[name]
+    address = ipaddress.IPv4Address(leased_address(backend, node["mac"]))
+    assert address in ipaddress.IPv4Network(FAR_NETWORK)
+    if node["ip"]:
+        assert str(address) == node["ip"]
+    else:
+        assert ipaddress.IPv4Address(FAR_POOL[0]) <= address <= ipaddress.IPv4Address(FAR_POOL[1])
+
+
+def test_the_uefi_firmware_itself_got_a_far_address_and_loaded_ipxe_through_the_router(far_boots):
+    """OVMF's own PXE client (option 93 = 7) prints its station address; ipxe.efi came
+    over TFTP from 192.0.2.2, which it reaches only through the router."""
+    with open(far_boots["node06"]["log"], encoding="utf-8", errors="replace") as handle:
+        serial = handle.read()
+    assert "Start PXE over IPv4" in serial
+    station = re.search(r"Station IP address is (\S+)", serial)
+    assert station, "OVMF printed no station address"
+    assert ipaddress.IPv4Address(station.group(1)) in ipaddress.IPv4Network(FAR_NETWORK)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_boot_script_and_the_kernel_were_fetched_from_the_far_address(far_boots, backend, name):
+    """nginx saw the per-MAC script and the profile's kernel and initrd requested from
+    the machine's 198.51.100.x address (no NAT anywhere: the router only routes)."""
+    node = FAR_NODES[name]
+    address = leased_address(backend, node["mac"])
+    fetched = {}
+    for line in on_pxe_host("cat", ACCESS_LOG).splitlines():
+        # $msec $remote_addr $status $request_completion $request_method $request_uri $body_bytes_sent
+        fields = line.split()
+        if len(fields) == 7 and fields[1] == address:
+            fetched[fields[5]] = fields[2]
+    script = "/nodes/%s.ipxe" % node["mac"].replace(":", "-")
+    for path in (script, "/profiles/%s/vmlinuz" % node["profile"], "/profiles/%s/initrd" % node["profile"]):
+        assert fetched.get(path) == "200", "%s did not fetch %s from %s: %s" % (name, path, address, fetched)
+
+
+def test_dhcrelay_relayed_both_machines_to_the_pxe_host(far_boots, lab_state):
+    with open(lab_state["far_network"]["dhcrelay_log"], encoding="utf-8", errors="replace") as handle:
+        relay_log = handle.read()
+    for node in FAR_NODES.values():
+        assert "BOOTREQUEST for %s to %s" % (node["mac"], SERVER_ADDRESS) in relay_log
+        assert "BOOTREPLY for %s" % node["mac"] in relay_log
+
+
+def test_the_router_forwards_only_between_the_two_lab_networks(far_boots, lab_state):
+    """Policy drop; one accept each way, bound to both links and both networks; the
+    boots went through those two rules."""
+    far = lab_state["far_network"]
+    assert far["router_near_address"] == ROUTER_NEAR and far["router_far_address"] == ROUTER_FAR
+    found = router_rules()
+    assert found["chain"]["hook"] == "forward" and found["chain"]["policy"] == "drop"
+    assert sorted(found["rules"]) == ["everything-else", "far-to-near", "near-to-far"]
+    text = in_router("nft", "list", "chain", "inet", "centra_lab_router", "forward")
+    assert 'iifname "cpxe-near" oifname "cpxe-far" ip saddr 192.0.2.0/24 ip daddr 198.51.100.0/24' in text
+    assert 'iifname "cpxe-far" oifname "cpxe-near" ip saddr 198.51.100.0/24 ip daddr 192.0.2.0/24' in text
+    assert counter_packets(found["rules"]["near-to-far"]) > 0
+    assert counter_packets(found["rules"]["far-to-near"]) > 0
+    # Forwarding is on in the router only; the router has no link and no route but the two.
+    assert in_router("sysctl", "-n", "net.ipv4.ip_forward").strip() == "1"
+    assert lab_exec("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
+    links = sorted(link["ifname"] for link in json.loads(in_router("ip", "-j", "link", "show")))
+    assert links == ["cpxe-far", "cpxe-near", "lo"]
+    routes = sorted(route["dst"] for route in json.loads(in_router("ip", "-j", "-4", "route", "show")))
+    assert routes == ["192.0.2.0/24", "198.51.100.0/24"]
+
+
+def test_the_pxe_host_reaches_the_far_network_through_the_router_and_nowhere_else(far_boots):
+    routes = {route["dst"]: route.get("gateway") for route in json.loads(on_pxe_host("ip", "-j", "-4", "route", "show"))}
+    assert routes == {"192.0.2.0/24": None, FAR_NETWORK: ROUTER_NEAR}
+
+
+def test_a_packet_between_other_networks_is_dropped_by_the_router(far_boots):
+    """Packets the router could route but must not forward (within one lab network, and
+    from an address of neither) hit the drop rule, and nothing is accepted for them."""
+    router_macs = {link["ifname"]: link["address"] for link in json.loads(in_router("ip", "-j", "link", "show"))}
+    before = {name: counter_packets(rule) for name, rule in router_rules()["rules"].items()}
+    count = 5
+    script = (
+        "from scapy.all import Ether, IP, UDP, sendp\n"
+        "frames = [Ether(dst=%r) / IP(src='198.51.100.50', dst='198.51.100.60') / UDP(dport=9),\n"
+        "          Ether(dst=%r) / IP(src='192.0.2.50', dst='192.0.2.60') / UDP(dport=9),\n"
+        "          Ether(dst=%r) / IP(src='203.0.113.7', dst='192.0.2.2') / UDP(dport=9)]\n"
+        "sendp(frames[0], iface='cpxebr1', count=%d, verbose=False)\n"
+        "sendp(frames[1], iface='cpxebr0', count=%d, verbose=False)\n"
+        "sendp(frames[2], iface='cpxebr1', count=%d, verbose=False)\n"
+    ) % (router_macs["cpxe-far"], router_macs["cpxe-near"], router_macs["cpxe-far"], count, count, count)
+    lab_exec("%s/.venv/bin/python" % PROJECT, "-c", script)
+    after = {name: counter_packets(rule) for name, rule in router_rules()["rules"].items()}
+    # The spoofed source may already fall to the kernel's reverse-path filter, before
+    # the forward hook; either way it is not forwarded.
+    assert after["everything-else"] - before["everything-else"] >= 2 * count
+    assert after["far-to-near"] == before["far-to-near"]
+    assert after["near-to-far"] == before["near-to-far"]
