@@ -6,7 +6,7 @@ In order: HTTP refusals (traversal, listings, oversized headers, a client outsid
 allowed subnets); 10,000 malformed DHCP packets and 10,000 hostile TFTP requests;
 kill -9 of the DHCP daemon, nginx and tftpd; a clean restart and a power-pulled
 restart of the PXE host with a dynamic lease to keep; a site.yml run killed midway,
-then completed; and one real UEFI boot (DHCP, TFTP, HTTP) after all of it. The host
+then completed (default scenario only); and one real UEFI boot (DHCP, TFTP, HTTP) after all of it. The host
 is left converged: the last site.yml run is the idempotent one.
 
 The counts of what was sent are printed (pytest -s, or -rP) as "RELIABILITY {json}".
@@ -223,12 +223,13 @@ def test_hostile_dhcp_and_tftp_packets_change_nothing(backend):
 
 
 def test_kill_9_of_each_daemon_is_recovered_by_systemd(backend):
+    """All three main processes at once (the worst moment), each must come back."""
+    old_pids = {unit: int(unit_state(unit)["MainPID"]) for unit in services(backend)}
+    assert all(pid > 0 for pid in old_pids.values()), old_pids
+    pxe_shell("kill -9 %s" % " ".join(str(pid) for pid in old_pids.values()))
+    started = time.monotonic()
     recovered = {}
-    for unit in services(backend):
-        old_pid = int(unit_state(unit)["MainPID"])
-        assert old_pid > 0, unit
-        pxe_shell("kill -9 %d" % old_pid)
-        started = time.monotonic()
+    for unit, old_pid in old_pids.items():
         state = wait_for_new_main_pid(unit, old_pid)
         recovered[unit] = {"old_pid": old_pid, "new_pid": int(state["MainPID"]),
                            "seconds": round(time.monotonic() - started, 1)}
@@ -257,9 +258,12 @@ def lease_recorded(backend: str, address: str) -> bool:
 
 @pytest.mark.parametrize("how", ["clean", "power-pulled"])
 def test_a_restart_of_the_pxe_host_keeps_services_and_leases(backend, dynamic_lease, how):
+    pxe_shell("touch /run/centra-before-restart")  # /run is a tmpfs: a real boot empties it
     started = time.monotonic()
     lab("restart", "pxe01", *(["--kill"] if how == "power-pulled" else []), timeout=300)
     seconds = round(time.monotonic() - started, 1)
+    booted = pxe_shell("test ! -e /run/centra-before-restart && ps -o etimes= -p 1").stdout.strip()
+    assert 0 <= int(booted) <= time.monotonic() - started + 1, "PID 1 is %s s old: the host did not restart" % booted
     for unit in services(backend):  # systemd says "running" before every service is up
         wait_for_new_main_pid(unit, 0, timeout=60)
     assert_serving(backend)
@@ -285,6 +289,12 @@ def recap_changed(output: str) -> int:
     return int(match.group(1))
 
 
+# Three site.yml runs cost more than everything else here. The run is killed inside
+# pxe_http, before pxe_dhcp: up to there both backends run the same tasks, and each
+# scenario's own converge + idempotence already covers its DHCP role. So: once, in the
+# default (Kea) scenario.
+@pytest.mark.skipif(os.environ.get("MOLECULE_SCENARIO_NAME") == "isc",
+                    reason="backend-independent up to the kill point: runs in the default (Kea) scenario only")
 def test_a_converge_killed_midway_is_completed_by_the_next_run(backend):
     converged = tree_digest(*CONVERGED_PATHS)
     digest = json.loads(curl(HTTP_BASE + "/healthz")[1])["config_version"]
@@ -313,19 +323,21 @@ def test_a_converge_killed_midway_is_completed_by_the_next_run(backend):
     assert "# drift" in pxe_shell("cat /etc/nginx/sites-available/centra-pxe").stdout
     time.sleep(2)  # let the killed run's workers finish the task they were in
 
-    second = ansible_playbook()
-    output, _ = second.communicate(timeout=900)
-    assert second.returncode == 0, output[-4000:]
-    assert recap_changed(output) > 0
-    third = ansible_playbook()
-    output, _ = third.communicate(timeout=900)
-    assert third.returncode == 0, output[-4000:]
-    assert recap_changed(output) == 0, output[-4000:]
+    seconds = {}
+    for run_name in ("second", "third"):
+        started = time.monotonic()
+        process = ansible_playbook()
+        output, _ = process.communicate(timeout=900)
+        seconds[run_name] = round(time.monotonic() - started, 1)
+        assert process.returncode == 0, output[-4000:]
+        changed = recap_changed(output)
+        assert changed > 0 if run_name == "second" else changed == 0, output[-4000:]
 
     assert tree_digest(*CONVERGED_PATHS) == converged
     assert json.loads(curl(HTTP_BASE + "/healthz")[1])["config_version"] == digest
     assert_serving(backend)
-    report("killed_converge", {"killed_at": killed_at, "second_run": "completed", "third_run_changed": 0})
+    report("killed_converge", {"killed_at": killed_at, "second_run": "completed", "third_run_changed": 0,
+                               "seconds": seconds})
 
 
 def test_a_machine_boots_after_all_of_it():
