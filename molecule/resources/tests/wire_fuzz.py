@@ -9,8 +9,8 @@ count and rate. Prints one JSON object: what was sent, by kind, and what came ba
       Raw frames on the lab bridge (scapy, built with dhcp_probe.dhcp_frame): truncated
       option 93, oversized options, bogus user classes, random BOOTP header fields,
       wrong lengths (options, BOOTP, UDP, IP), bad message types, random bytes. The
-      client MACs come from a set of 16 (02:cf:...), so at most 16 pool addresses are
-      ever offered; every address in a packet is 0.0.0.0, broadcast or in 192.0.2.0/24.
+      client identities come from a small set (16 MACs 02:cf:..., a few absurd
+      htype/hlen pairs), so at most a few dozen pool addresses are ever offered; every address in a packet is 0.0.0.0, broadcast or in 192.0.2.0/24.
 
   wire_fuzz.py tftp --iface cpxebr0 --server-mac M --count 10000 --rate 500 --reference FILE...
       Read and write requests from UDP sockets on 192.0.2.1: path traversal, absolute
@@ -95,10 +95,12 @@ def dhcp_truncated_option_93(rng: random.Random) -> tuple[bytes, bool]:
 
 
 def dhcp_oversized_option(rng: random.Random) -> tuple[bytes, bool]:
-    """Options at their maximum length (255), up to four of them."""
+    """Options at their maximum length (255), up to four of them. Not option 61: a random
+    client identifier is a new client, and ISC dhcpd holds an offered address for each
+    (DHCP starvation, which no DHCP server configuration prevents)."""
     options = DISCOVER
     for _ in range(rng.randint(1, 4)):
-        code = rng.choice([93, 60, 77, 55, 61, 12, 175, 43, 97, 124, 125, rng.randint(1, 254)])
+        code = rng.choice([93, 60, 77, 55, 12, 175, 43, 97, 124, 125, rng.choice([c for c in range(1, 255) if c != 61])])
         options += bytes([code, 255]) + rng.randbytes(255)
     return options + b"\xff", True
 
@@ -175,13 +177,17 @@ def dhcp_packet(kind: str, rng: random.Random, src_mac: str, server_mac: str) ->
     if kind == "random_bootp":
         # Random header fields; addresses only 0.0.0.0 or lab addresses (a relay
         # address makes the server answer there).
-        header = {"op": rng.choice([1, 2, rng.randint(0, 255)]), "htype": rng.randint(0, 255),
-                  "hlen": rng.choice([0, 6, 16, 17, 255, rng.randint(0, 255)]), "hops": rng.randint(0, 255),
+        # The client's identity (htype, hlen, chaddr) stays within a small set: ISC dhcpd
+        # holds an offered address for each new client, and random identities would
+        # empty the pool (DHCP starvation, which no DHCP server configuration prevents).
+        htype, hlen = rng.choice([(1, 6)] * 4 + [(0, 6), (255, 6), (1, 0), (1, 16), (1, 17), (1, 255)])
+        if (htype, hlen) != (1, 6):
+            chaddr = FUZZ_MACS[0]
+        header = {"op": rng.choice([1, 2, rng.randint(0, 255)]), "htype": htype, "hlen": hlen, "hops": rng.randint(0, 255),
                   "secs": rng.randint(0, 65535), "flags": rng.randint(0, 65535),
                   "ciaddr": _lab_address(rng), "yiaddr": _lab_address(rng), "siaddr": _lab_address(rng),
                   "giaddr": rng.choice(["0.0.0.0", CLIENT, "192.0.2.250"]),
                   "sname": rng.randbytes(64), "file": rng.randbytes(128)}
-        chaddr = chaddr + rng.randbytes(10)
         return bytes(dhcp_frame(src_mac, chaddr, xid, raw_options=DISCOVER + _option(93, b"\x00\x07") + b"\xff",
                                 **addressing, **header))
     if kind == "wrong_length":
