@@ -7,11 +7,14 @@ Each scenario's tests directory puts this folder on sys.path (see its conftest.p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -51,3 +54,92 @@ def booted_profile(line: str) -> str:
     match = re.search(r"centra\.profile=(\S+)", line)
     assert match, "no centra.profile= on the command line: %s" % line
     return match.group(1)
+
+
+def lab_netns() -> str:
+    """The lab's network namespace (its name depends on CENTRA_LAB_NAME)."""
+    return json.loads(lab("status", timeout=60).stdout)["netns"]
+
+
+def pxe_shell(command: str, host: str = "pxe01", timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a shell command on a PXE host over ssh (lab.py ssh: no shared connection, so
+    it works right after the host restarted)."""
+    run = lab("ssh", host, "--", command, timeout=timeout, check=False)
+    if check:
+        assert run.returncode == 0, "%s on %s: rc=%s\n%s%s" % (command, host, run.returncode, run.stdout[-3000:], run.stderr[-3000:])
+    return run
+
+
+def unit_state(unit: str, host: str = "pxe01") -> dict[str, str]:
+    """systemctl show of a unit: MainPID, ActiveState, SubState, UnitFileState, NRestarts."""
+    run = pxe_shell("systemctl show -p MainPID -p ActiveState -p SubState -p UnitFileState -p NRestarts %s" % unit, host)
+    return dict(line.split("=", 1) for line in run.stdout.splitlines() if "=" in line)
+
+
+def wait_for_new_main_pid(unit: str, old_pid: int, timeout: float = 90, host: str = "pxe01") -> dict[str, str]:
+    """Wait until systemd runs the unit again under another main PID, active."""
+    deadline = time.monotonic() + timeout
+    state = unit_state(unit, host)
+    while time.monotonic() < deadline:
+        if state["ActiveState"] == "active" and int(state["MainPID"]) not in (0, old_pid):
+            return state
+        time.sleep(1)
+        state = unit_state(unit, host)
+    raise AssertionError("%s did not come back within %d s after its main PID %d died: %s" % (unit, timeout, old_pid, state))
+
+
+def tree_digest(*paths: str, host: str = "pxe01") -> dict[str, str]:
+    """path -> "mode owner group sha256" (or "dir ..." / "link -> target") for every
+    entry under the given paths on a PXE host; absent paths are left out."""
+    script = ("for p in %s; do [ -e \"$p\" ] || continue; find \"$p\" -xdev -printf '%%y %%p %%m %%u %%g %%l\\n'; done"
+              % " ".join("'%s'" % path for path in paths))
+    entries = {}
+    for line in pxe_shell(script, host).stdout.splitlines():
+        kind, path, mode, user, group, *link = line.split(" ")
+        entries[path] = "%s %s %s %s %s" % (kind, mode, user, group, " ".join(link))
+    files = [path for path, entry in entries.items() if entry.startswith("f ")]
+    if files:
+        sums = pxe_shell("sha256sum " + " ".join("'%s'" % path for path in files), host).stdout
+        for line in sums.splitlines():
+            checksum, path = line.split(None, 1)
+            entries[path] += checksum
+    return entries
+
+
+@contextlib.contextmanager
+def foreign_client(address: str = "203.0.113.10", server: str = SERVER_ADDRESS,
+                   server_interface: str = "host0") -> Iterator[str]:
+    """A client on the lab wire with an address outside every allowed subnet.
+
+    A namespace of its own (cpxe-out[-<lab>]) whose veth is a port of the lab bridge;
+    both sides get an on-link route to the other's subnet (the PXE host for the
+    duration only), so packets flow and a refusal is the server's doing, never a
+    missing route. Nothing is routed or forwarded. Yields the namespace name;
+    everything is removed afterwards.
+    """
+    lab_ns = lab_netns()
+    netns = lab_ns.replace("cpxe-lab", "cpxe-out", 1)
+    lab_end, client_end = "cpxeo0", "cpxeo1"
+    network = re.sub(r"\.\d+$", ".0/24", address)
+
+    def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=check)
+
+    def remove() -> None:
+        pxe_shell("ip route del %s dev %s 2>/dev/null; true" % (network, server_interface), check=False)
+        ip("-n", lab_ns, "link", "delete", lab_end, check=False)
+        ip("netns", "delete", netns, check=False)
+
+    remove()  # whatever an interrupted run left
+    try:
+        ip("netns", "add", netns)
+        ip("-n", netns, "link", "set", "lo", "up")
+        ip("-n", lab_ns, "link", "add", lab_end, "type", "veth", "peer", "name", client_end, "netns", netns)
+        ip("-n", lab_ns, "link", "set", lab_end, "master", "cpxebr0", "up")
+        ip("-n", netns, "addr", "add", address + "/24", "dev", client_end)
+        ip("-n", netns, "link", "set", client_end, "up")
+        ip("-n", netns, "route", "add", server + "/32", "dev", client_end)
+        pxe_shell("ip route replace %s dev %s" % (network, server_interface))
+        yield netns
+    finally:
+        remove()

@@ -6,6 +6,10 @@ Run inside the lab network (lab.py exec): one DISCOVER per case, each from its o
 random locally administered MAC (no reservation matches), broadcast flag set; the
 OFFER's BOOTP file and siaddr fields and option 60 are printed as JSON, one line per
 case. The test compares them with centra.pxe's boot policy (decide()).
+
+--mac sends every case from that MAC instead; --request completes the exchange
+(REQUEST, ACK) so that the server commits a lease. dhcp_frame() is the one DHCP
+frame builder of the lab tests (wire_fuzz.py builds its malformed frames with it).
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import random
 import sys
 import time
 
-from scapy.all import BOOTP, DHCP, IP, UDP, AsyncSniffer, Ether, conf, get_if_hwaddr, sendp  # pylint: disable=no-name-in-module
+from scapy.all import BOOTP, DHCP, IP, UDP, AsyncSniffer, Ether, Raw, conf, get_if_hwaddr, sendp  # pylint: disable=no-name-in-module
+
+MAGIC_COOKIE = b"\x63\x82\x53\x63"
+MESSAGE_TYPES = {1: "discover", 2: "offer", 3: "request", 4: "decline", 5: "ack", 6: "nak", 7: "release", 8: "inform"}
 
 # (name, option 93 payload or None, user class or None, send option 175, vendor class)
 CASES = [
@@ -35,29 +42,36 @@ CASES = [
 ]
 
 
-def discover(iface: str, arch: bytes | None, user_class: bytes | None, option_175: bool, vendor: str,
-             timeout: float) -> dict:
-    mac = bytes([0x02, 0xCE, random.randrange(256), random.randrange(256), random.randrange(256), random.randrange(256)])
-    xid = random.getrandbits(32)
-    options: list = [("message-type", "discover"), ("vendor_class_id", vendor.encode())]
-    if arch is not None:
-        options.append((93, arch))
-    if user_class is not None:
-        options.append(("user_class", user_class))
-    if option_175:
-        options.append((175, b"\x15\x01\x01"))  # iPXE's encapsulated "PXE extension support"
-    options += [("param_req_list", [1, 3, 6, 12, 15, 28, 43, 60, 66, 67, 93, 128, 175]), "end"]
-    frame = (Ether(src=get_if_hwaddr(iface), dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
-             / UDP(sport=68, dport=67) / BOOTP(chaddr=mac + b"\x00" * 10, xid=xid, flags=0x8000) / DHCP(options=options))
+def dhcp_frame(src_mac: str, chaddr: bytes, xid: int, options: list | None = None, *,
+               raw_options: bytes | None = None, src: str = "0.0.0.0", dst: str = "255.255.255.255",
+               dst_mac: str = "ff:ff:ff:ff:ff:ff", **bootp_fields):
+    """A client's DHCP frame: BOOTP request + DHCP options (scapy's list form), or
+    raw_options (the bytes after the magic cookie, as they are, for malformed ones)."""
+    fields = {"chaddr": chaddr + b"\x00" * (16 - len(chaddr)), "xid": xid, "flags": 0x8000}
+    fields.update(bootp_fields)
+    frame = Ether(src=src_mac, dst=dst_mac) / IP(src=src, dst=dst) / UDP(sport=68, dport=67)
+    if raw_options is not None:
+        return frame / BOOTP(options=b"", **fields) / Raw(load=MAGIC_COOKIE + raw_options)
+    return frame / BOOTP(**fields) / DHCP(options=options or ["end"])
+
+
+def random_client_mac() -> bytes:
+    """Locally administered, so no reservation of the lab inventory matches it."""
+    return bytes([0x02, 0xCE, random.randrange(256), random.randrange(256), random.randrange(256), random.randrange(256)])
+
+
+def exchange(iface: str, frame, xid: int, timeout: float, want: set[str] | None = None):
+    """Send frame (again every 2 s) until the server answers transaction xid; the answer or None."""
     answers = []
 
-    def is_offer(packet) -> bool:
-        return BOOTP in packet and packet[BOOTP].xid == xid and packet[BOOTP].op == 2
+    def is_answer(packet) -> bool:
+        if not (BOOTP in packet and packet[BOOTP].xid == xid and packet[BOOTP].op == 2):
+            return False
+        return want is None or message_type(packet) in want
 
     started = time.monotonic()
     # No BPF filter: it needs libpcap; lfilter does the same in Python.
-    sniffer = AsyncSniffer(iface=iface, lfilter=is_offer,
-                           prn=answers.append, store=False)
+    sniffer = AsyncSniffer(iface=iface, lfilter=is_answer, prn=answers.append, store=False)
     sniffer.start()
     time.sleep(0.2)
     deadline = started + timeout
@@ -67,18 +81,55 @@ def discover(iface: str, arch: bytes | None, user_class: bytes | None, option_17
         while not answers and time.monotonic() - waited < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
     sniffer.stop()
-    if not answers:
-        return {"offer": False}
-    reply = answers[0]
-    opts = dict((o[0], o[1]) for o in reply[DHCP].options if isinstance(o, tuple) and len(o) >= 2)
+    return answers[0] if answers else None
+
+
+def dhcp_options(reply) -> dict:
+    return dict((o[0], o[1]) for o in reply[DHCP].options if isinstance(o, tuple) and len(o) >= 2)
+
+
+def message_type(reply) -> str:
+    value = dhcp_options(reply).get("message-type") if DHCP in reply else None
+    return MESSAGE_TYPES.get(value, str(value))
+
+
+def discover(iface: str, arch: bytes | None, user_class: bytes | None, option_175: bool, vendor: str,
+             timeout: float, chaddr: bytes | None = None, request: bool = False) -> dict:
+    mac = chaddr or random_client_mac()
+    xid = random.getrandbits(32)
+    options: list = [("message-type", "discover"), ("vendor_class_id", vendor.encode())]
+    if arch is not None:
+        options.append((93, arch))
+    if user_class is not None:
+        options.append(("user_class", user_class))
+    if option_175:
+        options.append((175, b"\x15\x01\x01"))  # iPXE's encapsulated "PXE extension support"
+    options += [("param_req_list", [1, 3, 6, 12, 15, 28, 43, 60, 66, 67, 93, 128, 175]), "end"]
+    reply = exchange(iface, dhcp_frame(get_if_hwaddr(iface), mac, xid, options), xid, timeout, {"offer"})
+    if reply is None:
+        return {"offer": False, "mac": mac.hex(":")}
+    opts = dhcp_options(reply)
     vendor_class = opts.get("vendor_class_id")
-    return {
+    result = {
         "offer": True,
+        "mac": mac.hex(":"),
         "yiaddr": reply[BOOTP].yiaddr,
         "siaddr": reply[BOOTP].siaddr,
         "file": reply[BOOTP].file.rstrip(b"\x00").decode("ascii", "replace"),
         "vendor_class": vendor_class.decode() if isinstance(vendor_class, bytes) else vendor_class,
     }
+    if request:
+        # Complete the exchange (REQUEST in the SELECTING state): the server commits a lease.
+        server_id = opts.get("server_id")
+        options = [("message-type", "request"), ("server_id", server_id), ("requested_addr", reply[BOOTP].yiaddr),
+                   ("vendor_class_id", vendor.encode())]
+        if arch is not None:
+            options.append((93, arch))
+        options.append("end")
+        ack = exchange(iface, dhcp_frame(get_if_hwaddr(iface), mac, xid, options), xid, timeout, {"ack", "nak"})
+        result["ack"] = ack is not None and message_type(ack) == "ack"
+        result["ack_yiaddr"] = ack[BOOTP].yiaddr if ack is not None else None
+    return result
 
 
 def main() -> int:
@@ -86,12 +137,15 @@ def main() -> int:
     parser.add_argument("--iface", required=True)
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--case", action="append", help="only these cases (default: all)")
+    parser.add_argument("--mac", help="client MAC, aa:bb:cc:dd:ee:ff (default: a random locally administered one per case)")
+    parser.add_argument("--request", action="store_true", help="complete the exchange: REQUEST the offer, report the ACK")
     args = parser.parse_args()
+    chaddr = bytes.fromhex(args.mac.replace(":", "")) if args.mac else None
     conf.verb = 0
     for name, arch, user_class, option_175, vendor in CASES:
         if args.case and name not in args.case:
             continue
-        result = discover(args.iface, arch, user_class, option_175, vendor, args.timeout)
+        result = discover(args.iface, arch, user_class, option_175, vendor, args.timeout, chaddr, args.request)
         result.update(case=name, arch=None if arch is None else int.from_bytes(arch, "big"),
                       user_class=user_class.decode() if user_class else None, option_175=option_175)
         print(json.dumps(result), flush=True)
