@@ -11,6 +11,7 @@ apt_packages=(
   qemu-system-x86 qemu-utils ovmf ipxe-qemu debootstrap systemd-container
   iproute2 nftables tftp-hpa busybox-static cpio xz-utils zstd
   kea-dhcp4-server isc-dhcp-server nginx-light
+  kea-admin wrk atftp tftpd-hpa   # benchmarks/: perfdhcp, the HTTP load tool, a TFTP client with blksize, in.tftpd
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -19,7 +20,8 @@ done
 if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   # The daemons are installed only for their config checkers (kea-dhcp4 -t,
-  # dhcpd -t, nginx -t) in unit tests: keep them from starting on this machine.
+  # dhcpd -t, nginx -t) in unit tests and for benchmarks/, which start them in
+  # namespaces of their own: keep them from starting on this machine.
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get update -qq
