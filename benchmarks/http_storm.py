@@ -22,11 +22,8 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
-import threading
-import time
 from typing import Any, Dict, List
 
 import jinja2
