@@ -144,9 +144,13 @@ def start_kea(pair: bl.NamespacePair, name: str, config: Dict[str, Any], work: s
         # DHCP4_STARTED is an INFO line: with the loggers at WARN, look for the socket.
         sockets = bl.run(pair.in_server(["ss", "-Hulnp", "sport", "=", ":67"]), check=False).stdout
         return "pid=%d," % daemon.pid in sockets
-    bl.wait_for(lambda: not daemon.alive() or listening(), 60, "%s to start" % name, interval=0.3)
-    if not daemon.alive():
-        raise SystemExit("%s did not start:\n%s" % (name, daemon.tail()))
+    try:
+        bl.wait_for(lambda: not daemon.alive() or listening(), 60, "%s to start" % name, interval=0.3)
+        if not daemon.alive():
+            raise SystemExit("%s did not start:\n%s" % (name, daemon.tail()))
+    except BaseException:
+        daemon.stop()
+        raise
     return daemon
 
 
@@ -164,10 +168,14 @@ def start_dhcpd(pair: bl.NamespacePair, plan: Dict[str, Any], work: str) -> bl.D
     daemon = bl.Daemon(pair.in_server(["dhcpd", "-f", "-4", "-cf", conf, "-lf", leases, "-pf",
                                        os.path.join(work, "dhcpd.pid"), pair.server_if]),
                        os.path.join(work, "dhcpd.log"))
-    bl.wait_for(lambda: b"Sending on" in open(daemon.log_path, "rb").read() or not daemon.alive(), 60,
-                "dhcpd to start")
-    if not daemon.alive():
-        raise SystemExit("dhcpd did not start:\n%s" % daemon.tail())
+    try:
+        bl.wait_for(lambda: b"Sending on" in open(daemon.log_path, "rb").read() or not daemon.alive(), 60,
+                    "dhcpd to start")
+        if not daemon.alive():
+            raise SystemExit("dhcpd did not start:\n%s" % daemon.tail())
+    except BaseException:
+        daemon.stop()
+        raise
     return daemon
 
 

@@ -130,9 +130,13 @@ def start_nginx(pair: bl.NamespacePair, conf: str) -> bl.Daemon:
         probe = bl.run(pair.in_client(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                        "http://%s%s" % (bl.SERVER_ADDRESS, PATHS[1])]), check=False)
         return probe.stdout == "200"
-    bl.wait_for(lambda: answers() or not daemon.alive(), 20, "nginx to answer", interval=0.2)
-    if not daemon.alive():
-        raise SystemExit("nginx died:\n%s" % daemon.tail())
+    try:
+        bl.wait_for(lambda: answers() or not daemon.alive(), 20, "nginx to answer", interval=0.2)
+        if not daemon.alive():
+            raise SystemExit("nginx died:\n%s" % daemon.tail())
+    except BaseException:
+        daemon.stop()
+        raise
     return daemon
 
 
