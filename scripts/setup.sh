@@ -11,7 +11,8 @@ apt_packages=(
   qemu-system-x86 qemu-utils ovmf ipxe-qemu debootstrap systemd-container
   iproute2 nftables tftp-hpa busybox-static cpio xz-utils zstd
   kea-dhcp4-server isc-dhcp-server nginx-light
-  isc-dhcp-relay
+  isc-dhcp-relay                   # the lab's router namespace
+  kea-admin wrk atftp tftpd-hpa   # benchmarks/: perfdhcp, the HTTP load tool, a TFTP client with blksize, in.tftpd
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -20,8 +21,8 @@ done
 if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   # The daemons are installed only for their config checkers (kea-dhcp4 -t,
-  # dhcpd -t, nginx -t) in unit tests, and dhcrelay for the lab's router namespace,
-  # which starts it itself: keep all of them from starting on this machine.
+  # dhcpd -t, nginx -t) in unit tests and for benchmarks/, and dhcrelay for the lab's
+  # router namespace; the lab and the benchmarks start them themselves: keep all of them from starting on this machine.
   # A policy-rc.d that was there before (container images ship one) is left alone.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d

@@ -1,0 +1,155 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the benchmarks share: load average, the collection on sys.path, a pair of
+network namespaces joined by a veth, processes started and stopped by PID, results.
+
+Everything here uses lab addresses only (198.18.0.0/15, RFC 2544) on namespaces the
+benchmark creates and removes itself; nothing routes out of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMESPACE_PREFIX = "cpxe-bench-"
+SERVER_ADDRESS = "198.18.0.1"
+CLIENT_ADDRESS = "198.18.0.2"
+PREFIX_LENGTH = 15
+
+
+def collections_path() -> str:
+    """A directory holding ansible_collections/centra/pxe -> this checkout (made once)."""
+    parent = os.path.dirname(os.path.dirname(ROOT))
+    if os.path.basename(parent) == "ansible_collections":
+        return os.path.dirname(parent)
+    base = os.path.join(ROOT, ".ansible", "bench")
+    link = os.path.join(base, "ansible_collections", "centra", "pxe")
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(ROOT, link)
+    return base
+
+
+def import_collection() -> None:
+    """Make `ansible_collections.centra.pxe` importable (the renderers, the plan)."""
+    path = collections_path()
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
+def load() -> str:
+    """The 1/5/15-minute load averages, as /proc/loadavg has them."""
+    with open("/proc/loadavg", encoding="ascii") as handle:
+        return " ".join(handle.read().split()[:3])
+
+
+def stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+def run(argv: Sequence[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), check=check, capture_output=True, text=True, **kwargs)
+
+
+class NamespacePair:
+    """Two network namespaces, server and client, joined by one veth (MTU 1500).
+
+    server holds SERVER_ADDRESS/15 on `<tag>s0`, client CLIENT_ADDRESS/15 on `<tag>c0`.
+    No default route, no forwarding: the pair reaches nothing but itself.
+    """
+
+    def __init__(self, tag: str) -> None:
+        self.server = NAMESPACE_PREFIX + tag + "-s"
+        self.client = NAMESPACE_PREFIX + tag + "-c"
+        self.server_if = "cpxb" + tag[:6] + "s0"
+        self.client_if = "cpxb" + tag[:6] + "c0"
+
+    def __enter__(self) -> "NamespacePair":
+        self.remove()
+        run(["ip", "netns", "add", self.server])
+        run(["ip", "netns", "add", self.client])
+        run(["ip", "link", "add", self.server_if, "netns", self.server, "type", "veth",
+             "peer", "name", self.client_if, "netns", self.client])
+        for namespace, interface, address in ((self.server, self.server_if, SERVER_ADDRESS),
+                                              (self.client, self.client_if, CLIENT_ADDRESS)):
+            run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+            run(["ip", "-n", namespace, "addr", "add", "%s/%d" % (address, PREFIX_LENGTH), "dev", interface])
+            run(["ip", "-n", namespace, "link", "set", interface, "up"])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for namespace in (self.server, self.client):
+            run(["ip", "netns", "delete", namespace], check=False)
+
+    def in_server(self, argv: Sequence[str]) -> List[str]:
+        return ["ip", "netns", "exec", self.server, *argv]
+
+    def in_client(self, argv: Sequence[str]) -> List[str]:
+        return ["ip", "netns", "exec", self.client, *argv]
+
+
+class Daemon:
+    """A process this benchmark started; stopped by its own PID, never by name."""
+
+    def __init__(self, argv: Sequence[str], log_path: str, env: Optional[Dict[str, str]] = None) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # pylint: disable=consider-using-with
+        self.process = subprocess.Popen(list(argv), stdout=self.log, stderr=subprocess.STDOUT,  # pylint: disable=consider-using-with
+                                        env=env, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (all its threads)."""
+        with open("/proc/%d/stat" % self.pid, encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+    def tail(self, lines: int = 30) -> str:
+        with open(self.log_path, "rb") as handle:
+            return b"\n".join(handle.read().splitlines()[-lines:]).decode("utf-8", "replace")
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise SystemExit("timed out waiting for %s" % what)
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def write_json(path: Optional[str], data) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1)

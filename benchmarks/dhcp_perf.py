@@ -1,0 +1,251 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""DHCP leases per second: the generated Kea config (10,000 reservations, the PXE
+classes) vs the same Kea with a minimal config, vs ISC dhcpd with its generated config.
+
+The configs come from the collection itself: build_plan() over an inventory of N nodes
+(benchmarks/inventory_gen.py's nodes: 198.18.0.0/15, three profiles), then
+kea_dhcp4_config() / dhcpd_config(); only the interface, the lease file, the control
+socket and the log output are changed to fit the bench namespaces. The minimal Kea
+config keeps the same interface, lease database, lifetime, subnet, pool and loggers,
+and drops the reservations and the client classes.
+
+perfdhcp (package kea-admin) runs in a client namespace and poses as a relay
+(giaddr = 198.18.0.2), so the server selects the 198.18.0.0/15 subnet. It plays the
+inventory's own MACs (-M), so with the generated config every client hits its
+reservation, and it sends option 93 = 0 (BIOS) and the PXE vendor class, so the
+classes are evaluated on every packet. The daemons run in the server namespace; all
+are stopped by PID. Each configuration runs `--rounds` times, interleaved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _benchlib as bl  # noqa: E402  pylint: disable=wrong-import-position
+from inventory_gen import PROFILES, node_mac  # noqa: E402  pylint: disable=wrong-import-position
+
+bl.import_collection()
+from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.centra.pxe.plugins.module_utils._render_dhcp import (  # noqa: E402  pylint: disable=wrong-import-position
+    dhcpd_config, kea_dhcp4_config)
+
+SUBNET = {"cidr": "198.18.0.0/15", "pool": "198.19.200.1-198.19.255.254"}
+LOADERS = {"bios": "undionly.kpxe", "efi32": "", "efi64": "ipxe.efi", "arm32": "", "arm64": ""}
+# option 93 = 0 (x86 BIOS) and option 60 as PXE firmware sends them: the classes match on them.
+PXE_OPTIONS = ["93,0000", "60," + b"PXEClient:Arch:00000:UNDI:002001".hex()]
+
+
+def plan_for(nodes: int, asset: str) -> Dict[str, Any]:
+    network = ipaddress.IPv4Network(SUBNET["cidr"])
+    inventory = {}
+    for index in range(nodes):
+        inventory["n%05d" % index] = {"groups": ["all", "pxe_nodes", PROFILES[index % len(PROFILES)]],
+                                      "pxe_mac": node_mac(index), "pxe_ip": str(network.network_address + 10 + index),
+                                      "host_vars": ["pxe_mac", "pxe_ip"]}
+    profiles = {p: {"kernel": {"src": asset}, "initrd": {"src": asset}, "cmdline": "panic=-1"} for p in PROFILES}
+    return build_plan([SUBNET], profiles, inventory)
+
+
+def kea_configs(plan: Dict[str, Any], pair: bl.NamespacePair, work: str) -> Dict[str, Dict[str, Any]]:
+    server = {"address": bl.SERVER_ADDRESS, "http_base": "http://%s" % bl.SERVER_ADDRESS, "loaders": LOADERS}
+    generated = kea_dhcp4_config(plan, server, {
+        "interfaces": [pair.server_if],
+        "lease_file": os.path.join(work, "kea-leases4.csv"),
+        "control_socket": os.path.join(work, "kea4-ctrl-socket"),
+    })
+    dhcp4 = generated["Dhcp4"]
+    minimal = {"Dhcp4": {
+        "interfaces-config": {"interfaces": [pair.server_if]},
+        "lease-database": dict(dhcp4["lease-database"]),
+        "valid-lifetime": dhcp4["valid-lifetime"],
+        "subnet4": [{"id": s["id"], "subnet": s["subnet"], "pools": s.get("pools", [])} for s in dhcp4["subnet4"]],
+        "loggers": dhcp4["loggers"],
+    }}
+    assert sum(len(s.get("reservations", [])) for s in dhcp4["subnet4"]) == len(plan["nodes"])
+    assert dhcp4["client-classes"], "the generated config has no PXE classes"
+    return {"kea-generated": generated, "kea-minimal": minimal}
+
+
+def kea_variants(generated: Dict[str, Any], minimal: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """The generated config minus one thing at a time: where the difference to minimal goes."""
+    variants = {}
+    no_classes = json.loads(json.dumps(generated))
+    del no_classes["Dhcp4"]["client-classes"]
+    variants["kea-no-classes"] = no_classes
+    no_reservations = json.loads(json.dumps(generated))
+    for subnet in no_reservations["Dhcp4"]["subnet4"]:
+        subnet.pop("reservations", None)
+    variants["kea-no-reserv"] = no_reservations
+    # Kea 2.2 logs EVAL_RESULT (a class test that matched) at INFO, one line per packet:
+    # the same pair with the loggers at WARN shows what that logging costs.
+    for name, source in (("kea-gen-warn", generated), ("kea-min-warn", minimal)):
+        quiet = json.loads(json.dumps(source))
+        for logger in quiet["Dhcp4"]["loggers"]:
+            logger["severity"] = "WARN"
+        variants[name] = quiet
+    return variants
+
+
+def perfdhcp(pair: bl.NamespacePair, macs_file: str, rate: int, seconds: int, clients: int) -> Dict[str, Any]:
+    argv = ["perfdhcp", "-4", "-l", bl.CLIENT_ADDRESS, "-r", str(rate), "-p", str(seconds), "-R", str(clients),
+            "-M", macs_file]
+    for option in PXE_OPTIONS:
+        argv += ["-o", option]
+    argv.append(bl.SERVER_ADDRESS)
+    done = bl.run(pair.in_client(argv), check=False, timeout=seconds + 60)
+    # perfdhcp exits 3 when packets were dropped: that is a result, not an error.
+    rate_match = re.search(r"^Rate: ([0-9.]+) 4-way exchanges/second", done.stdout, re.M)
+    sent = [int(x) for x in re.findall(r"^sent packets: (\d+)", done.stdout, re.M)]
+    received = [int(x) for x in re.findall(r"^received packets: (\d+)", done.stdout, re.M)]
+    drops = [int(x) for x in re.findall(r"^drops: (\d+)", done.stdout, re.M)]
+    if not rate_match or len(sent) < 2:
+        raise SystemExit("perfdhcp gave no rate (exit %d):\n%s\n%s" % (done.returncode, done.stdout[-3000:],
+                                                                        done.stderr[-2000:]))
+    return {"rate": float(rate_match.group(1)), "discover_sent": sent[0], "offers": received[0],
+            "request_sent": sent[1], "acks": received[1], "drops": sum(drops)}
+
+
+def reserved_addresses_leased(config: Dict[str, Any], plan: Dict[str, Any]) -> Dict[str, int]:
+    """How many distinct addresses Kea leased, and how many of them are node reservations
+    (proof that the generated run really went through the reservations)."""
+    reserved = {n["ip"] for n in plan["nodes"]}
+    leased = set()
+    lease_file = config["Dhcp4"]["lease-database"]["name"]
+    for path in (lease_file + ".2", lease_file):
+        if os.path.exists(path):
+            with open(path, encoding="ascii") as handle:
+                leased.update(line.split(",", 1)[0] for line in handle if line[:1].isdigit())
+    return {"addresses_leased": len(leased), "reserved_leased": len(leased & reserved)}
+
+
+def start_kea(pair: bl.NamespacePair, name: str, config: Dict[str, Any], work: str) -> bl.Daemon:
+    path = os.path.join(work, name + ".json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=1)
+    lease_file = config["Dhcp4"]["lease-database"]["name"]
+    for leftover in (lease_file, lease_file + ".2"):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+    check = bl.run(pair.in_server(["kea-dhcp4", "-t", path]), check=False)
+    if check.returncode != 0:
+        raise SystemExit("kea-dhcp4 -t refused %s:\n%s%s" % (name, check.stdout[-2000:], check.stderr[-2000:]))
+    env = dict(os.environ, KEA_PIDFILE_DIR=work, KEA_LOCKFILE_DIR=work)
+    daemon = bl.Daemon(pair.in_server(["kea-dhcp4", "-c", path]), os.path.join(work, name + ".log"), env=env)
+    def listening() -> bool:
+        # DHCP4_STARTED is an INFO line: with the loggers at WARN, look for the socket.
+        sockets = bl.run(pair.in_server(["ss", "-Hulnp", "sport", "=", ":67"]), check=False).stdout
+        return "pid=%d," % daemon.pid in sockets
+    try:
+        bl.wait_for(lambda: not daemon.alive() or listening(), 60, "%s to start" % name, interval=0.3)
+        if not daemon.alive():
+            raise SystemExit("%s did not start:\n%s" % (name, daemon.tail()))
+    except BaseException:
+        daemon.stop()
+        raise
+    return daemon
+
+
+def start_dhcpd(pair: bl.NamespacePair, plan: Dict[str, Any], work: str) -> bl.Daemon:
+    server = {"address": bl.SERVER_ADDRESS, "http_base": "http://%s" % bl.SERVER_ADDRESS, "loaders": LOADERS}
+    conf = os.path.join(work, "dhcpd.conf")
+    with open(conf, "w", encoding="utf-8") as handle:
+        handle.write(dhcpd_config(plan, server))
+    leases = os.path.join(work, "dhcpd.leases")
+    with open(leases, "w", encoding="utf-8"):
+        pass
+    check = bl.run(pair.in_server(["dhcpd", "-t", "-q", "-4", "-cf", conf]), check=False)
+    if check.returncode != 0:
+        raise SystemExit("dhcpd -t refused the generated config:\n%s" % check.stderr[-2000:])
+    daemon = bl.Daemon(pair.in_server(["dhcpd", "-f", "-4", "-cf", conf, "-lf", leases, "-pf",
+                                       os.path.join(work, "dhcpd.pid"), pair.server_if]),
+                       os.path.join(work, "dhcpd.log"))
+    try:
+        bl.wait_for(lambda: b"Sending on" in open(daemon.log_path, "rb").read() or not daemon.alive(), 60,
+                    "dhcpd to start")
+        if not daemon.alive():
+            raise SystemExit("dhcpd did not start:\n%s" % daemon.tail())
+    except BaseException:
+        daemon.stop()
+        raise
+    return daemon
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=10000, help="reservations in the generated config")
+    parser.add_argument("--rate", type=int, default=10000, help="DORA exchanges perfdhcp starts per second")
+    parser.add_argument("--seconds", type=int, default=10, help="length of one perfdhcp run")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved runs of each configuration")
+    parser.add_argument("--isc-rate", type=int, default=0, help="perfdhcp rate for dhcpd (default: --rate)")
+    parser.add_argument("--no-isc", action="store_true", help="leave ISC dhcpd out")
+    parser.add_argument("--variants", action="store_true",
+                        help="also run the generated Kea config without its classes, without its reservations, "
+                        "and both configs with the loggers at WARN")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    results: Dict[str, List[Dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="cpxe-bench-dhcp-") as work, bl.NamespacePair("dhcp") as pair:
+        asset = os.path.join(work, "asset")
+        with open(asset, "wb") as handle:
+            handle.write(b"x" * 4096)
+        started = time.monotonic()
+        plan = plan_for(args.nodes, asset)
+        print("plan of %d nodes built in %.2f s; load %s" % (args.nodes, time.monotonic() - started, bl.load()),
+              file=sys.stderr)
+        macs_file = os.path.join(work, "macs.txt")
+        with open(macs_file, "w", encoding="ascii") as handle:
+            handle.write("\n".join(m for n in plan["nodes"] for m in n["macs"]) + "\n")
+        configs = kea_configs(plan, pair, work)
+        if args.variants:
+            configs.update(kea_variants(configs["kea-generated"], configs["kea-minimal"]))
+        order = list(configs) + ([] if args.no_isc else ["isc-generated"])
+        for round_no in range(args.rounds):
+            for name in (order if round_no % 2 == 0 else list(reversed(order))):
+                daemon = start_dhcpd(pair, plan, work) if name == "isc-generated" else \
+                    start_kea(pair, name, configs[name], work)
+                try:
+                    rate = (args.isc_rate or args.rate) if name == "isc-generated" else args.rate
+                    cpu_before = daemon.cpu_seconds()
+                    result = perfdhcp(pair, macs_file, rate, args.seconds, args.nodes)
+                    cpu = daemon.cpu_seconds() - cpu_before
+                    result.update(load=bl.load(), offered_rate=rate, alive_after=daemon.alive(), cpu_seconds=cpu,
+                                  leases_per_cpu_s=result["acks"] / cpu if cpu else 0.0)
+                finally:
+                    daemon.stop()
+                if name != "isc-generated":
+                    result.update(reserved_addresses_leased(configs[name], plan))
+                results.setdefault(name, []).append(result)
+                print("%-14s round %d: %8.1f leases/s, %8.1f per CPU-s (%d ACKs, %d drops, reserved/leased addresses %s/%s), "
+                    "load %s" % (
+                    name, round_no + 1, result["rate"], result["leases_per_cpu_s"], result["acks"], result["drops"],
+                    result.get("reserved_leased", "-"), result.get("addresses_leased", "-"), result["load"]),
+                    file=sys.stderr, flush=True)
+    summary = {name: bl.median([r["rate"] for r in runs]) for name, runs in results.items()}
+    per_cpu = {name: bl.median([r["leases_per_cpu_s"] for r in runs]) for name, runs in results.items()}
+    print("%-14s %12s %16s %s" % ("config", "leases/s", "leases/CPU-s", "(medians of %d runs)" % args.rounds))
+    for name, value in summary.items():
+        print("%-14s %12.1f %16.1f" % (name, value, per_cpu[name]))
+    ratio = summary["kea-generated"] / summary["kea-minimal"] if summary["kea-minimal"] else 0.0
+    cpu_ratio = per_cpu["kea-generated"] / per_cpu["kea-minimal"] if per_cpu["kea-minimal"] else 0.0
+    print("kea generated / minimal: %.3f in leases/s, %.3f in leases per CPU-second (goal >= 0.9)" % (ratio, cpu_ratio))
+    if "isc-generated" in summary and summary["isc-generated"]:
+        print("kea generated / isc generated: %.2f in leases/s, %.2f per CPU-second" % (
+            summary["kea-generated"] / summary["isc-generated"], per_cpu["kea-generated"] / per_cpu["isc-generated"]))
+    print("date %s, load %s" % (bl.stamp(), bl.load()))
+    bl.write_json(args.json, {"runs": results, "median": summary, "ratio_generated_minimal": ratio,
+                              "per_cpu_second": per_cpu, "cpu_ratio_generated_minimal": cpu_ratio,
+                              "nodes": args.nodes, "date": bl.stamp()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
