@@ -549,6 +549,9 @@ def _ha_problems_and_relationships(builder: "_Builder", servers: Mapping[str, Ma
             consistent = False
             if theirs is None and servers.get(peer, {}).get("pxe_dhcp_ha") in (None, {}):
                 builder.problem("host %s" % peer, "pxe_dhcp_ha", "is not set, but %s names it as its HA peer" % name)
+            elif theirs is not None and theirs["backend"] != mine["backend"]:
+                builder.problem("host %s" % peer, "pxe_dhcp_backend", "%s, not %s like its HA peer %s: a pair runs "
+                                "one DHCP server" % (theirs["backend"], mine["backend"], name))
             elif theirs is not None:
                 differs = ["%s %r, not %r" % (k, theirs[k], mine[k]) for k in sorted(mine) if theirs[k] != mine[k]]
                 builder.problem("host %s" % peer, "pxe_dhcp_ha", "must match that of its HA peer %s: %s"
