@@ -427,9 +427,9 @@ HA_SETTINGS: Dict[str, Dict[str, int]] = {
     "kea": {"port": 8001, "heartbeat_delay_ms": 10000, "max_response_delay_ms": 60000,
             "max_ack_delay_ms": 10000, "max_unacked_clients": 10},
     "isc": {"port": 647, "max_response_delay": 60, "max_unacked_updates": 10, "mclt": 3600,
-            "split": 128, "load_balance_max_seconds": 3},
+            "split": 128, "load_balance_max_seconds": 3, "auto_partner_down": 0},
 }
-HA_MINIMUM = {"max_unacked_clients": 0, "split": 1}  # every other setting must be at least 1
+HA_MINIMUM = {"max_unacked_clients": 0, "split": 1, "auto_partner_down": 0}  # every other setting must be at least 1
 HA_SERVER_VARS = ("pxe_dhcp_ha", "pxe_dhcp_ha_address")
 
 

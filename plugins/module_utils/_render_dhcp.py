@@ -225,6 +225,9 @@ def _isc_failover_peer(relationship: Mapping[str, Any], this_server: str) -> Lis
         "  max-unacked-updates %d;" % relationship["max_unacked_updates"],
         "  load balance max seconds %d;" % relationship["load_balance_max_seconds"],
     ]
+    if relationship["auto_partner_down"]:
+        # dhcpd never declares its peer down by itself unless told to, after this delay.
+        lines.append("  auto-partner-down %d;" % relationship["auto_partner_down"])
     if me["role"] == "primary":
         # Only the primary states them; split 256 (hot-standby) gives it every client.
         lines.append("  mclt %d;" % relationship["mclt"])

@@ -10,9 +10,10 @@ costs 25-40 s under TCG).
 from __future__ import annotations
 
 import ipaddress
+import shlex
 
 from conftest import (ADDRESSES, MENU_DEFAULT, NODES, POOL, PRIMARY, STANDBY, boot, booted_profile, fetched_script,
-                      ha_state, kea, lab, lease_of, ssh, wait_for)
+                      ha_state, kea, lab, lab_exec, lease_of, ssh, wait_for)
 
 # A machine the inventory does not know: its address comes from the dynamic pool.
 UNKNOWN_MAC = "52:54:00:00:99:11"
@@ -43,6 +44,20 @@ def test_each_server_answers_with_its_own_address():
         assert next_servers == {address}
         urls = [c["boot-file-name"] for c in dhcp4["client-classes"] if "://" in c.get("boot-file-name", "")]
         assert urls and all(u.startswith("http://%s/" % address) for u in urls)
+
+
+def test_only_the_peers_reach_the_ha_port():
+    """The HA listener takes any Kea command unauthenticated: the firewall lets the peer in, no one else."""
+    probe = ("import socket,sys\n"
+             "try:\n"
+             "    socket.create_connection((sys.argv[1], 8001), timeout=3).close()\n"
+             "    print('open')\n"
+             "except OSError as exc:\n"
+             "    print('closed', exc)\n")
+    from_peer = ssh(STANDBY, "python3 -c %s %s" % (shlex.quote(probe), ADDRESSES[PRIMARY])).stdout
+    assert from_peer.startswith("open"), from_peer
+    from_lab = lab_exec("python3", "-c", probe, ADDRESSES[PRIMARY]).stdout  # 192.0.2.1, not a peer
+    assert from_lab.startswith("closed"), from_lab
 
 
 def test_a_machine_boots_from_the_primary_and_the_standby_learns_its_dynamic_lease():

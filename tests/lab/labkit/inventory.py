@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from .common import SSH_COMMON_ARGS, SSH_KEY
+from .common import NETNS, SSH_COMMON_ARGS, SSH_KEY
 from .container import PxeHost
 
 _PLAIN = re.compile(r"/?[A-Za-z0-9_][A-Za-z0-9_./-]*")
@@ -31,6 +31,9 @@ def host_vars(host: PxeHost) -> dict[str, str]:
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(SSH_KEY),
         "ansible_ssh_common_args": SSH_COMMON_ARGS,
+        # Labs side by side all have a pxe01 at 192.0.2.2: one ssh master socket
+        # directory per lab, or one lab's Ansible would talk to another lab's host.
+        "ansible_control_path_dir": f"~/.ansible/cp/{NETNS}",
         "ansible_python_interpreter": "/usr/bin/python3",
         "pxe_interface": "host0",
     }

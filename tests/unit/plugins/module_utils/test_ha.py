@@ -230,13 +230,14 @@ def test_a_server_outside_the_relationship_renders_without_ha():
 @pytest.mark.parametrize("mode", ["hot-standby", "load-balancing"])
 @pytest.mark.parametrize("name", ["pxe01", "pxe02"])
 def test_each_isc_side_passes_dhcpd_t(mode, name, tmp_path):
-    plan = plan_of(servers({"mode": mode, "mclt": 600}, backend="isc"))
+    plan = plan_of(servers({"mode": mode, "mclt": 600, "auto_partner_down": 300}, backend="isc"))
     text = dhcpd_config(plan, server(name))
     me, partner = (ADDRESSES[name], ADDRESSES["pxe02" if name == "pxe01" else "pxe01"])
     block = text[text.index('failover peer "%s" {' % ISC_FAILOVER_PEER):]
     block = block[:block.index("}\n") + 2]
     assert ("  primary;" if name == "pxe01" else "  secondary;") in block
     assert "  address %s;" % me in block and "  peer address %s;" % partner in block
+    assert "  auto-partner-down 300;" in block
     if name == "pxe01":
         assert "  mclt 600;" in block and ("  split %d;" % (256 if mode == "hot-standby" else 128)) in block
     else:
