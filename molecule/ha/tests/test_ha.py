@@ -10,15 +10,10 @@ costs 25-40 s under TCG).
 from __future__ import annotations
 
 import ipaddress
-import shlex
 
-from conftest import (ADDRESSES, MENU_DEFAULT, NODES, POOL, PRIMARY, STANDBY, boot, booted_profile, fetched_script,
-                      ha_state, kea, lab, lab_exec, lease_of, ssh, wait_for)
-
-# A machine the inventory does not know: its address comes from the dynamic pool.
-UNKNOWN_MAC = "52:54:00:00:99:11"
-# A node that has not booted before the primary goes away.
-LATE_NODE = "node01"
+from conftest import (ADDRESSES, KEA_HA_PORT, LATE_NODE, MENU_DEFAULT, NODES, POOL, PRIMARY, STANDBY, UNKNOWN_MAC, boot,
+                      booted_profile, fetched_script, ha_state, kea, kill_and_wait_for_restart, lab, lease_of,
+                      port_open_from_peer_and_closed_to_others, ssh, wait_for)
 
 
 def _in_pool(address: str) -> bool:
@@ -48,16 +43,7 @@ def test_each_server_answers_with_its_own_address():
 
 def test_only_the_peers_reach_the_ha_port():
     """The HA listener takes any Kea command unauthenticated: the firewall lets the peer in, no one else."""
-    probe = ("import socket,sys\n"
-             "try:\n"
-             "    socket.create_connection((sys.argv[1], 8001), timeout=3).close()\n"
-             "    print('open')\n"
-             "except OSError as exc:\n"
-             "    print('closed', exc)\n")
-    from_peer = ssh(STANDBY, "python3 -c %s %s" % (shlex.quote(probe), ADDRESSES[PRIMARY])).stdout
-    assert from_peer.startswith("open"), from_peer
-    from_lab = lab_exec("python3", "-c", probe, ADDRESSES[PRIMARY]).stdout  # 192.0.2.1, not a peer
-    assert from_lab.startswith("closed"), from_lab
+    port_open_from_peer_and_closed_to_others(KEA_HA_PORT)
 
 
 def test_a_machine_boots_from_the_primary_and_the_standby_learns_its_dynamic_lease():
@@ -70,20 +56,8 @@ def test_a_machine_boots_from_the_primary_and_the_standby_learns_its_dynamic_lea
     assert standby_lease["ip-address"] == primary_lease["ip-address"]
 
 
-def _main_pid(host: str) -> int:
-    return int(ssh(host, "systemctl show -p MainPID --value kea-dhcp4-server").stdout.strip() or 0)
-
-
 def test_a_killed_dhcp_daemon_is_restarted_and_rejoins_the_pair():
-    before = _main_pid(PRIMARY)
-    assert before > 0
-    ssh(PRIMARY, "kill -9 %d" % before)
-    wait_for("systemd restarting kea-dhcp4-server",
-             lambda: _main_pid(PRIMARY) not in (0, before)
-             and ssh(PRIMARY, "systemctl is-active kea-dhcp4-server", check=False).stdout.strip() == "active",
-             timeout=60)
-    restarts = int(ssh(PRIMARY, "systemctl show -p NRestarts --value kea-dhcp4-server").stdout.strip())
-    assert restarts >= 1
+    assert kill_and_wait_for_restart(PRIMARY, "kea-dhcp4-server") >= 1
     # Back from the dead it syncs the leases from the standby, then resumes its role.
     wait_for("the primary back in hot-standby", lambda: ha_state(PRIMARY) == "hot-standby", timeout=120)
     assert lease_of(PRIMARY, UNKNOWN_MAC), "the restarted primary lost the lease"
