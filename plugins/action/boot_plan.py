@@ -14,7 +14,8 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.vars import combine_vars
 from ansible.vars.plugins import get_vars_from_inventory_sources
 
-from ansible_collections.centra.pxe.plugins.module_utils._plan import NODE_VARS, PlanError, build_plan, dump_plan
+from ansible_collections.centra.pxe.plugins.module_utils._plan import (
+    HA_SERVER_VARS, NODE_VARS, PlanError, build_plan, dump_plan)
 
 ARGUMENT_SPEC = {
     "subnets": {"type": "raw"},
@@ -109,14 +110,16 @@ class ActionModule(ActionBase):
                         nodes[name] = {"groups": [str(profile)], "pxe_mac": None,
                                        "outside_group": args["nodes_group"]}
         reserved = {}
+        servers = {}
         for server in groups.get(args["servers_group"], []):
-            address = self._templar.template(hostvars.raw_get(server).get("ansible_host"))
-            if address:
-                reserved[str(address)] = "PXE server %s" % server
+            servers[server] = self._server_vars(hostvars, server)
+            for key in ("address", "pxe_dhcp_ha_address"):
+                if servers[server].get(key):
+                    reserved[str(servers[server][key])] = "PXE server %s" % server
         base_dir = args["base_dir"] or self._inventory_dir(hostvars)
         try:
             plan = build_plan(args["subnets"], args["profiles"], nodes, base_dir=base_dir, reserved_ips=reserved,
-                              group_vars=group_vars)
+                              group_vars=group_vars, servers=servers)
         except PlanError as exc:
             result.update(failed=True, msg=str(exc), problems=[str(p) for p in exc.problems])
             return result
@@ -128,6 +131,18 @@ class ActionModule(ActionBase):
                     "macs": sum(len(n["macs"]) for n in plan["nodes"])},
         )
         return result
+
+    def _server_vars(self, hostvars: t.Any, name: str) -> dict[str, t.Any]:
+        """What the plan needs of a PXE server (a handful of hosts: fully templated)."""
+        host_vars = hostvars[name]
+        out: dict[str, t.Any] = {}
+        address = self._templar.template(hostvars.raw_get(name).get("ansible_host"))
+        if address:
+            out["address"] = address
+        for key in ("pxe_dhcp_backend",) + HA_SERVER_VARS:
+            if key in host_vars:
+                out[key] = host_vars[key]
+        return out
 
     def _read_nodes(self, hostvars: t.Any, names: list[str]) -> tuple[dict[str, dict[str, t.Any]], dict[str, list[str]]]:
         try:

@@ -16,7 +16,10 @@ options:
     type: raw
     required: true
   server:
-    description: The server, a mapping with C(address), C(http_base) and C(loaders).
+    description:
+      - The server, a mapping with C(address), C(http_base) and C(loaders).
+      - With C(name) (its inventory name), the server's side of the plan's HA relationship is rendered
+        (a C(failover peer) declaration; the dynamic pools join it).
     type: dict
     required: true
   settings:

@@ -16,13 +16,16 @@ options:
     type: raw
     required: true
   server:
-    description: The server, a mapping with C(address), C(http_base) and C(loaders).
+    description:
+      - The server, a mapping with C(address), C(http_base) and C(loaders).
+      - With C(name) (its inventory name), the server's side of the plan's HA relationship is rendered
+        (hooks C(libdhcp_lease_cmds.so) and C(libdhcp_ha.so), C(this-server-name), peers).
     type: dict
     required: true
   settings:
     description:
       - Kea settings overriding the defaults.
-      - C(interfaces), C(lease_file), C(control_socket), C(valid_lifetime), C(authoritative), C(socket_retries), C(log_severity).
+      - C(interfaces), C(lease_file), C(control_socket), C(valid_lifetime), C(authoritative), C(socket_retries), C(log_severity), C(hooks_dir).
     type: dict
     default: {}
 """

@@ -31,7 +31,46 @@ KEA_DEFAULTS: Dict[str, Any] = {
     "socket_retries": 60,
     "socket_retry_wait_ms": 5000,
     "log_severity": "INFO",
+    # Debian 12 (kea-common) on x86-64; arm64 has them under aarch64-linux-gnu.
+    "hooks_dir": "/usr/lib/x86_64-linux-gnu/kea/hooks",
 }
+ISC_FAILOVER_PEER = "centra-pxe"
+
+
+def ha_relationship(plan: Mapping[str, Any], server: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The HA relationship of the plan this server (by its inventory name) belongs to, if any."""
+    name = server.get("name")
+    for relationship in plan.get("ha") or []:
+        if any(peer["name"] == name for peer in relationship["peers"]):
+            return dict(relationship)
+    return None
+
+
+def kea_ha_hooks(relationship: Mapping[str, Any], this_server: str, hooks_dir: str) -> List[Dict[str, Any]]:
+    """hooks-libraries for one server of a Kea HA relationship.
+
+    The peers talk over HTTP through the HA hook's own listener inside kea-dhcp4
+    (HA+MT, "http-dedicated-listener"), not through kea-ctrl-agent: the listener
+    lives and dies with the DHCP service, so "partner unreachable" means "partner's
+    DHCP is down", and there is no second daemon to install, configure and keep up.
+    """
+    hooks_dir = hooks_dir.rstrip("/")
+    peers = [{"name": peer["name"], "url": "http://%s:%d/" % (peer["address"], relationship["port"]),
+              "role": peer["role"], "auto-failover": True} for peer in relationship["peers"]]
+    return [
+        {"library": hooks_dir + "/libdhcp_lease_cmds.so"},
+        {"library": hooks_dir + "/libdhcp_ha.so", "parameters": {"high-availability": [{
+            "this-server-name": this_server,
+            "mode": relationship["mode"],
+            "heartbeat-delay": relationship["heartbeat_delay_ms"],
+            "max-response-delay": relationship["max_response_delay_ms"],
+            "max-ack-delay": relationship["max_ack_delay_ms"],
+            "max-unacked-clients": relationship["max_unacked_clients"],
+            "multi-threading": {"enable-multi-threading": True, "http-dedicated-listener": True,
+                                "http-listener-threads": 0, "http-client-threads": 0},
+            "peers": peers,
+        }]}},
+    ]
 
 
 def boot_server(server: Mapping[str, Any]) -> BootServer:
@@ -148,9 +187,11 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any],
     if shared_ip:
         # One fixed address for every NIC of a multi-NIC node: only one NIC boots at a time.
         dhcp4["ip-reservations-unique"] = False
-    for key in ("hooks-libraries", "high-availability"):
-        if opts.get(key):
-            dhcp4[key] = opts[key]
+    relationship = ha_relationship(plan, server)
+    if relationship:
+        # The HA hook's dedicated listener needs Kea's multi-threading (off by default in 2.2).
+        dhcp4["multi-threading"] = {"enable-multi-threading": True}
+        dhcp4["hooks-libraries"] = kea_ha_hooks(relationship, str(server["name"]), str(opts["hooks_dir"]))
     return {"Dhcp4": dhcp4}
 
 
@@ -168,6 +209,31 @@ def _isc_arch_test(rule: BootRule) -> str:
         else:
             terms.append("substring(option arch, 0, 2) = %02x:%02x" % (code >> 8, code & 0xFF))
     return "(%s)" % " or ".join("(%s)" % term for term in terms)
+
+
+def _isc_failover_peer(relationship: Mapping[str, Any], this_server: str) -> List[str]:
+    me = next(p for p in relationship["peers"] if p["name"] == this_server)
+    partner = next(p for p in relationship["peers"] if p["name"] != this_server)
+    lines = [
+        "failover peer %s {" % _isc_string(ISC_FAILOVER_PEER),
+        "  %s;" % me["role"],
+        "  address %s;" % me["address"],
+        "  port %d;" % relationship["port"],
+        "  peer address %s;" % partner["address"],
+        "  peer port %d;" % relationship["port"],
+        "  max-response-delay %d;" % relationship["max_response_delay"],
+        "  max-unacked-updates %d;" % relationship["max_unacked_updates"],
+        "  load balance max seconds %d;" % relationship["load_balance_max_seconds"],
+    ]
+    if relationship["auto_partner_down"]:
+        # dhcpd never declares its peer down by itself unless told to, after this delay.
+        lines.append("  auto-partner-down %d;" % relationship["auto_partner_down"])
+    if me["role"] == "primary":
+        # Only the primary states them; split 256 (hot-standby) gives it every client.
+        lines.append("  mclt %d;" % relationship["mclt"])
+        lines.append("  split %d;" % relationship["split"])
+    lines.append("}")
+    return lines
 
 
 def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any],
@@ -208,9 +274,18 @@ def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any],
                  'binary-to-ascii(16, 8, ":", option arch), ": no boot file"));')
     lines.append("}")
     lines.append("")
+    relationship = ha_relationship(plan, server)
+    if relationship:
+        lines.extend(_isc_failover_peer(relationship, str(server["name"])))
+        lines.append("")
     for subnet in plan["subnets"]:
         lines.append("subnet %s netmask %s {" % (subnet["network"], subnet["netmask"]))
-        if subnet.get("pool"):
+        if subnet.get("pool") and relationship:
+            # Failover covers the dynamic pools only; fixed addresses (the nodes) are
+            # answered by both servers alike.
+            lines.append('  pool { failover peer %s; range %s %s; }'
+                         % (_isc_string(ISC_FAILOVER_PEER), subnet["pool"]["start"], subnet["pool"]["end"]))
+        elif subnet.get("pool"):
             lines.append("  range %s %s;" % (subnet["pool"]["start"], subnet["pool"]["end"]))
         if subnet.get("gateway"):
             lines.append("  option routers %s;" % subnet["gateway"])

@@ -65,3 +65,17 @@ def test_shipped_inventories_are_valid(run_validate, inventory):
                        capture_output=True, timeout=900)
     run, _output = run_validate(path)
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+def test_the_example_declares_two_ha_pairs_through_group_vars(run_validate):
+    """pxe_dhcp_ha set on each site's group of servers reaches the plan as two relationships."""
+    run, output = run_validate(os.path.join(ROOT, "inventories", "example"))
+    assert run.returncode == 0, run.stdout[-3000:]
+    plan = json.loads(output[0]["ansible_facts"]["centra_pxe_plan"])
+    pairs = {r["mode"]: [(p["name"], p["role"], p["address"]) for p in r["peers"]] for r in plan["ha"]}
+    assert pairs == {
+        "hot-standby": [("pxe-fra1", "primary", "198.51.100.2"), ("pxe-fra2", "standby", "198.51.100.3")],
+        "load-balancing": [("pxe-ams1", "primary", "198.51.100.130"), ("pxe-ams2", "secondary", "192.0.2.131")],
+    }
+    fra = next(r for r in plan["ha"] if r["mode"] == "hot-standby")
+    assert fra["max_response_delay_ms"] == 20000 and fra["max_unacked_clients"] == 5 and fra["port"] == 8001

@@ -1,0 +1,58 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Helpers of the HA verification: the lab harness (labclient) and the Kea control socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from typing import Any, Dict
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "resources"))
+from labclient import MENU_DEFAULT, NODES, boot, booted_profile, lab  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+from haclient import (  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+    ADDRESSES, LATE_NODE, POOL, PRIMARY, STANDBY, UNKNOWN_MAC, fetched_script, kill_and_wait_for_restart,
+    port_open_from_peer_and_closed_to_others, ssh, wait_for)
+
+SUBNET_ID = 3221225984  # 192.0.2.0 as a number: the plan's default subnet id
+KEA_HA_PORT = 8001
+
+# Sent on the PXE host: one command to kea-dhcp4's unix control socket, the answer on stdout.
+_KEA_CLIENT = (
+    "import socket,sys\n"
+    "s=socket.socket(socket.AF_UNIX)\n"
+    "s.connect('/run/kea/kea4-ctrl-socket')\n"
+    "s.sendall(sys.argv[1].encode())\n"
+    "d=b''\n"
+    "while True:\n"
+    "    c=s.recv(65536)\n"
+    "    if not c: break\n"
+    "    d+=c\n"
+    "sys.stdout.write(d.decode())\n"
+)
+
+
+def kea(host: str, command: str, **arguments: Any) -> Dict[str, Any]:
+    """The answer of the host's kea-dhcp4 to one control command."""
+    request = {"command": command}
+    if arguments:
+        request["arguments"] = arguments
+    run = ssh(host, "python3 -c %s %s" % (shlex.quote(_KEA_CLIENT), shlex.quote(json.dumps(request))), check=False)
+    assert run.returncode == 0, "%s on %s failed: %s %s" % (command, host, run.stdout, run.stderr)
+    return json.loads(run.stdout)
+
+
+def ha_state(host: str) -> str:
+    run = ssh(host, "python3 -c %s %s" % (shlex.quote(_KEA_CLIENT), shlex.quote('{"command": "ha-heartbeat"}')),
+              check=False)
+    if run.returncode != 0:
+        return "unreachable"
+    return json.loads(run.stdout).get("arguments", {}).get("state", "unknown")
+
+
+def lease_of(host: str, mac: str) -> Dict[str, Any]:
+    """The host's lease of a MAC in the lab subnet ({} when it has none)."""
+    answer = kea(host, "lease4-get", **{"identifier-type": "hw-address", "identifier": mac, "subnet-id": SUBNET_ID})
+    return answer.get("arguments") or {} if answer["result"] == 0 else {}

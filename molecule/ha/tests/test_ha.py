@@ -1,0 +1,90 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A Kea hot-standby pair (pxe01 primary, pxe02 standby) loses its primary, first the
+DHCP daemon, then the whole host, and machines keep booting from the standby.
+
+The tests run in file order and build on each other: one story, few boots (each
+costs 25-40 s under TCG).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from conftest import (ADDRESSES, KEA_HA_PORT, LATE_NODE, MENU_DEFAULT, NODES, POOL, PRIMARY, STANDBY, UNKNOWN_MAC, boot,
+                      booted_profile, fetched_script, ha_state, kea, kill_and_wait_for_restart, lab, lease_of,
+                      port_open_from_peer_and_closed_to_others, ssh, wait_for)
+
+
+def _in_pool(address: str) -> bool:
+    return ipaddress.IPv4Address(POOL[0]) <= ipaddress.IPv4Address(address) <= ipaddress.IPv4Address(POOL[1])
+
+
+def test_the_pair_is_in_hot_standby_and_only_the_primary_serves():
+    for host in (PRIMARY, STANDBY):
+        wait_for("%s in state hot-standby" % host, lambda host=host: ha_state(host) == "hot-standby")
+    assert kea(PRIMARY, "ha-heartbeat")["arguments"]["scopes"] == [PRIMARY]
+    assert kea(STANDBY, "ha-heartbeat")["arguments"]["scopes"] == []
+
+
+def test_each_server_answers_with_its_own_address():
+    """The standby must work alone: its boot answers name itself, not the primary."""
+    for host, address in ADDRESSES.items():
+        dhcp4 = kea(host, "config-get")["arguments"]["Dhcp4"]
+        ha = next(h for h in dhcp4["hooks-libraries"] if h["library"].endswith("libdhcp_ha.so"))
+        settings = ha["parameters"]["high-availability"][0]
+        assert settings["this-server-name"] == host
+        assert {p["name"]: p["role"] for p in settings["peers"]} == {PRIMARY: "primary", STANDBY: "standby"}
+        next_servers = {c["next-server"] for c in dhcp4["client-classes"] if c.get("next-server", "0.0.0.0") != "0.0.0.0"}
+        assert next_servers == {address}
+        urls = [c["boot-file-name"] for c in dhcp4["client-classes"] if "://" in c.get("boot-file-name", "")]
+        assert urls and all(u.startswith("http://%s/" % address) for u in urls)
+
+
+def test_only_the_peers_reach_the_ha_port():
+    """The HA listener takes any Kea command unauthenticated: the firewall lets the peer in, no one else."""
+    port_open_from_peer_and_closed_to_others(KEA_HA_PORT)
+
+
+def test_a_machine_boots_from_the_primary_and_the_standby_learns_its_dynamic_lease():
+    result = boot(UNKNOWN_MAC, "bios")
+    assert booted_profile(result["line"]) == MENU_DEFAULT
+    assert fetched_script(PRIMARY, UNKNOWN_MAC) and not fetched_script(STANDBY, UNKNOWN_MAC)
+    primary_lease = lease_of(PRIMARY, UNKNOWN_MAC)
+    assert _in_pool(primary_lease["ip-address"]), primary_lease
+    standby_lease = wait_for("the standby's copy of the lease", lambda: lease_of(STANDBY, UNKNOWN_MAC), timeout=30)
+    assert standby_lease["ip-address"] == primary_lease["ip-address"]
+
+
+def test_a_killed_dhcp_daemon_is_restarted_and_rejoins_the_pair():
+    assert kill_and_wait_for_restart(PRIMARY, "kea-dhcp4-server") >= 1
+    # Back from the dead it syncs the leases from the standby, then resumes its role.
+    wait_for("the primary back in hot-standby", lambda: ha_state(PRIMARY) == "hot-standby", timeout=120)
+    assert lease_of(PRIMARY, UNKNOWN_MAC), "the restarted primary lost the lease"
+
+
+def test_the_standby_takes_over_when_the_primary_dhcp_stops():
+    ssh(PRIMARY, "systemctl stop kea-dhcp4-server")
+    # heartbeat 1 s, max-response-delay 3 s, max-unacked-clients 0 (molecule.yml): seconds.
+    wait_for("the standby in partner-down", lambda: ha_state(STANDBY) == "partner-down", timeout=60)
+    assert kea(STANDBY, "ha-heartbeat")["arguments"]["scopes"] == [PRIMARY]
+
+
+def test_with_the_primary_powered_off_a_new_machine_boots_from_the_standby():
+    lab("stop", PRIMARY, timeout=120)
+    node = NODES[LATE_NODE]
+    mac = node["macs"][0]
+    result = boot(mac, "bios")
+    assert booted_profile(result["line"]) == node["profile"]
+    assert fetched_script(STANDBY, mac)
+    assert lease_of(STANDBY, mac)["ip-address"] == node["ip"]
+    # ... and the standby still knows the first machine's lease.
+    assert _in_pool(lease_of(STANDBY, UNKNOWN_MAC)["ip-address"])
+
+
+def test_the_primary_comes_back_and_learns_what_the_standby_leased():
+    lab("start", PRIMARY, timeout=300)
+    wait_for("the primary back in hot-standby", lambda: ha_state(PRIMARY) == "hot-standby", timeout=120)
+    node = NODES[LATE_NODE]
+    assert lease_of(PRIMARY, node["macs"][0])["ip-address"] == node["ip"]
+    wait_for("the standby back in hot-standby", lambda: ha_state(STANDBY) == "hot-standby", timeout=60)

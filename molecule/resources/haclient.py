@@ -1,0 +1,72 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the HA scenarios' verification shares: the pair, commands on its hosts, waiting."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from typing import Any, Callable
+
+from labclient import lab, lab_exec
+
+PRIMARY, STANDBY = "pxe01", "pxe02"
+ADDRESSES = {PRIMARY: "192.0.2.2", STANDBY: "192.0.2.3"}
+POOL = ("192.0.2.100", "192.0.2.199")  # inventories/lab
+UNKNOWN_MAC = "52:54:00:00:99:11"  # a machine the inventory does not know: a dynamic lease
+LATE_NODE = "node01"  # a node that boots only once the primary is gone
+
+_PORT_PROBE = ("import socket,sys\n"
+               "try:\n"
+               "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n"
+               "    print('open')\n"
+               "except OSError as exc:\n"
+               "    print('closed', exc)\n")
+
+
+def ssh(host: str, command: str, check: bool = True, timeout: float = 120):
+    return lab("ssh", host, "--", command, check=check, timeout=timeout)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90, every: float = 1) -> Any:
+    """probe() until it returns something true; fail naming what and the last value."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("%s: not within %d s (last: %r)" % (what, timeout, value))
+
+
+def fetched_script(host: str, mac: str) -> bool:
+    """Whether the host's nginx served the boot script of this MAC."""
+    path = "/nodes/%s.ipxe" % mac.replace(":", "-")
+    run = ssh(host, "grep -c %s /var/log/nginx/centra-pxe.access.log" % shlex.quote(path), check=False)
+    return run.stdout.strip() not in ("", "0")
+
+
+def main_pid(host: str, unit: str) -> int:
+    return int(ssh(host, "systemctl show -p MainPID --value %s" % unit).stdout.strip() or 0)
+
+
+def kill_and_wait_for_restart(host: str, unit: str) -> int:
+    """kill -9 the unit's main process; wait until systemd has restarted it; return NRestarts."""
+    before = main_pid(host, unit)
+    assert before > 0, "%s does not run on %s" % (unit, host)
+    ssh(host, "kill -9 %d" % before)
+    wait_for("systemd restarting %s" % unit,
+             lambda: main_pid(host, unit) not in (0, before)
+             and ssh(host, "systemctl is-active %s" % unit, check=False).stdout.strip() == "active",
+             timeout=60)
+    return int(ssh(host, "systemctl show -p NRestarts --value %s" % unit).stdout.strip())
+
+
+def port_open_from_peer_and_closed_to_others(port: int) -> None:
+    """The HA peer link: the standby reaches the primary's port, the lab network (192.0.2.1) does not."""
+    command = "python3 -c %s %s %d" % (shlex.quote(_PORT_PROBE), ADDRESSES[PRIMARY], port)
+    from_peer = ssh(STANDBY, command).stdout
+    assert from_peer.startswith("open"), from_peer
+    from_lab = lab_exec("python3", "-c", _PORT_PROBE, ADDRESSES[PRIMARY], str(port)).stdout
+    assert from_lab.startswith("closed"), from_lab
