@@ -148,8 +148,8 @@ def main() -> int:
             storm = list(pool.map(lambda m: boot(*m), STORM))
         for result in storm:
             result["load_before"] = load_before
-    print("%-6s %8s %8s %8s %12s %12s %12s %12s" % ("", "median", "min", "max", "first ACK", "script at",
-                                                   "kernel (s)", "server (s)"))
+    header = ("", "median", "min", "max", "first ACK", "script at", "kernel (s)", "server (s)")
+    print("%-6s %8s %8s %8s %12s %12s %12s %12s" % header)
     summary = {}
     for firmware in MACHINES:
         done = [r for r in runs if r["firmware"] == firmware and r["ok"]]

@@ -108,8 +108,8 @@ def perfdhcp(pair: bl.NamespacePair, macs_file: str, rate: int, seconds: int, cl
     received = [int(x) for x in re.findall(r"^received packets: (\d+)", done.stdout, re.M)]
     drops = [int(x) for x in re.findall(r"^drops: (\d+)", done.stdout, re.M)]
     if not rate_match or len(sent) < 2:
-        raise SystemExit("perfdhcp gave no rate (exit %d):\n%s\n%s" % (done.returncode, done.stdout[-3000:],
-                                                                        done.stderr[-2000:]))
+        raise SystemExit("perfdhcp gave no rate (exit %d):\n%s\n%s"
+                         % (done.returncode, done.stdout[-3000:], done.stderr[-2000:]))
     return {"rate": float(rate_match.group(1)), "discover_sent": sent[0], "offers": received[0],
             "request_sent": sent[1], "acks": received[1], "drops": sum(drops)}
 
@@ -140,6 +140,7 @@ def start_kea(pair: bl.NamespacePair, name: str, config: Dict[str, Any], work: s
         raise SystemExit("kea-dhcp4 -t refused %s:\n%s%s" % (name, check.stdout[-2000:], check.stderr[-2000:]))
     env = dict(os.environ, KEA_PIDFILE_DIR=work, KEA_LOCKFILE_DIR=work)
     daemon = bl.Daemon(pair.in_server(["kea-dhcp4", "-c", path]), os.path.join(work, name + ".log"), env=env)
+
     def listening() -> bool:
         # DHCP4_STARTED is an INFO line: with the loggers at WARN, look for the socket.
         sockets = bl.run(pair.in_server(["ss", "-Hulnp", "sport", "=", ":67"]), check=False).stdout
@@ -224,11 +225,11 @@ def main() -> int:
                 if name != "isc-generated":
                     result.update(reserved_addresses_leased(configs[name], plan))
                 results.setdefault(name, []).append(result)
-                print("%-14s round %d: %8.1f leases/s, %8.1f per CPU-s (%d ACKs, %d drops, reserved/leased addresses %s/%s), "
-                    "load %s" % (
+                line = ("%-14s round %d: %8.1f leases/s, %8.1f per CPU-s (%d ACKs, %d drops, "
+                        "reserved/leased addresses %s/%s), load %s") % (
                     name, round_no + 1, result["rate"], result["leases_per_cpu_s"], result["acks"], result["drops"],
-                    result.get("reserved_leased", "-"), result.get("addresses_leased", "-"), result["load"]),
-                    file=sys.stderr, flush=True)
+                    result.get("reserved_leased", "-"), result.get("addresses_leased", "-"), result["load"])
+                print(line, file=sys.stderr, flush=True)
     summary = {name: bl.median([r["rate"] for r in runs]) for name, runs in results.items()}
     per_cpu = {name: bl.median([r["leases_per_cpu_s"] for r in runs]) for name, runs in results.items()}
     print("%-14s %12s %16s %s" % ("config", "leases/s", "leases/CPU-s", "(medians of %d runs)" % args.rounds))

@@ -200,7 +200,7 @@ def raw_copy(pair: bl.NamespacePair, work: str, seconds: int) -> float:
     big = os.path.join(work, "big")
     if not os.path.exists(big):
         with open(big, "wb") as handle:
-            for _ in range(256):
+            for _mebibyte in range(256):
                 handle.write(os.urandom(1 << 20))
     server = bl.Daemon(pair.in_server([sys.executable, "-c", RAW_SERVER, big, bl.SERVER_ADDRESS, str(seconds)]),
                        os.path.join(work, "raw-server.log"))
@@ -260,10 +260,10 @@ def main() -> int:
             medians[name] = {"mb_s": bl.median([r["mb_s"] for r in runs]), "p99_ms": bl.median([r["p99_ms"] for r in runs])}
         for name in ("ours", "stock"):
             row = medians[name]
-            print("%8d %6s %10.1f %10.1f %9.0f%% %11.2fx" % (clients, name, row["mb_s"], row["p99_ms"],
-                                                            100 * row["mb_s"] / raw_mb_s,
-                                                            row["mb_s"] / medians["stock"]["mb_s"]))
-        summary.append({"clients": clients, **{k: v for k, v in medians.items()}})
+            print("%8d %6s %10.1f %10.1f %9.0f%% %11.2fx" % (
+                clients, name, row["mb_s"], row["p99_ms"], 100 * row["mb_s"] / raw_mb_s,
+                row["mb_s"] / medians["stock"]["mb_s"]))
+        summary.append({"clients": clients, **medians})
     print("raw copy (one stream, median of %d): %.1f MB/s" % (len(raw), raw_mb_s))
     print("date %s, load %s" % (bl.stamp(), bl.load()))
     bl.write_json(args.json, {"runs": results, "raw_mb_s": raw, "summary": summary, "date": bl.stamp()})

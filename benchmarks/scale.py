@@ -93,8 +93,8 @@ def playbook(playbook_path: str, inventory: str, profile: str) -> Dict[str, Any]
     seconds = time.monotonic() - started
     recap = re.search(r"^pxe01\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", done.stdout, re.M)
     if done.returncode != 0 or not recap:
-        raise SystemExit("%s failed (exit %d):\n%s\n%s" % (playbook_path, done.returncode, done.stdout[-5000:],
-                                                          done.stderr[-2000:]))
+        raise SystemExit("%s failed (exit %d):\n%s\n%s"
+                         % (playbook_path, done.returncode, done.stdout[-5000:], done.stderr[-2000:]))
     with open(profile, encoding="utf-8") as handle:
         tasks = json.load(handle)["tasks"]
     slowest = sorted(tasks, key=lambda t: -t.get("seconds", 0))[:6]
@@ -221,19 +221,20 @@ def main() -> int:
                                         extra_subnets=[LAB_SUBNET], extra_vars=LAB_VARS)
             site = os.path.join(bl.ROOT, "site.yml")
             converge = playbook(site, inventory, os.path.join(work, "profile-converge-%d.json" % size))
-            print("%d nodes: converge %.1f s changed=%d (load %s)" % (size, converge["seconds"], converge["changed"],
-                                                                     converge["load_after"]), file=sys.stderr, flush=True)
+            print("%d nodes: converge %.1f s changed=%d (load %s)"
+                  % (size, converge["seconds"], converge["changed"], converge["load_after"]), file=sys.stderr, flush=True)
             rerun = playbook(site, inventory, os.path.join(work, "profile-rerun-%d.json" % size))
-            print("%d nodes: rerun %.1f s changed=%d (load %s)" % (size, rerun["seconds"], rerun["changed"],
-                                                                  rerun["load_after"]), file=sys.stderr, flush=True)
+            print("%d nodes: rerun %.1f s changed=%d (load %s)"
+                  % (size, rerun["seconds"], rerun["changed"], rerun["load_after"]), file=sys.stderr, flush=True)
             row = {"nodes": size, "converge": converge, "rerun": rerun, **host_sizes()}
             rows.append(row)
             bl.write_json(args.json, {"rows": rows, "partial": True, "date": bl.stamp()})
             if size == sizes[-1] and not args.no_onboard:
                 onboarding = onboard(work, size, kernel, initrd)
                 print("onboarding: %s" % json.dumps(onboarding), file=sys.stderr, flush=True)
-    print("%8s %12s %9s %10s %9s %14s %13s %s" % ("nodes", "converge (s)", "changed", "rerun (s)", "changed",
-                                                 "kea conf (KiB)", "node scripts", "load (before/after)"))
+    header = ("nodes", "converge (s)", "changed", "rerun (s)", "changed", "kea conf (KiB)", "node scripts",
+              "load (before/after)")
+    print("%8s %12s %9s %10s %9s %14s %13s %s" % header)
     for row in rows:
         print("%8d %12.1f %9d %10.1f %9d %14.0f %13d %s / %s" % (
             row["nodes"], row["converge"]["seconds"], row["converge"]["changed"], row["rerun"]["seconds"],
@@ -246,8 +247,8 @@ def main() -> int:
         first, last = rows[0], rows[-1]
         for phase in ("converge", "rerun"):
             per_node = (last[phase]["seconds"] - first[phase]["seconds"]) / (last["nodes"] - first["nodes"])
-            print("%s: %.2f ms per extra node between %d and %d nodes" % (phase, per_node * 1000, first["nodes"],
-                                                                        last["nodes"]))
+            print("%s: %.2f ms per extra node between %d and %d nodes"
+                  % (phase, per_node * 1000, first["nodes"], last["nodes"]))
     if onboarding:
         print("onboarding node %d: %.1f s changed=%d; Kea MainPID %d -> %d; probes answered %d/%d (longest %.1f s); "
               "lease kept: %s, renewed with the same address: %s; new node script: %s, in Kea's config: %s" % (

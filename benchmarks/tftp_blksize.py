@@ -129,7 +129,7 @@ def main() -> int:
             if not daemon.alive():
                 raise SystemExit("in.tftpd did not start:\n%s" % daemon.tail())
             target = os.path.join(work, "fetched")
-            for _ in range(args.repeat):
+            for _round in range(args.repeat):
                 for name in LOADERS:
                     for size in BLOCK_SIZES:
                         times[name][size].append(fetch(pair, name, size, target))
@@ -144,8 +144,8 @@ def main() -> int:
         slow, fast = bl.median(times[name][512]), bl.median(times[name][1468])
         rows.append({"loader": name, "bytes": size, "ms_512": slow * 1000, "ms_1468": fast * 1000,
                      "speedup": slow / fast})
-        print("%-14s %8d %12.1f %12.1f %10.2f %7.2fx" % (name, size, slow * 1000, fast * 1000, size / fast / 1e6,
-                                                        slow / fast))
+        print("%-14s %8d %12.1f %12.1f %10.2f %7.2fx"
+              % (name, size, slow * 1000, fast * 1000, size / fast / 1e6, slow / fast))
     print("median of %d fetches each, every fetch checked byte for byte; date %s, load %s"
           % (args.repeat, bl.stamp(), bl.load()))
     bl.write_json(args.json, {"rows": rows, "times": times, "date": bl.stamp()})

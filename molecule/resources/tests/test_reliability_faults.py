@@ -329,7 +329,7 @@ def test_a_converge_killed_midway_is_completed_by_the_next_run(backend):
     for run_name in ("second", "third"):
         started = time.monotonic()
         process = ansible_playbook()
-        output, _ = process.communicate(timeout=900)
+        output, _stderr = process.communicate(timeout=900)
         seconds[run_name] = round(time.monotonic() - started, 1)
         assert process.returncode == 0, output[-4000:]
         changed = recap_changed(output)

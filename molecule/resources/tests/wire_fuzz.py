@@ -99,7 +99,7 @@ def dhcp_oversized_option(rng: random.Random) -> tuple[bytes, bool]:
     client identifier is a new client, and ISC dhcpd holds an offered address for each
     (DHCP starvation, which no DHCP server configuration prevents)."""
     options = DISCOVER
-    for _ in range(rng.randint(1, 4)):
+    for _extra in range(rng.randint(1, 4)):
         code = rng.choice([93, 60, 77, 55, 12, 175, 43, 97, 124, 125, rng.choice([c for c in range(1, 255) if c != 61])])
         options += bytes([code, 255]) + rng.randbytes(255)
     return options + b"\xff", True
@@ -110,7 +110,7 @@ def dhcp_bogus_user_class(rng: random.Random) -> tuple[bytes, bool]:
     values = [b"", b"iPXE" + _random_bytes(rng, 1, 40), b"\x04iPXE", b"\xffiPXE", b"\x10iPXE",
               _random_bytes(rng, 1, 255), b"iPXE\x00\x00", b"IPXE", b"\x00" * rng.randint(1, 255)]
     options = DISCOVER + _option(93, b"\x00" + bytes([rng.choice([0, 7, 9, 16, 200])]))
-    for _ in range(rng.randint(1, 3)):
+    for _extra in range(rng.randint(1, 3)):
         options += _option(77, rng.choice(values))
     if rng.random() < 0.3:
         options += _option(175, _random_bytes(rng, 0, 60))
@@ -279,7 +279,7 @@ def tftp_request(kind: str, rng: random.Random, loaders: list[str], index: int) 
     if kind == "absurd_options":
         name = rng.choice(loaders).encode()
         options = []
-        for _ in range(rng.randint(1, 4)):
+        for _extra in range(rng.randint(1, 4)):
             option = rng.choice(list(ABSURD))
             options.append(TFTP_Option(oname=option.encode(), value=rng.choice(ABSURD[option]).encode()))
         if rng.random() < 0.2:
@@ -312,7 +312,7 @@ TFTP_KINDS = ["traversal_rrq", "absolute_rrq", "wrq", "absurd_options", "bad_opc
 
 def _open_sockets(count: int) -> list[socket.socket]:
     sockets = []
-    for _ in range(count):
+    for _socket_index in range(count):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((CLIENT, 0))
         sock.setblocking(False)
