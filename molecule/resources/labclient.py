@@ -31,6 +31,8 @@ NODES = {
 MENU_DEFAULT = "worker"
 
 sys.path.insert(0, os.path.join(PROJECT, ".ansible", "collections"))
+sys.path.insert(0, os.path.join(PROJECT, "tests", "lab"))
+from labkit.common import NETNS  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def lab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
@@ -86,7 +88,9 @@ def ansible_playbook(playbook: str, *args: str, inventories: tuple[str, ...] | N
         command += ["-i", inventory]
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_PYTHON_INTERPRETER="auto_silent", ANSIBLE_RETRY_FILES_ENABLED="0",
-               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+               # Labs side by side all have a pxe01 at 192.0.2.2: ssh masters of this lab only.
+               ANSIBLE_SSH_CONTROL_PATH_DIR=os.path.expanduser("~/.ansible/cp/%s" % NETNS))
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="centra-extra-vars-") as handle:
         if extra_vars:
             json.dump(extra_vars, handle)
