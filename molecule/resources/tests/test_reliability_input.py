@@ -225,6 +225,19 @@ def test_a_config_the_daemon_rejects_fails_the_play_and_the_old_one_keeps_runnin
     assert state_changes(before, host_state()) == []
 
 
+def test_a_port_nginx_would_refuse_is_refused_at_the_preflight():
+    """nginx -t refuses port 70000, but the boot scripts carry the port and are written
+    before the nginx site: the preflight refuses it before anything changes."""
+    before = host_state()
+    run = ansible_playbook("site.yml", extra_vars={"pxe_server_http_port": 70000})
+    assert run.returncode != 0, run.stdout[-3000:]
+    failed = [(name, result) for name, status, _host, result in task_results(run.stdout) if status in ("fatal", "failed")]
+    assert [name for name, _result in failed] == ["Check the ports"], run.stdout[-3000:]
+    assert "pxe_server_http_port (70000)" in failed[0][1].get("msg", ""), failed[0][1]
+    assert recap(run.stdout)["pxe01"]["changed"] == 0
+    assert state_changes(before, host_state()) == []
+
+
 # --- 5. HTTPS with an operator's certificate --------------------------------------------
 
 
