@@ -11,8 +11,10 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -32,6 +34,8 @@ NODES = {
 MENU_DEFAULT = "worker"
 
 sys.path.insert(0, os.path.join(PROJECT, ".ansible", "collections"))
+sys.path.insert(0, os.path.join(PROJECT, "tests", "lab"))
+from labkit.common import NETNS  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def lab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
@@ -143,3 +147,119 @@ def foreign_client(address: str = "203.0.113.10", server: str = SERVER_ADDRESS,
         yield netns
     finally:
         remove()
+
+
+# --- ansible-playbook on the lab, as an operator runs it --------------------------------
+
+PLAYBOOKS = os.path.join(PROJECT, "playbooks")
+LAB_INVENTORY = os.path.join(PROJECT, "inventories", "lab")
+RECAP_LINE = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)"
+                        r"\s+rescued=(\d+)\s+ignored=(\d+)", re.M)
+
+
+def scenario_inventory() -> str:
+    """Molecule's inventory of the running scenario: how to reach the lab's PXE host(s),
+    and the scenario's group vars (its DHCP backend). Converge uses it with inventories/lab."""
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")
+    path = os.path.join(ephemeral, "inventory")
+    assert ephemeral and os.path.isdir(path), "no molecule inventory (MOLECULE_EPHEMERAL_DIRECTORY=%r)" % ephemeral
+    return path
+
+
+def ansible_playbook(playbook: str, *args: str, inventories: tuple[str, ...] | None = None,
+                     extra_vars: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """ansible-playbook from the repository, with its ansible.cfg, as the README runs it.
+
+    inventories: by default what converge uses (the scenario's inventory, then
+    inventories/lab). extra_vars: passed as one -e @file. The default callback, with
+    results as JSON (task_results() reads them)."""
+    if inventories is None:
+        inventories = (scenario_inventory(), LAB_INVENTORY)
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook")]
+    for inventory in inventories:
+        command += ["-i", inventory]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_PYTHON_INTERPRETER="auto_silent", ANSIBLE_RETRY_FILES_ENABLED="0",
+               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+               # Labs side by side all have a pxe01 at 192.0.2.2: ssh masters of this lab only.
+               ANSIBLE_SSH_CONTROL_PATH_DIR=os.path.expanduser("~/.ansible/cp/%s" % NETNS))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="centra-extra-vars-") as handle:
+        if extra_vars:
+            json.dump(extra_vars, handle)
+            handle.flush()
+            command += ["-e", "@" + handle.name]
+        command += [*args, os.path.join(PLAYBOOKS, playbook)]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=PROJECT, timeout=timeout,
+                              check=False)
+
+
+def recap(stdout: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of a default-callback run: host -> ok, changed, unreachable, failed, ..."""
+    keys = ("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
+    return {m.group(1): dict(zip(keys, map(int, m.groups()[1:]))) for m in RECAP_LINE.finditer(stdout)}
+
+
+TASK_HEADER = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?:[^\]:]+ : )?(.*?)\] \**$", re.M)
+HOST_RESULT = re.compile(r"^(ok|changed|skipping|fatal|failed|unreachable): \[([^\]]+)\](?:: (?:FAILED|UNREACHABLE)!)?"
+                         r"(?: => )?", re.M)
+
+
+def task_results(stdout: str) -> list[tuple[str, str, str, dict]]:
+    """(task name, status, host, result) of each task a default-callback run printed, in
+    order; result is the JSON the callback printed after "=>" ({} when none)."""
+    found = []
+    headers = list(TASK_HEADER.finditer(stdout))
+    decoder = json.JSONDecoder()
+    for index, header in enumerate(headers):
+        end = headers[index + 1].start() if index + 1 < len(headers) else len(stdout)
+        for match in HOST_RESULT.finditer(stdout, header.end(), end):
+            result = {}
+            if match.group(0).endswith("=> "):
+                try:
+                    result = decoder.raw_decode(stdout[match.end():end])[0]
+                except ValueError:
+                    pass
+            found.append((header.group(1), match.group(1), match.group(2), result))
+    return found
+
+
+# --- the state of a PXE host, to prove that a run changed nothing --------------------------
+
+# Everything the roles write (configs, units and drop-ins, the helper script, the HTTP
+# and TFTP trees) and the services they run.
+PXE_HOST_PATHS = ("/etc/kea", "/etc/dhcp", "/etc/default/isc-dhcp-server", "/etc/default/tftpd-hpa", "/etc/nginx",
+                  "/etc/systemd/system", "/etc/nftables.d", "/usr/local/sbin/centra-pxe-nginx-check",
+                  "/srv/centra-pxe")
+PXE_SERVICES = ("kea-dhcp4-server", "isc-dhcp-server", "nginx", "tftpd-hpa", "centra-pxe-firewall")
+
+
+def host_state(host: str = "pxe01", paths: tuple[str, ...] = PXE_HOST_PATHS,
+               services: tuple[str, ...] = PXE_SERVICES) -> dict[str, str]:
+    """One ssh call: every file, directory and link under paths (type, mode, owner,
+    link target, sha256 of the content), each service's state and MainPID, and the
+    live nftables table of centra.pxe (without its counters). Equal states mean byte-for-byte unchanged
+    files and services that were neither restarted nor stopped."""
+    script = "\n".join([
+        # Only the paths this backend has (/etc/dhcp exists with ISC dhcpd only).
+        "set -- $(for p in %s; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then echo \"$p\"; fi; done)" % " ".join(paths),
+        "find \"$@\" -printf 'path %p %y %m %u:%g %l\\n'",
+        "find \"$@\" -type f -exec sha256sum {} + | awk '{print \"file\", $2, $1}'",
+        *["echo \"service %s $(systemctl show -p ActiveState,MainPID --value %s | tr '\\n' ' ')\"" % (s, s)
+          for s in services],
+        "echo \"nft centra_pxe $( (nft -s list table inet centra_pxe 2>&1 || true) | sha256sum | cut -c1-64)\"",
+    ])
+    run = lab("ssh", host, "--", "sh -c %s" % shlex.quote(script), timeout=120)
+    state = {}
+    for line in run.stdout.splitlines():
+        kind, _sep, rest = line.partition(" ")
+        name, _sep, value = rest.partition(" ")
+        if kind in ("path", "file", "service", "nft"):
+            state["%s %s" % (kind, name)] = value.strip()
+    assert any(k.startswith("file /srv/centra-pxe/") for k in state), "no boot tree on %s:\n%s" % (host, run.stdout[-2000:])
+    return state
+
+
+def state_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """What differs between two host_state() results, one line each (empty: nothing)."""
+    return ["%s: %r -> %r" % (key, before.get(key), after.get(key))
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
