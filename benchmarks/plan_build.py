@@ -17,9 +17,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _benchlib import ROOT, collections_path  # noqa: E402
 from inventory_gen import write_inventory  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PLAYBOOK = """
 - name: Plan build against a Jinja loop over hostvars
@@ -51,18 +50,6 @@ PLAYBOOK = """
         msg: "RESULT {{ {'plan_s': (t1 | float) - (t0 | float), 'jinja_s': (t2 | float) - (t1 | float),
                'plan_nodes': (centra_pxe_plan | from_json).nodes | length, 'jinja_nodes': jinja_nodes | length} | to_json }}"
 """
-
-
-def collections_path() -> str:
-    parent = os.path.dirname(os.path.dirname(ROOT))
-    if os.path.basename(parent) == "ansible_collections":
-        return os.path.dirname(parent)
-    base = os.path.join(ROOT, ".ansible", "bench")
-    link = os.path.join(base, "ansible_collections", "centra", "pxe")
-    if not os.path.islink(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(ROOT, link)
-    return base
 
 
 def measure(nodes: int, work: str) -> dict:
