@@ -36,19 +36,28 @@ export ANSIBLE_COLLECTIONS_PATH
 ANSIBLE_COLLECTIONS_PATH=$(collection_path)
 
 scenarios() {
-  local dir
+  # The two full single-host suites first: they take longest, so with several lanes
+  # the short scenarios fill in beside them.
+  local dir name
+  for name in default isc; do
+    [ -f "molecule/$name/molecule.yml" ] && echo "$name"
+  done
   for dir in molecule/*/; do
-    [ -f "$dir/molecule.yml" ] && basename "$dir"
+    name=$(basename "$dir")
+    [ "$name" = default ] || [ "$name" = isc ] && continue
+    [ -f "$dir/molecule.yml" ] && echo "$name"
   done
 }
 
 run_lab_stage() {
-  # Every molecule scenario, in CENTRA_TEST_LANES parallel lanes (default 1). Each
-  # lane has a lab of its own (CENTRA_LAB_NAME=l1, l2, ...: a namespace each, so
-  # both use 192.0.2.0/24 without meeting); a lane runs its scenarios one after the
-  # other and its output is printed when the lane ends.
-  local lanes=${CENTRA_TEST_LANES:-1} all lane i pids=() logs
+  # Every molecule scenario, in CENTRA_TEST_LANES parallel lanes (default: 2 on a
+  # machine with 2 or more cores). Each lane has a lab of its own
+  # (CENTRA_LAB_NAME=l1, l2, ...: a network namespace each, so both use
+  # 192.0.2.0/24 without meeting) and takes the next scenario from a shared queue
+  # when it is free; a scenario's output is printed when the stage ends.
+  local lanes=${CENTRA_TEST_LANES:-$(($(nproc) >= 2 ? 2 : 1))} all lane pids=() logs scenario verdict seconds
   mapfile -t all < <(scenarios)
+  echo "=== lab: ${#all[@]} molecule scenarios (${all[*]}) in $lanes lane(s)"
   if [ "$lanes" -le 1 ]; then
     for scenario in "${all[@]}"; do
       run_stage "molecule-$scenario" molecule test -s "$scenario"
@@ -56,26 +65,31 @@ run_lab_stage() {
     return
   fi
   logs=$(mktemp -d)
+  printf '%s\n' "${all[@]}" >"$logs/queue"
   for ((lane = 1; lane <= lanes; lane++)); do
     (
       export CENTRA_LAB_NAME=l$lane
-      for ((i = lane - 1; i < ${#all[@]}; i += lanes)); do
-        scenario=${all[$i]}
+      while :; do
+        scenario=$(flock "$logs/queue.lock" sh -c 'head -n 1 "$0"; sed -i 1d "$0"' "$logs/queue")
+        [ -n "$scenario" ] || break
+        echo "=== molecule-$scenario: started in lane $lane"
         start=$SECONDS
         if molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1; then
           echo "passed $((SECONDS - start))" >"$logs/$scenario.rc"
         else
           echo "FAILED $((SECONDS - start))" >"$logs/$scenario.rc"
         fi
+        echo "=== molecule-$scenario: $(cat "$logs/$scenario.rc") s"
       done
     ) &
     pids+=($!)
   done
   wait "${pids[@]}"
   for scenario in "${all[@]}"; do
-    echo "=== molecule-$scenario (lane output)"
+    echo "=== molecule-$scenario (its output)"
     cat "$logs/$scenario.log"
-    read -r verdict seconds <"$logs/$scenario.rc"
+    verdict=FAILED seconds=?
+    [ -f "$logs/$scenario.rc" ] && read -r verdict seconds <"$logs/$scenario.rc"
     if [ "$verdict" = passed ]; then
       passed=$((passed + 1)); echo "=== molecule-$scenario: passed in $seconds s"
     else
