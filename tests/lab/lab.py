@@ -46,6 +46,7 @@ from labkit.common import (  # noqa: E402
     STATE_VERSION,
     LabError,
     ProcessRef,
+    cache_lock,
     lab_lock,
     log,
     read_json,
@@ -120,7 +121,6 @@ def ensure_ssh_key() -> str:
 def prepare_hosts(count: int, packages: tuple[str, ...], public_key: str,
                   routes: list[tuple[str, str]]) -> list[PxeHost]:
     """Fresh rootfs copies: the first is unpacked and primed, the others cloned from it."""
-    tarball = rootfs.ensure_rootfs_tarball()
     stamp = timestamp()
     hosts: list[PxeHost] = []
     for index in range(1, count + 1):
@@ -129,8 +129,9 @@ def prepare_hosts(count: int, packages: tuple[str, ...], public_key: str,
                        rootfs=HOSTS_DIR / name / "rootfs",
                        console_log=LOGS_DIR / f"console-{name}-{stamp}.log")
         if index == 1:
-            rootfs.extract_rootfs(tarball, host.rootfs)
-            rootfs.prime_apt_cache(host.rootfs, packages)
+            with cache_lock():
+                rootfs.extract_rootfs(rootfs.ensure_rootfs_tarball(), host.rootfs)
+                rootfs.prime_apt_cache(host.rootfs, packages)
         else:
             rootfs.clone_rootfs(hosts[0].rootfs, host.rootfs)
         hosts.append(host)
@@ -149,8 +150,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         if STATE_FILE.exists() or net.netns_exists():
             log("cleaning up what a previous run left behind")
         teardown()
-        public_key = ensure_ssh_key()
-        image.ensure_image()
+        with cache_lock():
+            public_key = ensure_ssh_key()
+            image.ensure_image()
         state: dict[str, object] = {
             "version": STATE_VERSION, "created": time.strftime("%FT%T%z"),
             "netns": NETNS, "bridge": BRIDGE, "network": BRIDGE_NETWORK,
@@ -241,7 +243,7 @@ def running_boots() -> list[dict[str, object]]:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    with stdout_to_stderr():
+    with stdout_to_stderr(), cache_lock():
         vmlinuz, initrd = image.ensure_image()
     print(vmlinuz)
     print(initrd)

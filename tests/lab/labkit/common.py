@@ -256,19 +256,30 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def lab_lock() -> Iterator[None]:
-    """Serialise `up` and `down` (concurrent `boot`s do not take it)."""
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as handle:
+def _exclusive(path: Path, waiting_for: str) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log("waiting for another lab `up`/`down` to finish ...")
+            log(f"waiting for {waiting_for} to finish ...")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lab_lock() -> contextlib.AbstractContextManager[None]:
+    """Serialise `up` and `down` of this lab (concurrent `boot`s do not take it)."""
+    return _exclusive(LOCK_FILE, "another lab `up`/`down`")
+
+
+def cache_lock() -> contextlib.AbstractContextManager[None]:
+    """Serialise building and filling the caches that every lab shares (the rootfs
+    tarball, the apt archives, the test image, the ssh key): labs side by side may
+    come up at the same moment, on a machine where nothing is cached yet."""
+    return _exclusive(CACHE_DIR / ".lock", "another lab filling the shared caches")
 
 
 @contextlib.contextmanager
