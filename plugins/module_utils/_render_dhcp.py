@@ -103,7 +103,7 @@ def kea_client_classes(server: BootServer) -> List[Dict[str, Any]]:
     known = []
     for rule in BOOT_RULES:
         arch_test = _kea_arch_test(rule)
-        known.append("(%s)" % arch_test)
+        known.append("member('%s')" % (KEA_CLASS_PREFIX + "arch_" + rule.name))
         answer = decide(server, arch=rule.arch_codes[-1])
         entry: Dict[str, Any] = {
             "name": KEA_CLASS_PREFIX + "arch_" + rule.name,
@@ -120,6 +120,8 @@ def kea_client_classes(server: BootServer) -> List[Dict[str, Any]]:
         classes.append(entry)
     classes.append({
         "name": KEA_CLASS_PREFIX + "arch_unknown",
+        # member() of the classes above (Kea evaluates them in order), not their tests
+        # again: Kea's expressions do not short-circuit, and this runs for every packet.
         "test": "not member('%s') and option[93].exists and not (%s)" % (ipxe, " or ".join(known)),
     })
     return classes
@@ -177,6 +179,11 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any],
         "client-classes": kea_client_classes(boot),
         "subnet4": subnets,
         "loggers": [{"name": "kea-dhcp4", "severity": opts["log_severity"],
+                     "output_options": [{"output": "stdout"}]},
+                    # Kea 2.2 logs EVAL_RESULT at INFO, one line per class test per
+                    # packet: the classes' verdicts only at DEBUG (benchmarks/dhcp_perf.py).
+                    {"name": "kea-dhcp4.eval",
+                     "severity": "DEBUG" if opts["log_severity"] == "DEBUG" else "WARN",
                      "output_options": [{"output": "stdout"}]}],
         "user-context": {"centra.pxe": {"plan": plan["digest"]}},
     }

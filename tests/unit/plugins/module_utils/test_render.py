@@ -78,7 +78,15 @@ def test_kea_config_structure(plan):
     assert classes["centra_arch_http_efi64"]["boot-file-name"] == "http://192.0.2.2/loaders/ipxe.efi"
     assert classes["centra_arch_http_efi64"]["option-data"][0]["data"] == "HTTPClient"
     assert "boot-file-name" not in classes["centra_arch_unknown"]
+    # Unknown = none of the arch classes above, by membership (no test evaluated twice).
+    for rule in BOOT_RULES:
+        assert "member('centra_arch_%s')" % rule.name in classes["centra_arch_unknown"]["test"]
+    assert "substring" not in classes["centra_arch_unknown"]["test"]
     assert len(classes) == len(BOOT_RULES) + 2
+    loggers = {logger["name"]: logger["severity"] for logger in dhcp4["loggers"]}
+    assert loggers == {"kea-dhcp4": "INFO", "kea-dhcp4.eval": "WARN"}
+    debug = kea_dhcp4_config(plan, SERVER, {"log_severity": "DEBUG"})["Dhcp4"]
+    assert {logger["severity"] for logger in debug["loggers"]} == {"DEBUG"}
     first, second = dhcp4["subnet4"]
     assert first["reservations"] == [{"hw-address": "52:54:00:00:01:01", "hostname": "node01", "ip-address": "192.0.2.11"}]
     assert [r["hw-address"] for r in second["reservations"]] == ["52:54:00:00:02:01", "52:54:00:00:02:02"]
