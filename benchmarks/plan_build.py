@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _benchlib import ROOT, collections_path  # noqa: E402
+from _benchlib import collections_path  # noqa: E402
 from inventory_gen import write_inventory  # noqa: E402
 
 PLAYBOOK = """
