@@ -192,10 +192,6 @@ REJECTED = {
     # nginx allows addresses and networks, not host names.
     "nginx-allow-hostname": ({"pxe_http_allow_extra": ["monitoring.example.com"]}, ("kea", "isc"), "pxe_http",
                              "Write the site", 'invalid parameter "monitoring.example.com"'),
-    # A typo in a hook library's file name (Kea's raw passthrough, e.g. for HA).
-    "kea-hook-library-typo": ({"pxe_dhcp_kea_hooks_libraries": [
-        {"library": "/usr/lib/x86_64-linux-gnu/kea/hooks/libdhcp_lease_cmd.so"}]}, ("kea",), "pxe_dhcp",
-        "Write the Kea configuration", "hooks libraries failed to validate"),
     # A relay interface that this host does not have. dhcpd -t does not look at
     # interfaces (and dhcpd would ignore it): the role's own check on INTERFACESv4 refuses it.
     "kea-interface-typo": ({"pxe_dhcp_extra_interfaces": ["host9"]}, ("kea",), "pxe_dhcp",
