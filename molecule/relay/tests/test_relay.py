@@ -74,9 +74,10 @@ def test_the_boot_script_and_the_kernel_were_fetched_from_the_far_address(far_bo
     address = leased_address(backend, node["mac"])
     fetched = {}
     for line in on_pxe_host("cat", ACCESS_LOG).splitlines():
-        # $msec $remote_addr $status $request_completion $request_method $request_uri $body_bytes_sent
+        # $msec $remote_addr $status $request_completion $request_method $request_uri
+        # $body_bytes_sent $request_time (README, pxe_http)
         fields = line.split()
-        if len(fields) == 7 and fields[1] == address:
+        if len(fields) == 8 and fields[1] == address:
             fetched[fields[5]] = fields[2]
     script = "/nodes/%s.ipxe" % node["mac"].replace(":", "-")
     for path in (script, "/profiles/%s/vmlinuz" % node["profile"], "/profiles/%s/initrd" % node["profile"]):
