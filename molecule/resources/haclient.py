@@ -8,7 +8,7 @@ import shlex
 import time
 from typing import Any, Callable
 
-from labclient import lab, lab_exec
+from labclient import lab_exec, pxe_shell, unit_state, wait_for_new_main_pid
 
 PRIMARY, STANDBY = "pxe01", "pxe02"
 ADDRESSES = {PRIMARY: "192.0.2.2", STANDBY: "192.0.2.3"}
@@ -25,7 +25,7 @@ _PORT_PROBE = ("import socket,sys\n"
 
 
 def ssh(host: str, command: str, check: bool = True, timeout: float = 120):
-    return lab("ssh", host, "--", command, check=check, timeout=timeout)
+    return pxe_shell(command, host=host, timeout=timeout, check=check)
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90, every: float = 1) -> Any:
@@ -47,20 +47,12 @@ def fetched_script(host: str, mac: str) -> bool:
     return run.stdout.strip() not in ("", "0")
 
 
-def main_pid(host: str, unit: str) -> int:
-    return int(ssh(host, "systemctl show -p MainPID --value %s" % unit).stdout.strip() or 0)
-
-
 def kill_and_wait_for_restart(host: str, unit: str) -> int:
     """kill -9 the unit's main process; wait until systemd has restarted it; return NRestarts."""
-    before = main_pid(host, unit)
+    before = int(unit_state(unit, host)["MainPID"])
     assert before > 0, "%s does not run on %s" % (unit, host)
     ssh(host, "kill -9 %d" % before)
-    wait_for("systemd restarting %s" % unit,
-             lambda: main_pid(host, unit) not in (0, before)
-             and ssh(host, "systemctl is-active %s" % unit, check=False).stdout.strip() == "active",
-             timeout=60)
-    return int(ssh(host, "systemctl show -p NRestarts --value %s" % unit).stdout.strip())
+    return int(wait_for_new_main_pid(unit, before, timeout=60, host=host)["NRestarts"])
 
 
 def port_open_from_peer_and_closed_to_others(port: int) -> None:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "resources"))
-from labclient import PROJECT, SERVER_ADDRESS, boot, booted_profile, lab, lab_exec  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+from labclient import PROJECT, SERVER_ADDRESS, boot, booted_profile, lab, lab_exec, pxe_shell  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 
 FAR_NETWORK = "198.51.100.0/24"
 FAR_POOL = ("198.51.100.100", "198.51.100.199")
@@ -39,7 +39,7 @@ def lab_state() -> dict:
 
 
 def on_pxe_host(*command: str) -> str:
-    return lab("ssh", "pxe01", "--", *command, timeout=120).stdout
+    return pxe_shell(" ".join(command)).stdout
 
 
 def in_router(*command: str) -> str:
