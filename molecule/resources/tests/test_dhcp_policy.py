@@ -12,6 +12,7 @@ import os
 
 import pytest
 from conftest import HTTP_BASE, PROJECT, SERVER_ADDRESS, lab_exec
+from labclient import pxe_shell
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BootServer, decide
 
@@ -44,3 +45,15 @@ def test_answer_matches_the_policy(answers, case):
     if expected.kind == "http":
         assert got["vendor_class"] == "HTTPClient"
     assert got["yiaddr"].startswith("192.0.2.")
+
+
+def test_kea_logs_leases_but_no_class_verdicts_at_info(answers, backend):
+    """Kea 2.2 logs an EVAL_RESULT line for every matching class of every packet at INFO
+    (through kea-dhcp4.options): at the role's default severity the probes above leave
+    their leases in the journal and no class verdict (those are for DEBUG)."""
+    if backend != "kea":
+        pytest.skip("ISC dhcpd has no class verdict lines")
+    assert answers, "the probes ran"
+    journal = pxe_shell("journalctl -u kea-dhcp4-server --no-pager -o cat --since -15min").stdout
+    assert "DHCP4_LEASE_ADVERT" in journal
+    assert "EVAL_RESULT" not in journal, [line for line in journal.splitlines() if "EVAL_RESULT" in line][:3]

@@ -73,20 +73,27 @@ def test_kea_config_structure(plan):
     assert classes["centra_arch_bios"]["next-server"] == "192.0.2.2"
     assert "not option[93].exists" in classes["centra_arch_bios"]["test"]
     assert classes["centra_arch_efi64"]["test"].count("substring(option[93].hex,0,2)") == 2
-    assert "boot-file-name" not in classes["centra_arch_efi32"]
-    assert "boot-file-name" not in classes["centra_arch_arm32"]
     assert classes["centra_arch_http_efi64"]["boot-file-name"] == "http://192.0.2.2/loaders/ipxe.efi"
     assert classes["centra_arch_http_efi64"]["option-data"][0]["data"] == "HTTPClient"
+    # Below DEBUG, only the classes that answer: the others would only show in DEBUG logs.
+    assert all("boot-file-name" in c for c in classes.values())
+    assert {"centra_arch_efi32", "centra_arch_arm32", "centra_arch_unknown"}.isdisjoint(classes)
+    loggers = {logger["name"]: logger["severity"] for logger in dhcp4["loggers"]}
+    assert loggers == {"kea-dhcp4": "INFO", "kea-dhcp4.eval": "WARN", "kea-dhcp4.options": "WARN"}
+
+    debug = kea_dhcp4_config(plan, SERVER, {"log_severity": "DEBUG"})["Dhcp4"]
+    assert {logger["severity"] for logger in debug["loggers"]} == {"DEBUG"}
+    classes = {c["name"]: c for c in debug["client-classes"]}
+    assert len(classes) == len(BOOT_RULES) + 2
+    assert "boot-file-name" not in classes["centra_arch_efi32"]
+    assert "boot-file-name" not in classes["centra_arch_arm32"]
     assert "boot-file-name" not in classes["centra_arch_unknown"]
     # Unknown = none of the arch classes above, by membership (no test evaluated twice).
     for rule in BOOT_RULES:
         assert "member('centra_arch_%s')" % rule.name in classes["centra_arch_unknown"]["test"]
     assert "substring" not in classes["centra_arch_unknown"]["test"]
-    assert len(classes) == len(BOOT_RULES) + 2
-    loggers = {logger["name"]: logger["severity"] for logger in dhcp4["loggers"]}
-    assert loggers == {"kea-dhcp4": "INFO", "kea-dhcp4.eval": "WARN"}
-    debug = kea_dhcp4_config(plan, SERVER, {"log_severity": "DEBUG"})["Dhcp4"]
-    assert {logger["severity"] for logger in debug["loggers"]} == {"DEBUG"}
+    assert {k: v for k, v in classes.items() if "boot-file-name" in v} == {
+        c["name"]: c for c in dhcp4["client-classes"]}, "DEBUG adds classes, it changes no answer"
     first, second = dhcp4["subnet4"]
     assert first["reservations"] == [{"hw-address": "52:54:00:00:01:01", "hostname": "node01", "ip-address": "192.0.2.11"}]
     assert [r["hw-address"] for r in second["reservations"]] == ["52:54:00:00:02:01", "52:54:00:00:02:02"]
