@@ -27,7 +27,7 @@ import re
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _benchlib as bl  # noqa: E402  pylint: disable=wrong-import-position
@@ -127,7 +127,8 @@ def reserved_addresses_leased(config: Dict[str, Any], plan: Dict[str, Any]) -> D
     return {"addresses_leased": len(leased), "reserved_leased": len(leased & reserved)}
 
 
-def start_kea(pair: bl.NamespacePair, name: str, config: Dict[str, Any], work: str) -> bl.Daemon:
+def start_kea(pair: bl.NamespacePair, name: str, config: Dict[str, Any], work: str,
+              wrapper: Sequence[str] = (), start_timeout: float = 60) -> bl.Daemon:
     path = os.path.join(work, name + ".json")
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(config, handle, indent=1)
@@ -139,20 +140,45 @@ def start_kea(pair: bl.NamespacePair, name: str, config: Dict[str, Any], work: s
     if check.returncode != 0:
         raise SystemExit("kea-dhcp4 -t refused %s:\n%s%s" % (name, check.stdout[-2000:], check.stderr[-2000:]))
     env = dict(os.environ, KEA_PIDFILE_DIR=work, KEA_LOCKFILE_DIR=work)
-    daemon = bl.Daemon(pair.in_server(["kea-dhcp4", "-c", path]), os.path.join(work, name + ".log"), env=env)
+    daemon = bl.Daemon(pair.in_server([*wrapper, "kea-dhcp4", "-c", path]), os.path.join(work, name + ".log"), env=env)
 
     def listening() -> bool:
         # DHCP4_STARTED is an INFO line: with the loggers at WARN, look for the socket.
         sockets = bl.run(pair.in_server(["ss", "-Hulnp", "sport", "=", ":67"]), check=False).stdout
         return "pid=%d," % daemon.pid in sockets
     try:
-        bl.wait_for(lambda: not daemon.alive() or listening(), 60, "%s to start" % name, interval=0.3)
+        bl.wait_for(lambda: not daemon.alive() or listening(), start_timeout, "%s to start" % name, interval=0.3)
         if not daemon.alive():
             raise SystemExit("%s did not start:\n%s" % (name, daemon.tail()))
     except BaseException:
         daemon.stop()
         raise
     return daemon
+
+
+def instructions_per_lease(pair: bl.NamespacePair, name: str, config: Dict[str, Any], work: str,
+                           macs_file: str, rate: int, seconds: int, clients: int) -> Dict[str, Any]:
+    """Instructions Kea executes per lease (callgrind), a count that does not depend on
+    what else the machine is doing: Kea runs under valgrind with instrumentation off
+    until it listens; a warm-up run (5 s) fills the lease file and the caches, then
+    callgrind's counters are dumped and zeroed, and only the measured run counts."""
+    prefix = os.path.join(work, "callgrind." + name)
+    daemon = start_kea(pair, name, config, work, wrapper=["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                                          "--callgrind-out-file=" + prefix], start_timeout=600)
+    try:
+        bl.run(["callgrind_control", "--instr=on", str(daemon.pid)])
+        perfdhcp(pair, macs_file, rate, 5, clients)
+        bl.run(["callgrind_control", "--dump", str(daemon.pid)])
+        result = perfdhcp(pair, macs_file, rate, seconds, clients)
+        bl.run(["callgrind_control", "--dump", str(daemon.pid)])
+    finally:
+        daemon.stop()
+    with open(prefix + ".2", encoding="ascii") as handle:
+        totals = [int(line.split()[1]) for line in handle if line.startswith("summary:")]
+    if not totals or not result["acks"]:
+        raise SystemExit("callgrind counted nothing for %s (%s)" % (name, result))
+    result.update(instructions=totals[0], instructions_per_lease=totals[0] / result["acks"])
+    return result
 
 
 def start_dhcpd(pair: bl.NamespacePair, plan: Dict[str, Any], work: str) -> bl.Daemon:
@@ -183,7 +209,8 @@ def start_dhcpd(pair: bl.NamespacePair, plan: Dict[str, Any], work: str) -> bl.D
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=10000, help="reservations in the generated config")
-    parser.add_argument("--rate", type=int, default=10000, help="DORA exchanges perfdhcp starts per second")
+    parser.add_argument("--rate", type=int, help="DORA exchanges perfdhcp starts per second (default 10,000; "
+                        "20 with --callgrind)")
     parser.add_argument("--seconds", type=int, default=10, help="length of one perfdhcp run")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved runs of each configuration")
     parser.add_argument("--isc-rate", type=int, default=0, help="perfdhcp rate for dhcpd (default: --rate)")
@@ -191,8 +218,14 @@ def main() -> int:
     parser.add_argument("--variants", action="store_true",
                         help="also run the generated Kea config without its classes, without its reservations, "
                         "and both configs with the loggers at WARN")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="count Kea's instructions per lease under callgrind instead (perfdhcp at --rate 20, no "
+                        "drops): the same count on a busy or an idle machine")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    args.rate = args.rate or (20 if args.callgrind else 10000)
+    if args.callgrind:
+        return callgrind_main(args)
     results: Dict[str, List[Dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="cpxe-bench-dhcp-") as work, bl.NamespacePair("dhcp") as pair:
         asset = os.path.join(work, "asset")
@@ -245,6 +278,39 @@ def main() -> int:
     bl.write_json(args.json, {"runs": results, "median": summary, "ratio_generated_minimal": ratio,
                               "per_cpu_second": per_cpu, "cpu_ratio_generated_minimal": cpu_ratio,
                               "nodes": args.nodes, "date": bl.stamp()})
+    return 0
+
+
+def callgrind_main(args: argparse.Namespace) -> int:
+    rate = args.rate
+    results: Dict[str, Dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="cpxe-bench-dhcp-") as work, bl.NamespacePair("dhcp") as pair:
+        os.chmod(work, 0o755)
+        asset = os.path.join(work, "asset")
+        with open(asset, "wb") as handle:
+            handle.write(b"x" * 4096)
+        plan = plan_for(args.nodes, asset)
+        macs_file = os.path.join(work, "macs.txt")
+        with open(macs_file, "w", encoding="ascii") as handle:
+            handle.write("\n".join(m for n in plan["nodes"] for m in n["macs"]) + "\n")
+        configs = kea_configs(plan, pair, work)
+        if args.variants:
+            configs.update(kea_variants(configs["kea-generated"], configs["kea-minimal"]))
+        for name, config in configs.items():
+            result = instructions_per_lease(pair, name, config, work, macs_file, rate, args.seconds, args.nodes)
+            results[name] = result
+            print("%-14s %10.0f instructions per lease (%d ACKs, %d drops), load %s"
+                  % (name, result["instructions_per_lease"], result["acks"], result["drops"], bl.load()),
+                  file=sys.stderr, flush=True)
+    minimal = results["kea-minimal"]["instructions_per_lease"]
+    print("%-14s %22s %s" % ("config", "instructions/lease", "minimal / config (= leases/s ratio on a free CPU)"))
+    for name, result in results.items():
+        print("%-14s %22.0f %.3f" % (name, result["instructions_per_lease"], minimal / result["instructions_per_lease"]))
+    ratio = minimal / results["kea-generated"]["instructions_per_lease"]
+    print("kea generated / minimal: %.3f by instructions per lease (goal >= 0.9)" % ratio)
+    print("date %s, load %s" % (bl.stamp(), bl.load()))
+    bl.write_json(args.json, {"callgrind": results, "ratio_generated_minimal": ratio, "nodes": args.nodes,
+                              "rate": rate, "seconds": args.seconds, "date": bl.stamp()})
     return 0
 
 

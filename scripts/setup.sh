@@ -12,7 +12,7 @@ apt_packages=(
   iproute2 nftables tftp-hpa busybox-static cpio xz-utils zstd
   kea-dhcp4-server isc-dhcp-server nginx-light
   isc-dhcp-relay                   # the lab's router namespace
-  kea-admin wrk atftp tftpd-hpa   # benchmarks/: perfdhcp, the HTTP load tool, a TFTP client with blksize, in.tftpd
+  kea-admin wrk atftp tftpd-hpa valgrind  # benchmarks/: perfdhcp, the HTTP load tool, a TFTP client with blksize, in.tftpd, callgrind
 )
 missing=()
 for p in "${apt_packages[@]}"; do
