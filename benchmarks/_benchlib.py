@@ -97,6 +97,15 @@ class NamespacePair:
         return ["ip", "netns", "exec", self.client, *argv]
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:  # a child that ended in between
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Daemon:
     """A process this benchmark started; stopped by its own PID, never by name."""
 
@@ -112,9 +121,16 @@ class Daemon:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far (all its threads)."""
-        with open("/proc/%d/stat" % self.pid, encoding="ascii") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(self.pid)
+
+    def tree_cpu_seconds(self) -> float:
+        """cpu_seconds() of the process and of its children that are alive (nginx's workers)."""
+        try:
+            with open("/proc/%d/task/%d/children" % (self.pid, self.pid), encoding="ascii") as handle:
+                children = [int(pid) for pid in handle.read().split()]
+        except OSError:
+            children = []
+        return sum(_cpu_seconds(pid) for pid in [self.pid, *children])
 
     def alive(self) -> bool:
         return self.process.poll() is None

@@ -238,31 +238,39 @@ def main() -> int:
                 for name in (("ours", "stock") if round_no % 2 == 0 else ("stock", "ours")):
                     daemon = start_nginx(pair, confs[name])
                     try:
+                        cpu_before = daemon.tree_cpu_seconds()
                         row = wrk(pair, script, clients, args.seconds)
+                        cpu = daemon.tree_cpu_seconds() - cpu_before
                     finally:
                         daemon.stop()
-                    row.update(config=name, round=round_no + 1, load=bl.load())
+                    # nginx's own CPU (workers, kernel time of sendfile included) per MB: what the
+                    # site costs, steadier than MB/s while wrk and the neighbours share the cores.
+                    row.update(config=name, round=round_no + 1, load=bl.load(), nginx_cpu_s=cpu,
+                               mb_per_cpu_s=row["mb_s"] * args.seconds / cpu if cpu else 0.0)
                     results.append(row)
-                    print("%-5s c=%3d round %d: %7.1f MB/s p50 %7.1f ms p99 %7.1f ms, %d requests, non-2xx %d, "
-                          "errors %s, load %s" % (name, clients, round_no + 1, row["mb_s"], row["p50_ms"],
-                                                  row["p99_ms"], row["requests"], row["non_2xx"],
-                                                  row["socket_errors"] or "none", row["load"]),
+                    print("%-5s c=%3d round %d: %7.1f MB/s (%5.0f per nginx CPU-s) p50 %7.1f ms p99 %7.1f ms, "
+                          "%d requests, non-2xx %d, errors %s, load %s" % (
+                              name, clients, round_no + 1, row["mb_s"], row["mb_per_cpu_s"], row["p50_ms"],
+                              row["p99_ms"], row["requests"], row["non_2xx"], row["socket_errors"] or "none",
+                              row["load"]),
                           file=sys.stderr, flush=True)
         raw.append(raw_copy(pair, work, args.seconds))
         print("raw copy: %.0f MB/s, load %s" % (raw[-1], bl.load()), file=sys.stderr, flush=True)
     raw_mb_s = bl.median(raw)
-    print("%8s %6s %10s %10s %10s %12s" % ("clients", "config", "MB/s", "p99 (ms)", "% of raw", "vs stock"))
+    print("%8s %6s %10s %10s %10s %12s %14s %12s" % ("clients", "config", "MB/s", "p99 (ms)", "% of raw", "vs stock",
+                                                     "MB/nginx CPU-s", "vs stock"))
     summary = []
     for clients in sorted({r["clients"] for r in results}):
         medians = {}
         for name in ("ours", "stock"):
             runs = [r for r in results if r["clients"] == clients and r["config"] == name]
-            medians[name] = {"mb_s": bl.median([r["mb_s"] for r in runs]), "p99_ms": bl.median([r["p99_ms"] for r in runs])}
+            medians[name] = {key: bl.median([r[key] for r in runs]) for key in ("mb_s", "p99_ms", "mb_per_cpu_s")}
         for name in ("ours", "stock"):
             row = medians[name]
-            print("%8d %6s %10.1f %10.1f %9.0f%% %11.2fx" % (
+            print("%8d %6s %10.1f %10.1f %9.0f%% %11.2fx %14.0f %11.2fx" % (
                 clients, name, row["mb_s"], row["p99_ms"], 100 * row["mb_s"] / raw_mb_s,
-                row["mb_s"] / medians["stock"]["mb_s"]))
+                row["mb_s"] / medians["stock"]["mb_s"], row["mb_per_cpu_s"],
+                row["mb_per_cpu_s"] / medians["stock"]["mb_per_cpu_s"]))
         summary.append({"clients": clients, **medians})
     print("raw copy (one stream, median of %d): %.1f MB/s" % (len(raw), raw_mb_s))
     print("date %s, load %s" % (bl.stamp(), bl.load()))
