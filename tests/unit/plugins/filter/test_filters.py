@@ -2,13 +2,20 @@
 """The filters are thin: each adapts the core and turns its errors into AnsibleFilterError."""
 from __future__ import annotations
 
+import grp
+import hashlib
 import json
+import os
+import pwd
+import subprocess
+import sys
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.centra.pxe.plugins.filter import (
-    boot_answer, dhcpd_config, healthz, ipxe_entry_script, ipxe_menu_script, kea_config, mac_format, server_endpoint,
+    boot_answer, dhcpd_config, file_states, healthz, ipxe_entry_script, ipxe_menu_script, kea_config, mac_format,
+    server_endpoint,
 )
 from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan, dump_plan
 
@@ -19,8 +26,8 @@ PLAN = dump_plan(build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": AS
 
 
 def test_every_filter_is_registered_under_its_file_name():
-    for module in (boot_answer, dhcpd_config, healthz, ipxe_entry_script, ipxe_menu_script, kea_config, mac_format,
-                   server_endpoint):
+    for module in (boot_answer, dhcpd_config, file_states, healthz, ipxe_entry_script, ipxe_menu_script, kea_config,
+                   mac_format, server_endpoint):
         name = module.__name__.rsplit(".", 1)[1]
         assert list(module.FilterModule().filters()) == [name]
 
@@ -70,3 +77,21 @@ def test_server_endpoint_errors_name_the_fix():
     facts = dict(FACTS, eth0={"ipv4": {"address": "192.0.2.3"}})
     with pytest.raises(AnsibleFilterError, match="several interfaces .* set pxe_interface"):
         server_endpoint.server_endpoint(PLAN, facts)
+
+
+def test_file_states_from_a_real_find_run(tmp_path):
+    """The shape ansible.builtin.find returns, from the module itself."""
+    asset = tmp_path / "vmlinuz"
+    asset.write_bytes(b"kernel")
+    asset.chmod(0o640)
+    (tmp_path / "sub").mkdir()
+    args = json.dumps({"ANSIBLE_MODULE_ARGS": {"paths": [str(tmp_path)], "file_type": "any", "get_checksum": True,
+                                               "checksum_algorithm": "sha256"}})
+    run = subprocess.run([sys.executable, "-m", "ansible.modules.find"], input=args, capture_output=True, text=True,
+                         check=True)
+    states = file_states.file_states(json.loads(run.stdout)["files"])
+    me = "%s:%s" % (pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name)
+    assert states[str(asset)] == "sha256:%s 0640 %s" % (hashlib.sha256(b"kernel").hexdigest(), me)
+    assert states[str(tmp_path / "sub")].startswith("- 0")
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.file_states: not a list of find results"):
+        file_states.file_states([{"path": "/x"}])
