@@ -206,6 +206,24 @@ def start_dhcpd(pair: bl.NamespacePair, plan: Dict[str, Any], work: str) -> bl.D
     return daemon
 
 
+def prepare(args: argparse.Namespace, pair: bl.NamespacePair, work: str):
+    """The plan of --nodes nodes, perfdhcp's MAC file (the nodes' MACs) and the Kea configs to run."""
+    asset = os.path.join(work, "asset")
+    with open(asset, "wb") as handle:
+        handle.write(b"x" * 4096)
+    started = time.monotonic()
+    plan = plan_for(args.nodes, asset)
+    print("plan of %d nodes built in %.2f s; load %s" % (args.nodes, time.monotonic() - started, bl.load()),
+          file=sys.stderr)
+    macs_file = os.path.join(work, "macs.txt")
+    with open(macs_file, "w", encoding="ascii") as handle:
+        handle.write("\n".join(m for n in plan["nodes"] for m in n["macs"]) + "\n")
+    configs = kea_configs(plan, pair, work)
+    if args.variants:
+        configs.update(kea_variants(configs["kea-generated"], configs["kea-minimal"]))
+    return plan, macs_file, configs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=10000, help="reservations in the generated config")
@@ -228,19 +246,7 @@ def main() -> int:
         return callgrind_main(args)
     results: Dict[str, List[Dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="cpxe-bench-dhcp-") as work, bl.NamespacePair("dhcp") as pair:
-        asset = os.path.join(work, "asset")
-        with open(asset, "wb") as handle:
-            handle.write(b"x" * 4096)
-        started = time.monotonic()
-        plan = plan_for(args.nodes, asset)
-        print("plan of %d nodes built in %.2f s; load %s" % (args.nodes, time.monotonic() - started, bl.load()),
-              file=sys.stderr)
-        macs_file = os.path.join(work, "macs.txt")
-        with open(macs_file, "w", encoding="ascii") as handle:
-            handle.write("\n".join(m for n in plan["nodes"] for m in n["macs"]) + "\n")
-        configs = kea_configs(plan, pair, work)
-        if args.variants:
-            configs.update(kea_variants(configs["kea-generated"], configs["kea-minimal"]))
+        plan, macs_file, configs = prepare(args, pair, work)
         order = list(configs) + ([] if args.no_isc else ["isc-generated"])
         for round_no in range(args.rounds):
             for name in (order if round_no % 2 == 0 else list(reversed(order))):
@@ -285,17 +291,7 @@ def callgrind_main(args: argparse.Namespace) -> int:
     rate = args.rate
     results: Dict[str, Dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="cpxe-bench-dhcp-") as work, bl.NamespacePair("dhcp") as pair:
-        os.chmod(work, 0o755)
-        asset = os.path.join(work, "asset")
-        with open(asset, "wb") as handle:
-            handle.write(b"x" * 4096)
-        plan = plan_for(args.nodes, asset)
-        macs_file = os.path.join(work, "macs.txt")
-        with open(macs_file, "w", encoding="ascii") as handle:
-            handle.write("\n".join(m for n in plan["nodes"] for m in n["macs"]) + "\n")
-        configs = kea_configs(plan, pair, work)
-        if args.variants:
-            configs.update(kea_variants(configs["kea-generated"], configs["kea-minimal"]))
+        _plan, macs_file, configs = prepare(args, pair, work)
         for name, config in configs.items():
             result = instructions_per_lease(pair, name, config, work, macs_file, rate, args.seconds, args.nodes)
             results[name] = result
