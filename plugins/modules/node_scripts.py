@@ -45,6 +45,13 @@ options:
     description: The directory of the node scripts; created if missing.
     type: path
     required: true
+  install_dest:
+    description:
+      - Also write, into this directory, every MAC's install script (as with O(boot=install), whatever
+        the plan, O(override) or O(boot) say), in the same module run.
+      - The role writes C(nodes/) and C(install/) (what the reinstall playbook serves) this way, so a
+        run carries the plan to the host once.
+    type: path
   mode:
     description: Permissions of the scripts.
     type: str
@@ -54,7 +61,7 @@ attributes:
     description: Reports which scripts would be added, updated or removed, and writes nothing.
     support: full
   diff_mode:
-    description: Lists the scripts added, updated and removed (the first 20 of each).
+    description: Lists the scripts added, updated and removed (the first 20 of each), per directory.
     support: full
 """
 
@@ -86,6 +93,26 @@ count:
   description: How many scripts the directory holds afterwards.
   returned: always
   type: int
+install:
+  description: The same for O(install_dest).
+  returned: when O(install_dest) is set
+  type: dict
+  contains:
+    added:
+      description: Install scripts written for MACs that had none.
+      type: list
+      elements: str
+    updated:
+      description: Install scripts whose content changed.
+      type: list
+      elements: str
+    removed:
+      description: Install scripts removed because their MAC left the plan.
+      type: list
+      elements: str
+    count:
+      description: How many install scripts the directory holds afterwards.
+      type: int
 """
 
 import os
@@ -127,39 +154,17 @@ def _summary(names, label):
     return shown
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            plan=dict(type="raw", required=True),
-            http_base=dict(type="str", required=True),
-            settings=dict(type="dict", default={}),
-            override=dict(type="dict", default={}),
-            boot=dict(type="str", choices=["install", "local", "menu"]),
-            dest=dict(type="path", required=True),
-            mode=dict(type="str", default="0644"),
-        ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    try:
-        plan = load_plan(params["plan"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    override = params["override"] or {}
-    if override or params["boot"]:
-        plan["nodes"] = [dict(n, boot=params["boot"] or override.get(n["name"], n["boot"])) for n in plan["nodes"]]
-    try:
-        mode = int(params["mode"], 8)
-        wanted = node_scripts(plan, params["http_base"], params["settings"])
-    except (KeyError, TypeError, ValueError) as exc:
-        module.fail_json(msg="cannot render the node scripts: %s" % exc)
-    dest = params["dest"]
+class _Failure(Exception):
+    pass
+
+
+def _compare(dest, wanted, mode):
+    """What writing `wanted` ({file name: text}) into `dest` would add, update, remove and re-mode."""
     existing = set()
     if os.path.isdir(dest):
         existing = {n for n in os.listdir(dest) if n.endswith(".ipxe")}
     elif os.path.exists(dest):
-        module.fail_json(msg="%s exists and is not a directory" % dest)
-
+        raise _Failure("%s exists and is not a directory" % dest)
     added, updated = [], []
     for name in sorted(wanted):
         if name not in existing:
@@ -170,26 +175,83 @@ def main():
     mode_fixes = [n for n in sorted(existing & set(wanted))
                   if n not in updated and (os.stat(os.path.join(dest, n)).st_mode & 0o7777) != mode]
     changed = bool(added or updated or removed or mode_fixes or not os.path.isdir(dest))
+    return dict(changed=changed, added=added, updated=updated, removed=removed, mode_fixes=mode_fixes)
 
-    if changed and not module.check_mode:
-        try:
-            os.makedirs(dest, mode=0o755, exist_ok=True)
-            for name in added + updated:
-                _write_atomic(dest, name, wanted[name], mode)
-            for name in mode_fixes:
-                os.chmod(os.path.join(dest, name), mode)
-            for name in removed:
-                os.unlink(os.path.join(dest, name))
-        except OSError as exc:
-            module.fail_json(msg="cannot write the node scripts in %s: %s" % (dest, exc))
 
-    result = dict(changed=changed, added=added, updated=updated, removed=removed, count=len(wanted))
-    if module._diff and changed:
-        result["diff"] = dict(
-            before_header=dest, after_header=dest,
-            before="\n".join(_summary(removed, "remove") + _summary(updated, "old")) + "\n",
-            after="\n".join(_summary(added, "add") + _summary(updated, "new")) + "\n",
-        )
+def _apply(dest, wanted, mode, delta):
+    try:
+        os.makedirs(dest, mode=0o755, exist_ok=True)
+        for name in delta["added"] + delta["updated"]:
+            _write_atomic(dest, name, wanted[name], mode)
+        for name in delta["mode_fixes"]:
+            os.chmod(os.path.join(dest, name), mode)
+        for name in delta["removed"]:
+            os.unlink(os.path.join(dest, name))
+    except OSError as exc:
+        raise _Failure("cannot write the node scripts in %s: %s" % (dest, exc)) from None
+
+
+def _diff(dest, delta):
+    return dict(
+        before_header=dest, after_header=dest,
+        before="\n".join(_summary(delta["removed"], "remove") + _summary(delta["updated"], "old")) + "\n",
+        after="\n".join(_summary(delta["added"], "add") + _summary(delta["updated"], "new")) + "\n",
+    )
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            plan=dict(type="raw", required=True),
+            http_base=dict(type="str", required=True),
+            settings=dict(type="dict", default={}),
+            override=dict(type="dict", default={}),
+            boot=dict(type="str", choices=["install", "local", "menu"]),
+            dest=dict(type="path", required=True),
+            install_dest=dict(type="path"),
+            mode=dict(type="str", default="0644"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        plan = load_plan(params["plan"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    override = params["override"] or {}
+    trees = []
+    try:
+        mode = int(params["mode"], 8)
+        if override or params["boot"]:
+            nodes = [dict(n, boot=params["boot"] or override.get(n["name"], n["boot"])) for n in plan["nodes"]]
+        else:
+            nodes = plan["nodes"]
+        trees.append((params["dest"], node_scripts(dict(plan, nodes=nodes), params["http_base"], params["settings"])))
+        if params["install_dest"]:
+            installs = [dict(n, boot="install") for n in plan["nodes"]]
+            trees.append((params["install_dest"],
+                          node_scripts(dict(plan, nodes=installs), params["http_base"], params["settings"])))
+    except (KeyError, TypeError, ValueError) as exc:
+        module.fail_json(msg="cannot render the node scripts: %s" % exc)
+    try:
+        deltas = [_compare(dest, wanted, mode) for dest, wanted in trees]
+        if not module.check_mode:
+            for (dest, wanted), delta in zip(trees, deltas):
+                if delta["changed"]:
+                    _apply(dest, wanted, mode, delta)
+    except _Failure as exc:
+        module.fail_json(msg=str(exc))
+
+    first = deltas[0]
+    result = dict(changed=any(d["changed"] for d in deltas), added=first["added"], updated=first["updated"],
+                  removed=first["removed"], count=len(trees[0][1]))
+    if params["install_dest"]:
+        install = deltas[1]
+        result["install"] = dict(added=install["added"], updated=install["updated"], removed=install["removed"],
+                                 count=len(trees[1][1]))
+    changed_trees = [(dest, delta) for (dest, _wanted), delta in zip(trees, deltas) if delta["changed"]]
+    if module._diff and changed_trees:
+        result["diff"] = [_diff(dest, delta) for dest, delta in changed_trees]
     module.exit_json(**result)
 
 

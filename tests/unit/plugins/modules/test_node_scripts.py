@@ -49,7 +49,7 @@ def test_check_mode_reports_and_changes_nothing(tmp_path, capsys):
     plan = make_plan({"a": "52:54:00:00:00:0a"})
     result = run(capsys, plan=plan, dest=dest, _ansible_check_mode=True, _ansible_diff=True)
     assert result["changed"] and result["added"] == ["52-54-00-00-00-0a.ipxe"]
-    assert "add 52-54-00-00-00-0a.ipxe" in result["diff"]["after"]
+    assert "add 52-54-00-00-00-0a.ipxe" in result["diff"][0]["after"]
     assert not os.path.exists(dest)
 
 
@@ -81,3 +81,25 @@ def test_node_scripts_do_not_change_when_another_node_is_added(tmp_path, capsys)
     run(capsys, plan=make_plan({"a": "52:54:00:00:00:0a"}), dest=dest)
     second = run(capsys, plan=make_plan({"a": "52:54:00:00:00:0a", "b": "52:54:00:00:00:0b"}), dest=dest)
     assert second["added"] == ["52-54-00-00-00-0b.ipxe"] and second["updated"] == []
+
+
+def test_install_dest_writes_every_install_script_in_the_same_run(tmp_path, capsys):
+    dest, install = str(tmp_path / "nodes"), str(tmp_path / "install")
+    plan = make_plan({"a": "52:54:00:00:00:0a", "b": "52:54:00:00:00:0b"})
+    first = run(capsys, plan=plan, dest=dest, install_dest=install, override={"a": "local"})
+    assert first["changed"] and first["count"] == 2 and first["install"]["count"] == 2
+    assert first["install"]["added"] == ["52-54-00-00-00-0a.ipxe", "52-54-00-00-00-0b.ipxe"]
+    # The override applies to nodes/ only: install/ always installs.
+    local = (tmp_path / "nodes" / "52-54-00-00-00-0a.ipxe").read_text()
+    assert "kernel" not in local and "exit" in local
+    for name in ("52-54-00-00-00-0a.ipxe", "52-54-00-00-00-0b.ipxe"):
+        assert "kernel" in (tmp_path / "install" / name).read_text()
+
+    again = run(capsys, plan=plan, dest=dest, install_dest=install, override={"a": "local"})
+    assert not again["changed"] and again["install"]["added"] == again["install"]["removed"] == []
+
+    smaller = make_plan({"b": "52:54:00:00:00:0b"})
+    third = run(capsys, plan=smaller, dest=dest, install_dest=install, _ansible_check_mode=True, _ansible_diff=True)
+    assert third["changed"] and third["install"]["removed"] == ["52-54-00-00-00-0a.ipxe"]
+    assert [d["before_header"] for d in third["diff"]] == [dest, install]
+    assert sorted(os.listdir(install)) == ["52-54-00-00-00-0a.ipxe", "52-54-00-00-00-0b.ipxe"], "check mode wrote"
