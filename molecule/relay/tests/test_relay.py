@@ -134,10 +134,20 @@ def test_a_packet_between_other_networks_is_dropped_by_the_router(far_boots):
         "sendp(frames[1], iface='cpxebr0', count=%d, verbose=False)\n"
         "sendp(frames[2], iface='cpxebr1', count=%d, verbose=False)\n"
     ) % (router_macs["cpxe-far"], router_macs["cpxe-near"], router_macs["cpxe-far"], count, count, count)
-    lab_exec("%s/.venv/bin/python" % PROJECT, "-c", script)
-    after = {name: counter_packets(rule) for name, rule in router_rules()["rules"].items()}
+    # The accept rules also count the lab's own traffic between the networks (a late TCP
+    # segment of a far node's boot, a relayed DHCP packet): a window in which they moved
+    # proves nothing either way, so up to three windows are tried, and in a quiet one the
+    # test packets must all have hit the drop rule and none the accept rules.
+    windows = []
+    for _attempt in range(3):
+        lab_exec("%s/.venv/bin/python" % PROJECT, "-c", script)
+        after = {name: counter_packets(rule) for name, rule in router_rules()["rules"].items()}
+        windows.append({name: after[name] - before[name] for name in after})
+        before = after
+        if windows[-1]["far-to-near"] == windows[-1]["near-to-far"] == 0:
+            break
+    quiet = windows[-1]
+    assert quiet["far-to-near"] == quiet["near-to-far"] == 0, "no window without forwarded packets: %s" % windows
     # The spoofed source may already fall to the kernel's reverse-path filter, before
     # the forward hook; either way it is not forwarded.
-    assert after["everything-else"] - before["everything-else"] >= 2 * count
-    assert after["far-to-near"] == before["far-to-near"]
-    assert after["near-to-far"] == before["near-to-far"]
+    assert quiet["everything-else"] >= 2 * count, windows
