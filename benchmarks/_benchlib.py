@@ -24,15 +24,14 @@ PREFIX_LENGTH = 15
 
 
 def collections_path() -> str:
-    """A directory holding ansible_collections/centra/pxe -> this checkout (made once)."""
+    """The directory holding ansible_collections/centra/pxe: scripts/setup.sh's link, or the
+    tree this checkout already sits in."""
     parent = os.path.dirname(os.path.dirname(ROOT))
     if os.path.basename(parent) == "ansible_collections":
         return os.path.dirname(parent)
-    base = os.path.join(ROOT, ".ansible", "bench")
-    link = os.path.join(base, "ansible_collections", "centra", "pxe")
-    if not os.path.islink(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(ROOT, link)
+    base = os.path.join(ROOT, ".ansible", "collections")
+    if not os.path.isdir(os.path.join(base, "ansible_collections", "centra", "pxe")):
+        sys.exit("benchmarks: %s has no centra.pxe: run bash scripts/setup.sh first" % base)
     return base
 
 

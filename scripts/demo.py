@@ -30,11 +30,10 @@ BOOTS = [
 
 
 def collections_path() -> str:
+    """Where scripts/setup.sh (run by demo.sh) links this checkout in as centra.pxe."""
     base = os.path.join(ROOT, ".ansible", "collections")
-    link = os.path.join(base, "ansible_collections", "centra", "pxe")
-    os.makedirs(os.path.dirname(link), exist_ok=True)
-    if not os.path.islink(link):
-        os.symlink(ROOT, link)
+    if not os.path.isdir(os.path.join(base, "ansible_collections", "centra", "pxe")):
+        sys.exit("demo: %s has no centra.pxe: run bash scripts/setup.sh first" % base)
     return base
 
 

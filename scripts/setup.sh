@@ -10,6 +10,7 @@ apt_packages=(
   python3 python3-venv python3-dev gcc git rsync curl openssh-client
   qemu-system-x86 qemu-utils ovmf ipxe-qemu debootstrap systemd-container
   iproute2 nftables tftp-hpa busybox-static cpio xz-utils zstd
+  shellcheck                       # ansible-test sanity's shellcheck test (skipped without it)
   kea-dhcp4-server isc-dhcp-server nginx-light
   isc-dhcp-relay                   # the lab's router namespace
   kea-admin wrk atftp tftpd-hpa valgrind  # benchmarks/: perfdhcp, the HTTP load tool, a TFTP client with blksize, in.tftpd, callgrind
@@ -40,4 +41,10 @@ if ! cmp -s "$here/requirements.txt" "$venv/.requirements.installed" 2>/dev/null
   "$venv/bin/pip" install -q -r "$here/requirements.txt"
   cp "$here/requirements.txt" "$venv/.requirements.installed"
 fi
-echo "setup: ready ($venv)"
+# The one place the checkout becomes the collection centra.pxe: ansible.cfg's
+# collections_path, molecule's config, the unit tests, the demo and the benchmarks
+# all look in .ansible/collections.
+link=$here/.ansible/collections/ansible_collections/centra/pxe
+mkdir -p "$(dirname "$link")"
+[ "$(readlink "$link" 2>/dev/null)" = "$here" ] || ln -sfn "$here" "$link"
+echo "setup: ready ($venv; collection centra.pxe at $link)"

@@ -25,15 +25,8 @@ run_stage() {
   fi
 }
 
-collection_path() {
-  # molecule and ansible-playbook find the collection through this path.
-  local base=$here/.ansible/collections
-  mkdir -p "$base/ansible_collections/centra"
-  ln -sfn "$here" "$base/ansible_collections/centra/pxe"
-  echo "$base"
-}
-export ANSIBLE_COLLECTIONS_PATH
-ANSIBLE_COLLECTIONS_PATH=$(collection_path)
+# scripts/setup.sh made the collection link; molecule's config and ansible.cfg look there too.
+export ANSIBLE_COLLECTIONS_PATH=$here/.ansible/collections
 
 scenarios() {
   # The two full single-host suites first: they take longest, so with several lanes
