@@ -1,0 +1,109 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+# The work happens in the action plugin of the same name, on the controller.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: server_context
+short_description: Describe one PXE server for the roles that configure it
+version_added: 0.2.0
+description:
+  - Finds the provisioning interface and address of the server (the one named, or else the
+    one holding an address inside a C(pxe_subnets) cidr), and returns, as the fact
+    O(fact_name), everything the component roles render from besides the boot plan.
+  - "The fact holds: C(name) (inventory name), C(interface), C(address), C(cidr),
+    C(interfaces) (the provisioning interface and O(extra_interfaces)), C(http_port),
+    C(https_port) (0 when HTTPS is off), C(http_base), C(root), C(loaders) (a file name or
+    an empty string for every option-93 slot of the boot policy table), C(loader_sources)
+    (slot -> C({path, remote_src}) for the configured slots), C(dhcp_backend),
+    C(dhcp_service), C(dhcp_services) (every backend's unit), C(ha) (this server's HA
+    relationship with its C(role), or null) and C(plan) (C(digest), C(subnets), C(profiles):
+    the plan without its nodes)."
+  - Built once per server in Python, so no role recomputes or reads another role's
+    internal facts.
+author:
+  - centra.pxe engineers (@centra)
+options:
+  plan:
+    description: The boot plan, the JSON string M(centra.pxe.boot_plan) returns as a fact.
+    type: raw
+    required: true
+  interface:
+    description: The provisioning interface (C(pxe_interface)); empty to find it.
+    type: str
+    default: ""
+  address:
+    description: The provisioning address (C(pxe_server_address)); empty for the interface's.
+    type: str
+    default: ""
+  extra_interfaces:
+    description: Interfaces the services answer on besides the provisioning one (relayed requests).
+    type: list
+    elements: str
+    default: []
+  http_port:
+    description: The port nginx serves the boot tree on.
+    type: int
+    default: 80
+  https_port:
+    description: The HTTPS port, or 0 when HTTPS is off.
+    type: int
+    default: 0
+  root:
+    description: The directory of the boot trees (C(http/), C(tftp/)).
+    type: path
+    required: true
+  loaders:
+    description: Loader file name per option-93 slot (C(pxe_server_loaders)).
+    type: dict
+    default: {}
+  loader_files:
+    description: Loaders the operator brings, slot -> path on the controller.
+    type: dict
+    default: {}
+  loader_dir:
+    description: Where the other loaders are found on the server.
+    type: path
+    default: /usr/lib/ipxe
+  dhcp_backend:
+    description: The DHCP server, C(kea) or C(isc).
+    type: str
+    choices: [kea, isc]
+    default: kea
+  facts:
+    description:
+      - The server's network facts (C(ansible_facts) with the network subset). Left out, the
+        action gathers them from the server itself.
+    type: dict
+  fact_name:
+    description: The name of the fact the context is returned in.
+    type: str
+    default: centra_pxe_server
+attributes:
+  check_mode:
+    description: Runs as usual; it never changes anything.
+    support: full
+  diff_mode:
+    description: Nothing to show; it never changes anything.
+    support: none
+  action:
+    description: Runs on the controller as an action plugin (it gathers network facts from the server).
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Describe this PXE server
+  centra.pxe.server_context:
+    plan: "{{ centra_pxe_plan }}"
+    interface: "{{ pxe_interface }}"
+    root: /srv/centra-pxe
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: The server context under O(fact_name) (see the description for its keys).
+  returned: success
+  type: dict
+"""

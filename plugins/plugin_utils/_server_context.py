@@ -1,0 +1,68 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""PRIVATE: the server context, the one description of a PXE server that every role
+renders from (controller side; the action plugin centra.pxe.server_context returns it).
+
+    {"name": inventory name, "interface", "address", "cidr": the provisioning endpoint,
+     "interfaces": the provisioning interface and the extra ones the services answer on,
+     "http_port", "https_port" (0: HTTPS off), "http_base": "http://<address>[:<port>]",
+     "root": the boot trees' directory,
+     "loaders": {slot: file name or "" for every slot of the boot policy table},
+     "loader_sources": {slot: {"path", "remote_src"}} for the slots that have a loader,
+     "dhcp_backend": "kea"|"isc", "dhcp_service": its unit, "dhcp_services": every backend's unit,
+     "ha": this server's HA relationship (the plan's, plus "role": this server's) or None,
+     "plan": {"digest", "subnets", "profiles"}: the plan without its nodes, decoded once}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Dict, Optional, Sequence
+
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import LOADER_SLOTS
+
+# The DHCP server unit of each backend: pxe_server installs and checks it, pxe_dhcp
+# runs one and stops the other (both want port 67).
+DHCP_SERVICES = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
+
+
+def http_base(address: str, port: int) -> str:
+    return "http://%s%s" % (address, "" if int(port) == 80 else ":%d" % int(port))
+
+
+def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, str], extra_interfaces: Sequence[str],
+                   http_port: int, https_port: int, root: str, loaders: Mapping[str, Any],
+                   loader_files: Mapping[str, str], loader_dir: str, dhcp_backend: str,
+                   ha: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The context of server `name`; endpoint is {interface, address, cidr} (centra.pxe's _endpoint)."""
+    relationship = None
+    if ha:
+        relationship = dict(ha)
+        relationship["role"] = next(p["role"] for p in ha["peers"] if p["name"] == name)
+    names = {slot: str(loaders.get(slot) or "") for slot in LOADER_SLOTS}
+    sources = {}
+    for slot, filename in names.items():
+        if filename:
+            # An operator's own file comes from the controller, the others from the ipxe package.
+            own = slot in loader_files
+            sources[slot] = {"path": str(loader_files[slot]) if own else "%s/%s" % (loader_dir, filename),
+                             "remote_src": not own}
+    return {
+        "name": name,
+        "interface": endpoint["interface"],
+        "address": endpoint["address"],
+        "cidr": endpoint["cidr"],
+        "interfaces": [endpoint["interface"]] + [str(i) for i in extra_interfaces],
+        "http_port": int(http_port),
+        "https_port": int(https_port),
+        "http_base": http_base(endpoint["address"], http_port),
+        "root": root,
+        # Every slot present: a slot the operator leaves out means "no boot file".
+        "loaders": names,
+        "loader_sources": sources,
+        "dhcp_backend": dhcp_backend,
+        "dhcp_service": DHCP_SERVICES[dhcp_backend],
+        "dhcp_services": dict(DHCP_SERVICES),
+        "ha": relationship,
+        "plan": {"digest": plan["digest"], "subnets": plan["subnets"], "profiles": plan["profiles"]},
+    }
