@@ -19,7 +19,9 @@ description:
     an empty string for every option-93 slot of the boot policy table), C(loader_sources)
     (slot -> C({path, remote_src}) for the configured slots), C(dhcp_backend),
     C(dhcp_service), C(dhcp_services) (every backend's unit), C(ha) (this server's HA
-    relationship with its C(role), or null) and C(plan) (C(digest), C(subnets), C(profiles):
+    relationship with its C(role), or null), C(lifecycle) (the node lifecycle service's
+    C(socket), C(state_dir), C(boot_dir), C(scripts_dir), C(callback_base), and its HA C(peers)
+    and C(peer_addresses)) and C(plan) (C(digest), C(subnets), C(profiles):
     the plan without its nodes)."
   - Built once per server in Python, so no role recomputes or reads another role's
     internal facts.

@@ -11,6 +11,8 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
      "loader_sources": {slot: {"path", "remote_src"}} for the slots that have a loader,
      "dhcp_backend": "kea"|"isc", "dhcp_service": its unit, "dhcp_services": every backend's unit,
      "ha": this server's HA relationship (the plan's, plus "role": this server's) or None,
+     "lifecycle": {"socket", "state_dir", "boot_dir", "scripts_dir", "callback_base",
+                   "peers": the other HA servers' HTTP bases, "peer_addresses"},
      "plan": {"digest", "subnets", "profiles"}: the plan without its nodes, decoded once}
 """
 
@@ -20,6 +22,11 @@ from collections.abc import Mapping
 from typing import Any, Dict, Optional, Sequence
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import LOADER_SLOTS
+
+# Where the node lifecycle service (centra.pxe.pxe_lifecycle) keeps what nginx
+# (centra.pxe.pxe_http) serves or talks to.
+LIFECYCLE_STATE_DIR = "/var/lib/centra-pxe-lifecycle"
+LIFECYCLE_SOCKET = "/run/centra-pxe-lifecycle/lifecycle.sock"
 
 # The DHCP server unit of each backend: pxe_server installs and checks it, pxe_dhcp
 # runs one and stops the other (both want port 67).
@@ -47,6 +54,7 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
             own = slot in loader_files
             sources[slot] = {"path": str(loader_files[slot]) if own else "%s/%s" % (loader_dir, filename),
                              "remote_src": not own}
+    peers = [p for p in (ha or {}).get("peers", []) if p["name"] != name]
     return {
         "name": name,
         "interface": endpoint["interface"],
@@ -64,5 +72,18 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
         "dhcp_service": DHCP_SERVICES[dhcp_backend],
         "dhcp_services": dict(DHCP_SERVICES),
         "ha": relationship,
+        # The lifecycle service: its socket (nginx proxies to it), the boot files it
+        # materializes (nginx serves them first), the install and local-boot scripts
+        # the converge writes for it, and the HA peers it shares node states with
+        # (reached at their HA address, on the same HTTP port).
+        "lifecycle": {
+            "socket": LIFECYCLE_SOCKET,
+            "state_dir": LIFECYCLE_STATE_DIR,
+            "boot_dir": LIFECYCLE_STATE_DIR + "/boot",
+            "scripts_dir": root.rstrip("/") + "/lifecycle",
+            "callback_base": http_base(endpoint["address"], http_port),
+            "peers": [http_base(p["address"], http_port) for p in peers],
+            "peer_addresses": [p["address"] for p in peers],
+        },
         "plan": {"digest": plan["digest"], "subnets": plan["subnets"], "profiles": plan["profiles"]},
     }
