@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import LOADER_SLOTS
+from ansible_collections.centra.pxe.plugins.plugin_utils._server_context import server_context
+
+PLAN = {"digest": "d" * 64, "subnets": [{"cidr": "192.0.2.0/24"}], "profiles": {"worker": {}}, "nodes": [{"name": "n"}]}
+ENDPOINT = {"interface": "host0", "address": "192.0.2.2", "cidr": "192.0.2.0/24"}
+PAIR = {"backend": "kea", "mode": "hot-standby", "port": 8001,
+        "peers": [{"name": "pxe01", "role": "primary", "address": "192.0.2.2"},
+                  {"name": "pxe02", "role": "standby", "address": "198.51.100.3"}]}
+
+
+def context(**overrides):
+    args = dict(name="pxe01", endpoint=ENDPOINT, extra_interfaces=[], http_port=80, https_port=0,
+                root="/srv/centra-pxe", loaders={"bios": "undionly.kpxe", "efi64": "snponly.efi"},
+                loader_files={}, loader_dir="/usr/lib/ipxe", dhcp_backend="kea", ha=None)
+    args.update(overrides)
+    return server_context(PLAN, **args)
+
+
+def test_every_loader_slot_is_present_and_sources_follow_the_operator():
+    ctx = context(loader_files={"efi64": "/home/op/snponly.efi"})
+    assert sorted(ctx["loaders"]) == sorted(LOADER_SLOTS)
+    assert ctx["loaders"]["arm64"] == ""
+    assert ctx["loader_sources"] == {"bios": {"path": "/usr/lib/ipxe/undionly.kpxe", "remote_src": True},
+                                     "efi64": {"path": "/home/op/snponly.efi", "remote_src": False}}
+
+
+def test_http_base_names_a_port_other_than_80():
+    assert context()["http_base"] == "http://192.0.2.2"
+    assert context(http_port=8080)["http_base"] == "http://192.0.2.2:8080"
+
+
+def test_plan_without_nodes_and_the_interfaces():
+    ctx = context(extra_interfaces=["eno2"])
+    assert ctx["plan"] == {"digest": "d" * 64, "subnets": PLAN["subnets"], "profiles": PLAN["profiles"]}
+    assert ctx["interfaces"] == ["host0", "eno2"]
+    assert ctx["dhcp_service"] == "kea-dhcp4-server" and ctx["dhcp_services"]["isc"] == "isc-dhcp-server"
+
+
+def test_ha_role_and_lifecycle_peers():
+    assert context()["ha"] is None and context()["lifecycle"]["peers"] == []
+    first = context(ha=PAIR)
+    assert first["ha"]["role"] == "primary"
+    assert first["lifecycle"]["peers"] == ["http://198.51.100.3"]
+    assert first["lifecycle"]["peer_addresses"] == ["198.51.100.3"]
+    second = context(name="pxe02", ha=PAIR, http_port=8080)
+    assert second["ha"]["role"] == "standby"
+    assert second["lifecycle"]["peers"] == ["http://192.0.2.2:8080"]
+    assert second["lifecycle"]["scripts_dir"] == "/srv/centra-pxe/lifecycle"
