@@ -77,6 +77,7 @@ MAX_BODY = 4096
 MAX_MESSAGE = 1024
 MAX_SCRIPT = 1 << 20
 MAX_PEER_BODY = 64 << 20
+DRAIN_LIMIT = 64 << 10
 PEER_CLOCK_WINDOW = 300.0
 PEER_SIGNING_LABEL = b"centra-pxe-lifecycle peer signing key v1"
 
@@ -618,8 +619,9 @@ class Store:
                         continue
                     local = merge_key(row["generation"], row["state"], row["state_at"])
                     remote = merge_key(clean["generation"], clean["state"], clean["state_at"])
-                    if remote <= local:
-                        continue
+                    if remote <= local or (clean["generation"] == row["generation"]
+                                           and clean["state"] == row["state"] == "install"):
+                        continue  # not newer; or both at the start of one generation: nothing to learn
                     db.execute("UPDATE nodes SET generation = ?, state = ?, state_at = ?, last_event = ?, "
                                "last_event_at = ?, message = ?, install_started_at = ?, installed_at = ? WHERE name = ?",
                                (clean["generation"], clean["state"], clean["state_at"], clean["last_event"],
@@ -961,10 +963,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         finally:
             self.close_connection = True  # one request per connection: no idle keep-alive holds a worker
 
+    # Every answer has a status line (no HTTP/0.9) and a JSON body (no HTML).
+    default_request_version = "HTTP/1.1"
+
     def parse_request(self) -> bool:
         ok = super().parse_request()
         self.rfile.budget = None  # the body has its own limits
         return ok
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        self.close_connection = True
+        if not getattr(self, "command", None):
+            self.command = "-"
+        self._json(code, {"error": message or self.responses.get(code, ("error",))[0]})
 
     def address_string(self) -> str:
         return "unix"
@@ -993,12 +1004,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pass
 
     def _dispatch(self) -> None:
+        self.body_read = False
         try:
             status, payload, extra = self.app.route(self)
         except Exception:  # noqa: BLE001 - a bug must not take the worker down
             LOG.exception("internal error on %s", self.requestline)
             status, payload, extra = 500, {"error": "internal error"}, None
+        if not self.body_read:
+            self._drain()
         self._json(status, payload, extra)
+
+    def _drain(self) -> None:
+        """Read (and drop) a small unread body, so that a refused client gets its answer
+        instead of a reset; a large one is not worth the time: the connection closes."""
+        length = self.headers.get("Content-Length", "")
+        if re.fullmatch(r"[0-9]{1,6}", length.strip()) and 0 < int(length) <= DRAIN_LIMIT:
+            try:
+                self.rfile.read(int(length))
+            except OSError:
+                pass
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
@@ -1110,6 +1134,7 @@ class App:
 
     @staticmethod
     def _read(req: Handler, length: int) -> Optional[bytes]:
+        req.body_read = True
         try:
             data = req.rfile.read(length)
         except OSError:  # includes the socket timeout of a slow client
