@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """centra-pxe-lifecycle: the node lifecycle service of a centra.pxe PXE server.
@@ -29,6 +28,7 @@ import http.client
 import http.server
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -595,7 +595,7 @@ class Store:
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('plan_digest', ?)", (digest,))
                 db.execute("DELETE FROM events WHERE at < ?", (at - self.config["event_max_age_days"] * 86400,))
             files = self._materialize()
-        result: Dict[str, Any] = {key: value for key, value in summary.items()}
+        result: Dict[str, Any] = dict(summary)
         result.update(files)
         result["changed"] = any(summary.values()) or bool(files["files_written"] or files["files_removed"])
         result["plan_digest"] = digest
@@ -712,7 +712,7 @@ def _clean_record(record: Any) -> Optional[Dict[str, Any]]:
         value = record.get(key)
         if value is None and optional:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(key)
         return float(value)
 
@@ -863,7 +863,7 @@ class PeerSync:
                 return
             body = json.dumps({"records": list(batch.values())}).encode("utf-8")
             try:
-                status, _ = peer_request(peer, self.store.secret, "POST", "/api/v1/peer/event", body, self.timeout)
+                status = peer_request(peer, self.store.secret, "POST", "/api/v1/peer/event", body, self.timeout)[0]
                 ok = status == 200
                 if not ok:
                     LOG.warning("peer %s refused the event push: HTTP %d", peer, status)
@@ -1069,7 +1069,7 @@ class PoolServer(socketserver.UnixStreamServer):
 
     def server_close(self) -> None:
         super().server_close()
-        for _ in self._workers:
+        for _worker in self._workers:
             self._queue.put(None)
         for worker in self._workers:
             worker.join(timeout=5)
@@ -1353,7 +1353,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="centra-pxe-lifecycle", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="centra-pxe-lifecycle", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
     parser.add_argument("--plan", default=DEFAULT_PLAN)
     parser.add_argument("--scripts-dir", default=DEFAULT_SCRIPTS_DIR)

@@ -120,7 +120,7 @@ class Client:
         self.path = path
 
     def request(self, method, url, body=None, headers=None):
-        """(status, parsed JSON or raw bytes, headers) of one request."""
+        """(status, parsed JSON or raw bytes) of one request."""
         conn = UnixHTTPConnection(self.path)
         try:
             if isinstance(body, (dict, list)):
@@ -132,7 +132,7 @@ class Client:
                 parsed = json.loads(data) if data else None
             except ValueError:
                 parsed = data
-            return response.status, parsed, response
+            return response.status, parsed
         finally:
             conn.close()
 

@@ -118,14 +118,14 @@ def test_peer_endpoints_refuse_bad_signatures(serve, pair):
         ("bad timestamp", dict(signed(secret, "POST", path, body), **{"X-Centra-Timestamp": "nan"})),
     ]
     for label, headers in cases:
-        status, _, _ = b.client.request("POST", path, body=body, headers=headers)
+        status, _answer = b.client.request("POST", path, body=body, headers=headers)
         assert status == 403, label
         assert b.store.show("n1")["state"] == "install", label
-    status, answer, _ = b.client.request("POST", path, body=body, headers=signed(secret, "POST", path, body))
+    status, answer = b.client.request("POST", path, body=body, headers=signed(secret, "POST", path, body))
     assert status == 200 and answer["applied"] == ["n1"]
-    status, _, _ = b.client.request("GET", "/api/v1/peer/state", headers=signed(b"x" * 32, "GET", "/api/v1/peer/state", b""))
+    state_path = "/api/v1/peer/state"
+    status, _answer = b.client.request("GET", state_path, headers=signed(b"x" * 32, "GET", state_path, b""))
     assert status == 403
-    status, state, _ = b.client.request("GET", "/api/v1/peer/state",
-                                        headers=signed(secret, "GET", "/api/v1/peer/state", b""))
+    status, state = b.client.request("GET", state_path, headers=signed(secret, "GET", state_path, b""))
     assert status == 200 and {r["name"]: r["state"] for r in state["records"]} == {"n1": "installed", "n2": "install"}
     assert pair[0]["b"].token("n1", 1) not in json.dumps(state)

@@ -99,8 +99,8 @@ def test_sync_creates_states_and_files(env):
     boot = os.path.join(env.state_dir, "boot")
     assert mode(env.state_dir) == mode(boot) == mode(os.path.join(boot, "nodes")) == 0o755
     assert mode(os.path.join(boot, "nodes", M1.replace(":", "-") + ".ipxe")) == 0o644
-    assert sorted(os.listdir(os.path.join(boot, "nodes"))) == sorted([M1.replace(":", "-") + ".ipxe",
-                                                                    M2.replace(":", "-") + ".ipxe"])
+    expected = sorted([M1.replace(":", "-") + ".ipxe", M2.replace(":", "-") + ".ipxe"])
+    assert sorted(os.listdir(os.path.join(boot, "nodes"))) == expected
     again = store.sync(env.plan)
     assert not again["changed"] and again["files_written"] == [] and store.meta("plan_digest") == "digest-1"
 
@@ -300,7 +300,7 @@ def test_events_pruned_by_count_and_age(env):
     env.write_plan([node("n1", [M1])])
     store = env.store()
     store.sync(env.plan)
-    for _ in range(10):
+    for _index in range(10):
         store.callback("n1", env.token("n1", 1), "started", None)
     assert len(store.events("n1")) == 5
     with sqlite3.connect(os.path.join(env.state_dir, "lifecycle.db")) as db:
