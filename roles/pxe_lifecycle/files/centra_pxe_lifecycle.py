@@ -650,17 +650,23 @@ class Store:
             for mac in self.node_macs(row["name"], db):
                 desired[mac_hyphen(mac) + ".ipxe"] = self._script(row, mac)
         written, removed = [], []
+        # One node: each file is made durable before the answer. All nodes (sync): one
+        # sync() at the end instead of an fsync per file (10,000 files: seconds, not
+        # minutes); the next sync repairs a file a crash may have lost meanwhile.
+        bulk = names is None
         for filename, content in sorted(desired.items()):
             path = os.path.join(self.boot_dir, filename)
             if content is None:
                 if _unlink(path):
                     removed.append(filename)
-            elif _write_if_different(path, content):
+            elif _write_if_different(path, content, durable=not bulk):
                 written.append(filename)
-        if names is None:
+        if bulk:
             for entry in os.listdir(self.boot_dir):
                 if desired.get(entry) is None and _unlink(os.path.join(self.boot_dir, entry)):
                     removed.append(entry)
+            if written or removed:
+                os.sync()
         return {"files_written": written, "files_removed": sorted(set(removed))}
 
     def _script(self, row: sqlite3.Row, mac: str) -> Optional[bytes]:
@@ -748,7 +754,7 @@ def _unlink(path: str) -> bool:
         return False
 
 
-def _write_if_different(path: str, content: bytes) -> bool:
+def _write_if_different(path: str, content: bytes, durable: bool = True) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
@@ -765,7 +771,8 @@ def _write_if_different(path: str, content: bytes) -> bool:
         view = memoryview(content)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)

@@ -341,3 +341,43 @@ def test_cli_rearm_show_forget(env):
     assert json.loads(out.stdout)["forgotten"] == ["n1"]
     out = subprocess.run(base + ["show"], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)[0]["generation"] == 3
+
+
+def test_full_queue_refuses_with_503(env, serve):
+    env.config.update(workers=1, queue=1, socket_timeout=2)
+    env.write_plan([node("n1", [M1])])
+    server = serve(env)
+    holders = []
+    for _index in range(2):  # one holds the worker, one fills the queue
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(server.client.path)
+        sock.sendall(b"GET /api/v1/status HTTP/1.1\r\n")
+        holders.append(sock)
+        time.sleep(0.2)
+    answer = server.client.raw(b"GET /api/v1/status HTTP/1.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    for sock in holders:
+        sock.close()
+    assert wait_for(lambda: _status(server.client) == 200)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the state directory's owner needs root")
+def test_cli_as_root_acts_as_the_state_owner(env, short_dir):
+    # Everything under a directory the unprivileged owner can reach.
+    base = os.path.join(short_dir, "owned")
+    os.makedirs(os.path.join(base, "state"))
+    os.chmod(short_dir, 0o755)
+    env.write_plan([node("n1", [M1])])
+    nobody = 65534
+    os.chown(os.path.join(base, "state"), nobody, nobody)
+    for path in (env.plan, env.scripts_dir):
+        subprocess.run(["cp", "-a", path, base], check=True)
+    subprocess.run(["chmod", "-R", "a+rX", base], check=True)
+    cmd = [sys.executable, PROGRAM, "--state-dir", os.path.join(base, "state"), "--plan", os.path.join(base, "plan.json"),
+           "--scripts-dir", os.path.join(base, "scripts"), "--config", "/nonexistent.json"]
+    out = subprocess.run(cmd + ["sync"], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    subprocess.run(cmd + ["rearm", "n1"], capture_output=True, text=True, check=True)
+    for root, dirs, files in os.walk(os.path.join(base, "state")):
+        for name in dirs + files:
+            assert os.lstat(os.path.join(root, name)).st_uid == nobody, name
