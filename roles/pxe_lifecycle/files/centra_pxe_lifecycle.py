@@ -402,7 +402,9 @@ class Store:
         mac = canonical_mac(key)
         if mac is not None:
             row = conn.execute("SELECT node FROM macs WHERE mac = ?", (mac,)).fetchone()
-            return row["node"] if row else None
+            if row is not None:
+                return row["node"]
+        # Not a known MAC: a name (which may look like bare hex: "cafe00000001").
         if NODE_NAME_RE.match(key) and self.node_row(key, conn) is not None:
             return key
         return None

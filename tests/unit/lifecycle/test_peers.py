@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import Env, lc, mac_of, node
+from conftest import PROGRAM, Client, Env, lc, mac_of, node
 
 M1, M2 = mac_of(1), mac_of(2)
 
@@ -129,3 +131,41 @@ def test_peer_endpoints_refuse_bad_signatures(serve, pair):
     status, state = b.client.request("GET", state_path, headers=signed(secret, "GET", state_path, b""))
     assert status == 200 and {r["name"]: r["state"] for r in state["records"]} == {"n1": "installed", "n2": "install"}
     assert pair[0]["b"].token("n1", 1) not in json.dumps(state)
+
+
+def test_serve_pulls_at_start_and_pushes(pair, short_dir):
+    """Two `serve` processes: B, down during the callback, catches up when it starts;
+    then a callback to B reaches A by push."""
+    envs, _sockets = pair
+    socks = {name: os.path.join(short_dir, name + "-serve.sock") for name in envs}
+    procs = {}
+
+    def launch(name):
+        other = "b" if name == "a" else "a"
+        envs[name].write_config(peers=["unix:" + socks[other]], peer_interval=3600)
+        cmd = [sys.executable, PROGRAM, "--state-dir", envs[name].state_dir, "--plan", envs[name].plan,
+               "--scripts-dir", envs[name].scripts_dir, "--config", envs[name].config_path, "serve", "--socket", socks[name]]
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = Client(socks[name])
+        assert wait_for(lambda: os.path.exists(socks[name]) and _status(client) == 200)
+        return client
+
+    try:
+        a = launch("a")
+        assert a.callback("n1", envs["a"].token("n1", 1), "installed")[0] == 200
+        b = launch("b")
+        assert wait_for(lambda: b.request("GET", "/api/v1/nodes/n1")[1]["state"] == "installed")
+        assert wait_for(lambda: "sanboot" in (envs["b"].boot_file(M1) or ""))
+        assert b.callback("n2", envs["b"].token("n2", 1), "failed", "disk missing")[0] == 200
+        assert wait_for(lambda: a.request("GET", "/api/v1/nodes/n2")[1]["state"] == "failed")
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(10)
+
+
+def _status(client):
+    try:
+        return client.request("GET", "/api/v1/status")[0]
+    except OSError:
+        return None

@@ -380,3 +380,13 @@ def test_merge_ignores_garbage(env, garbage):
     store.sync(env.plan)
     assert store.merge([garbage], "p") == []
     assert store.show("n1")["state"] == "install"
+
+
+def test_find_by_name_that_looks_like_a_mac(env):
+    env.write_plan([node("cafe00000001", [M1]), node("n2", [M3])])
+    store = env.store()
+    store.sync(env.plan)
+    assert store.show("cafe00000001")["name"] == "cafe00000001"
+    assert store.show(M1.replace(":", "").upper())["name"] == "cafe00000001"
+    assert store.show(M3.replace(":", "-"))["name"] == "n2"
+    assert store.show("52:54:00:99:99:99") is None and store.show("../n2") is None
