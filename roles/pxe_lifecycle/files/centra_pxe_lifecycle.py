@@ -1,0 +1,1403 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""centra-pxe-lifecycle: the node lifecycle service of a centra.pxe PXE server.
+
+A node in pxe_boot install mode installs once, then boots from its disk. This
+service keeps each node's state (install, installing, installed, failed; local,
+netboot, menu follow pxe_boot), takes the installer's authenticated callbacks and
+writes, per MAC, the iPXE script nginx serves: the install script with the node's
+token while the node must install, the local-boot script once it has installed.
+nginx serves static files only, so boot decisions never wait on this process.
+
+Subcommands (see --help): serve, sync, rearm, forget, show.
+Standard library only: it runs with the host's /usr/bin/python3.
+
+Tokens are HMAC-SHA256("<node>:<generation>") under the server secret, never
+stored and never logged. A rearm bumps the generation, which retires the token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import http.client
+import http.server
+import json
+import logging
+import math
+import os
+import queue
+import re
+import signal
+import socket
+import socketserver
+import sqlite3
+import sys
+import threading
+import time
+import urllib.parse
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+LOG = logging.getLogger("centra-pxe-lifecycle")
+
+DEFAULT_STATE_DIR = "/var/lib/centra-pxe-lifecycle"
+DEFAULT_PLAN = "/etc/centra-pxe/plan.json"
+DEFAULT_SCRIPTS_DIR = "/srv/centra-pxe/lifecycle"
+DEFAULT_CONFIG = "/etc/centra-pxe/lifecycle.json"
+
+SCHEMA_VERSION = 1
+BOOT_MODES = ("install", "netboot", "local", "menu")
+INSTALL_STATES = ("install", "installing", "installed", "failed")
+STATES = INSTALL_STATES + ("local", "netboot", "menu")
+# event -> (states it may come from, state it leads to)
+TRANSITIONS: Dict[str, Tuple[Tuple[str, ...], str]] = {
+    "started": (("install", "installing", "failed"), "installing"),
+    "installed": (("install", "installing", "failed"), "installed"),
+    "failed": (("install", "installing"), "failed"),
+}
+# The peer merge orders the records of one node by (generation, PROGRESS, time, STATE_RANK).
+# Within a generation, install is only ever the start (a rearm or a new node makes a
+# new generation) and installed is final (every later event is refused), so progress
+# outranks the clocks of the two servers; time only orders installing and failed.
+PROGRESS = {"install": 0, "installing": 1, "failed": 1, "installed": 2}
+STATE_RANK = {"install": 0, "installing": 1, "failed": 2, "installed": 3}
+
+TOKEN_PLACEHOLDER = b"@CENTRA_TOKEN@"
+CALLBACK_PLACEHOLDER = b"@CENTRA_CALLBACK@"
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes, url-safe base64, no padding
+NODE_NAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+PROFILE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CANONICAL_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+BOOT_FILE_RE = re.compile(r"^[0-9a-f]{2}(-[0-9a-f]{2}){5}\.ipxe$")
+MAX_BODY = 4096
+MAX_MESSAGE = 1024
+MAX_SCRIPT = 1 << 20
+MAX_PEER_BODY = 64 << 20
+DRAIN_LIMIT = 64 << 10
+PEER_CLOCK_WINDOW = 300.0
+PEER_SIGNING_LABEL = b"centra-pxe-lifecycle peer signing key v1"
+
+DEFAULT_CONFIG_VALUES: Dict[str, Any] = {
+    "callback_base": None,       # e.g. "http://192.0.2.2": the URL the installers call
+    "peers": [],                 # HTTP base URLs of the other servers of an HA pair
+    "peer_interval": 60,         # seconds between pulls of each peer's state
+    "peer_timeout": 5,           # seconds per peer request
+    "stall_seconds": 7200,       # "installing" without news for this long is reported stalled
+    "workers": 8,                # HTTP worker threads
+    "queue": 128,                # accepted connections waiting for a worker
+    "socket_timeout": 10,        # seconds a client may stay silent
+    "max_header_bytes": 16384,   # request line + headers
+    "events_per_node": 50,       # events kept per node
+    "event_max_age_days": 90,    # events older than this are pruned
+}
+
+
+class LifecycleError(Exception):
+    """A problem a person must fix (bad plan, bad config, unknown node)."""
+
+
+# -- small helpers ------------------------------------------------------------------
+
+def now() -> float:
+    return time.time()
+
+
+def iso(ts: Optional[float]) -> Optional[str]:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + ".%03dZ" % int((ts % 1) * 1000)
+
+
+def mac_hyphen(canonical: str) -> str:
+    return canonical.replace(":", "-")
+
+
+def canonical_mac(text: str) -> Optional[str]:
+    """The canonical form (aa:bb:cc:dd:ee:ff) of a MAC in colon, hyphen, Cisco or bare notation."""
+    if re.fullmatch(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}", text) or \
+            re.fullmatch(r"[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}", text) or \
+            re.fullmatch(r"[0-9A-Fa-f]{12}", text):
+        bare = re.sub(r"[^0-9A-Fa-f]", "", text).lower()
+        return ":".join(bare[i:i + 2] for i in range(0, 12, 2))
+    return None
+
+
+def make_token(secret: bytes, name: str, generation: int) -> str:
+    digest = hmac.new(secret, ("%s:%d" % (name, generation)).encode("utf-8"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def token_matches(secret: bytes, name: str, generation: int, presented: str) -> bool:
+    return hmac.compare_digest(make_token(secret, name, generation).encode("ascii"), presented.encode("ascii"))
+
+
+def peer_key(secret: bytes) -> bytes:
+    # A key of its own, so that no token can ever pass for a peer signature.
+    return hmac.new(secret, PEER_SIGNING_LABEL, hashlib.sha256).digest()
+
+
+def peer_signature(secret: bytes, method: str, path: str, timestamp: str, body: bytes) -> str:
+    signed = ("%s\n%s\n%s\n" % (method, path, timestamp)).encode("utf-8") + body
+    return hmac.new(peer_key(secret), signed, hashlib.sha256).hexdigest()
+
+
+def load_or_create_secret(state_dir: str) -> bytes:
+    """The 32-byte server secret, created (mode 0600) if missing; an HA pair shares it."""
+    path = os.path.join(state_dir, "secret")
+    try:
+        with open(path, "rb") as handle:
+            secret = handle.read(4096)
+    except FileNotFoundError:
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, os.urandom(32))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # atomic and refuses to replace: two starters agree on one secret
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        with open(path, "rb") as handle:
+            secret = handle.read(4096)
+    if len(secret) < 32:
+        raise LifecycleError("%s holds %d bytes; the secret must be at least 32 random bytes" % (path, len(secret)))
+    return secret
+
+
+def load_config(path: Optional[str]) -> Dict[str, Any]:
+    config = dict(DEFAULT_CONFIG_VALUES)
+    if not path or not os.path.exists(path):
+        return config
+    try:
+        with open(path, "rb") as handle:
+            raw = json.loads(handle.read())
+    except (OSError, ValueError) as exc:
+        raise LifecycleError("cannot read the config %s: %s" % (path, exc)) from None
+    if not isinstance(raw, dict):
+        raise LifecycleError("config %s: must be a JSON object" % path)
+    problems = []
+    for key, value in raw.items():
+        problem = _config_problem(key, value)
+        if problem:
+            problems.append(problem)
+        else:
+            config[key] = value
+    if problems:
+        raise LifecycleError("config %s: %s" % (path, "; ".join(problems)))
+    if config["callback_base"]:
+        config["callback_base"] = config["callback_base"].rstrip("/")
+    return config
+
+
+def _config_problem(key: str, value: Any) -> Optional[str]:
+    if key not in DEFAULT_CONFIG_VALUES:
+        return "unknown key %r" % key
+    if key == "callback_base":
+        if value is None or (isinstance(value, str) and re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value)):
+            return None
+        return "callback_base must be an http(s) URL, got %r" % (value,)
+    if key == "peers":
+        if isinstance(value, list) and all(
+                isinstance(p, str) and re.fullmatch(r"(https?://[^\s/?#]+|unix:/\S+)/?", p) for p in value):
+            return None
+        return "peers must be a list of http(s)://host[:port] URLs, got %r" % (value,)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return "%s must be a positive integer, got %r" % (key, value)
+    return None
+
+
+def load_plan(path: str) -> Tuple[str, List[Dict[str, Any]]]:
+    """(digest, nodes) of the boot plan; raises LifecycleError on anything doubtful.
+
+    A sync never applies part of a plan: a bad plan changes nothing.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        plan = json.loads(data)
+    except (OSError, ValueError) as exc:
+        raise LifecycleError("cannot read the plan %s: %s" % (path, exc)) from None
+    if not isinstance(plan, dict) or not isinstance(plan.get("nodes"), list):
+        raise LifecycleError("plan %s: not a boot plan (no nodes list)" % path)
+    digest = plan.get("digest") if isinstance(plan.get("digest"), str) else hashlib.sha256(data).hexdigest()
+    nodes: List[Dict[str, Any]] = []
+    problems: List[str] = []
+    seen_names: Dict[str, bool] = {}
+    seen_macs: Dict[str, str] = {}
+    for index, node in enumerate(plan["nodes"]):
+        if not isinstance(node, dict):
+            problems.append("nodes[%d] is not an object" % index)
+            continue
+        name, profile, boot, macs = node.get("name"), node.get("profile"), node.get("boot", "install"), node.get("macs")
+        if not isinstance(name, str) or len(name) > 253 or not NODE_NAME_RE.match(name):
+            problems.append("nodes[%d]: bad name %r" % (index, name))
+            continue
+        if name in seen_names:
+            problems.append("node %s: listed twice" % name)
+        seen_names[name] = True
+        if not isinstance(profile, str) or not PROFILE_RE.match(profile):
+            problems.append("node %s: bad profile %r" % (name, profile))
+        if boot not in BOOT_MODES:
+            problems.append("node %s: bad boot %r" % (name, boot))
+        if not isinstance(macs, list) or not macs or not all(isinstance(m, str) and CANONICAL_MAC_RE.match(m) for m in macs):
+            problems.append("node %s: bad macs %r" % (name, macs))
+            continue
+        for mac in macs:
+            if mac in seen_macs and seen_macs[mac] != name:
+                problems.append("MAC %s: on %s and %s" % (mac, seen_macs[mac], name))
+            seen_macs[mac] = name
+        nodes.append({"name": name, "profile": profile, "boot": boot, "macs": sorted(set(macs))})
+    if problems:
+        raise LifecycleError("plan %s: %s" % (path, "; ".join(problems[:20])))
+    return digest, nodes
+
+
+# -- the store ----------------------------------------------------------------------
+
+MIGRATIONS: List[Sequence[str]] = [
+    # 1: the first schema
+    (
+        """CREATE TABLE nodes (
+            name TEXT PRIMARY KEY,
+            profile TEXT NOT NULL,
+            boot TEXT NOT NULL,
+            generation INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            state_at REAL NOT NULL,          -- when the state last changed: the peer merge clock
+            last_event TEXT,
+            last_event_at REAL,
+            install_started_at REAL,
+            installed_at REAL,
+            message TEXT,
+            created_at REAL NOT NULL)""",
+        "CREATE TABLE macs (mac TEXT PRIMARY KEY, node TEXT NOT NULL REFERENCES nodes(name) ON DELETE CASCADE)",
+        "CREATE INDEX macs_node ON macs(node)",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            node TEXT NOT NULL REFERENCES nodes(name) ON DELETE CASCADE,
+            generation INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            at REAL NOT NULL,
+            message TEXT,
+            source TEXT NOT NULL)""",
+        "CREATE INDEX events_node ON events(node, id)",
+        "CREATE INDEX events_at ON events(at)",
+        # The last generation of a removed node: a node that comes back continues from
+        # there, so a token of its earlier life is never valid again.
+        "CREATE TABLE retired (name TEXT PRIMARY KEY, generation INTEGER NOT NULL, at REAL NOT NULL)",
+    ),
+]
+
+
+class Conflict(Exception):
+    """The event does not apply to the node's state (HTTP 409)."""
+
+
+class Store:
+    """SQLite state in WAL mode. Every write is one transaction, taken under a
+    process lock and a file lock, so that the serving process and a CLI run
+    (rearm over SSH) never interleave a DB change and the boot files that follow it."""
+
+    def __init__(self, state_dir: str, scripts_dir: str, config: Dict[str, Any]):
+        self.state_dir = state_dir
+        self.scripts_dir = scripts_dir
+        self.config = config
+        self.boot_dir = os.path.join(state_dir, "boot", "nodes")
+        os.makedirs(self.boot_dir, mode=0o755, exist_ok=True)
+        for directory in (state_dir, os.path.join(state_dir, "boot"), self.boot_dir):
+            os.chmod(directory, 0o755)  # nginx (another user) reads boot/nodes
+        self.secret = load_or_create_secret(state_dir)
+        self.db_path = os.path.join(state_dir, "lifecycle.db")
+        if not os.path.exists(self.db_path):
+            # SQLite gives the -wal and -shm files the mode of the database file.
+            os.close(os.open(self.db_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        self._lock = threading.Lock()
+        self._lockfd = os.open(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        self._db = self._connect()
+        self._readers = threading.local()
+        self._warned: Dict[str, bool] = {}
+        self.on_change: Optional[Callable[[List[Dict[str, Any]]], None]] = None
+        with self._exclusive():
+            self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            os.close(self._lockfd)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA query_only=ON")
+            self._readers.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._lock:
+            fcntl.flock(self._lockfd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lockfd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            version = int(row["value"]) if row else 0
+            if version > len(MIGRATIONS):
+                raise LifecycleError("the state in %s has schema %d, newer than this program (%d)"
+                                     % (self.db_path, version, len(MIGRATIONS)))
+            for number in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number]:
+                    db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(len(MIGRATIONS)),))
+
+    # -- reading -------------------------------------------------------------------
+    def meta(self, key: str) -> Optional[str]:
+        row = self._reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def node_row(self, name: str, conn: Optional[sqlite3.Connection] = None) -> Optional[sqlite3.Row]:
+        return (conn or self._reader()).execute("SELECT * FROM nodes WHERE name = ?", (name,)).fetchone()
+
+    def node_macs(self, name: str, conn: Optional[sqlite3.Connection] = None) -> List[str]:
+        rows = (conn or self._reader()).execute("SELECT mac FROM macs WHERE node = ? ORDER BY mac", (name,))
+        return [r["mac"] for r in rows]
+
+    def find(self, key: str) -> Optional[str]:
+        """The node name for a name or a MAC in any common notation, or None."""
+        conn = self._reader()
+        mac = canonical_mac(key)
+        if mac is not None:
+            row = conn.execute("SELECT node FROM macs WHERE mac = ?", (mac,)).fetchone()
+            if row is not None:
+                return row["node"]
+        # Not a known MAC: a name (which may look like bare hex: "cafe00000001").
+        if NODE_NAME_RE.match(key) and self.node_row(key, conn) is not None:
+            return key
+        return None
+
+    def describe(self, row: sqlite3.Row, macs: List[str]) -> Dict[str, Any]:
+        """The public view of a node: never a token."""
+        duration = None
+        if row["installed_at"] is not None and row["install_started_at"] is not None \
+                and row["installed_at"] >= row["install_started_at"]:
+            duration = round(row["installed_at"] - row["install_started_at"], 3)
+        last_event = None
+        if row["last_event"] is not None:
+            last_event = {"event": row["last_event"], "at": iso(row["last_event_at"]), "message": row["message"]}
+        stalled = row["state"] == "installing" and now() - (row["last_event_at"] or row["state_at"]) > self.config["stall_seconds"]
+        return {
+            "name": row["name"], "profile": row["profile"], "boot": row["boot"], "state": row["state"],
+            "generation": row["generation"], "macs": macs, "last_event": last_event,
+            "last_event_at": iso(row["last_event_at"]), "state_at": iso(row["state_at"]),
+            "install_started_at": iso(row["install_started_at"]), "installed_at": iso(row["installed_at"]),
+            "install_duration_seconds": duration, "stalled": stalled,
+        }
+
+    def show(self, key: Optional[str] = None) -> Any:
+        conn = self._reader()
+        conn.execute("BEGIN")  # one snapshot for nodes and macs
+        try:
+            if key is not None:
+                name = self.find(key)
+                if name is None:
+                    return None
+                row = self.node_row(name, conn)
+                return self.describe(row, self.node_macs(name, conn)) if row else None
+            macs: Dict[str, List[str]] = {}
+            for r in conn.execute("SELECT mac, node FROM macs ORDER BY mac"):
+                macs.setdefault(r["node"], []).append(r["mac"])
+            return [self.describe(r, macs.get(r["name"], [])) for r in conn.execute("SELECT * FROM nodes ORDER BY name")]
+        finally:
+            conn.execute("COMMIT")
+
+    def events(self, name: str) -> List[Dict[str, Any]]:
+        rows = self._reader().execute("SELECT * FROM events WHERE node = ? ORDER BY id", (name,))
+        return [{"generation": r["generation"], "event": r["event"], "at": iso(r["at"]),
+                 "message": r["message"], "source": r["source"]} for r in rows]
+
+    def peer_records(self) -> List[Dict[str, Any]]:
+        rows = self._reader().execute("SELECT * FROM nodes WHERE boot = 'install' ORDER BY name")
+        return [self._record(r) for r in rows]
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> Dict[str, Any]:
+        return {key: row[key] for key in ("name", "generation", "state", "state_at", "last_event",
+                                          "last_event_at", "message", "install_started_at", "installed_at")}
+
+    # -- writing -------------------------------------------------------------------
+    def _event(self, db: sqlite3.Connection, name: str, generation: int, event: str, at: float,
+               message: Optional[str], source: str) -> None:
+        db.execute("INSERT INTO events (node, generation, event, at, message, source) VALUES (?, ?, ?, ?, ?, ?)",
+                   (name, generation, event, at, message, source))
+        db.execute("DELETE FROM events WHERE node = ? AND id <= (SELECT id FROM events WHERE node = ? "
+                   "ORDER BY id DESC LIMIT 1 OFFSET ?)", (name, name, self.config["events_per_node"]))
+
+    def prune_events(self) -> int:
+        cutoff = now() - self.config["event_max_age_days"] * 86400
+        with self._exclusive(), self._transaction() as db:
+            return db.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
+
+    def callback(self, name: str, token: str, event: str, message: Optional[str]) -> Dict[str, Any]:
+        """Apply an installer event. Raises PermissionError (403) or Conflict (409)."""
+        target_state = TRANSITIONS[event][1]
+        with self._exclusive():
+            with self._transaction() as db:
+                row = self.node_row(name, db) if NODE_NAME_RE.match(name) else None
+                if row is None:
+                    # Same work as for a known node: the answer time does not tell which it was.
+                    token_matches(self.secret, "-", 0, token)
+                    raise PermissionError("refused")
+                if not token_matches(self.secret, name, row["generation"], token):
+                    raise PermissionError("refused")
+                if row["boot"] != "install":
+                    raise Conflict("%s boots %s: it takes no installer events" % (name, row["boot"]))
+                if row["state"] not in TRANSITIONS[event][0]:
+                    raise Conflict("%s is %s in generation %d: %s does not apply"
+                                   % (name, row["state"], row["generation"], event))
+                at = now()
+                started = at if event == "started" else row["install_started_at"]
+                installed = at if event == "installed" else None
+                db.execute("UPDATE nodes SET state = ?, state_at = ?, last_event = ?, last_event_at = ?, message = ?, "
+                           "install_started_at = ?, installed_at = ? WHERE name = ?",
+                           (target_state, at, event, at, message, started, installed, name))
+                self._event(db, name, row["generation"], event, at, message, "callback")
+                record = self._record(self.node_row(name, db))
+            self._materialize(names=[name])
+        if self.on_change is not None:
+            self.on_change([record])
+        return {"ok": True, "node": name, "state": target_state, "generation": row["generation"]}
+
+    def rearm(self, names: Sequence[str]) -> Dict[str, Any]:
+        """New generation, state install, install script served again."""
+        changed: Dict[str, Any] = {}
+        records = []
+        with self._exclusive():
+            with self._transaction() as db:
+                rows = {}
+                for name in names:
+                    row = self.node_row(name, db) if NODE_NAME_RE.match(name) else None
+                    if row is None:
+                        raise LifecycleError("unknown node %r (not in the plan of this server)" % name)
+                    if row["boot"] != "install":
+                        raise LifecycleError("node %s boots %s, not install: set pxe_boot: install to reinstall it"
+                                             % (name, row["boot"]))
+                    rows[name] = row
+                at = now()
+                for name, row in rows.items():
+                    generation = row["generation"] + 1
+                    db.execute("UPDATE nodes SET generation = ?, state = 'install', state_at = ?, last_event = NULL, "
+                               "last_event_at = NULL, message = NULL, install_started_at = NULL, installed_at = NULL "
+                               "WHERE name = ?", (generation, at, name))
+                    self._event(db, name, generation, "rearm", at, None, "admin")
+                    changed[name] = {"generation": [row["generation"], generation], "state": [row["state"], "install"]}
+                    records.append(self._record(self.node_row(name, db)))
+            self._materialize(names=list(rows))
+        if self.on_change is not None and records:
+            self.on_change(records)
+        return {"changed": bool(changed), "nodes": changed}
+
+    def forget(self, names: Sequence[str], plan_path: Optional[str]) -> Dict[str, Any]:
+        """Drop the recorded state of nodes; a node still in the plan starts over (new generation)."""
+        forgotten = []
+        with self._exclusive():
+            with self._transaction() as db:
+                for name in names:
+                    row = self.node_row(name, db) if NODE_NAME_RE.match(name) else None
+                    if row is None:
+                        continue
+                    self._retire(db, row)
+                    forgotten.append(name)
+        result: Dict[str, Any] = {"changed": bool(forgotten), "forgotten": forgotten}
+        if forgotten and plan_path:
+            try:
+                result["sync"] = self.sync(plan_path)
+            except LifecycleError as exc:
+                LOG.warning("forget: the plan could not be applied afterwards: %s", exc)
+                with self._exclusive():
+                    self._materialize()
+        return result
+
+    @staticmethod
+    def _retire(db: sqlite3.Connection, row: sqlite3.Row) -> None:
+        db.execute("INSERT OR REPLACE INTO retired (name, generation, at) VALUES (?, ?, ?)",
+                   (row["name"], row["generation"], now()))
+        db.execute("DELETE FROM nodes WHERE name = ?", (row["name"],))
+
+    def sync(self, plan_path: str) -> Dict[str, Any]:
+        """Reconcile the store with the plan, then make every boot file agree with the store."""
+        digest, nodes = load_plan(plan_path)
+        summary: Dict[str, List[str]] = {"added": [], "removed": [], "boot_changed": []}
+        with self._exclusive():
+            with self._transaction() as db:
+                at = now()
+                existing = {r["name"]: r for r in db.execute("SELECT * FROM nodes")}
+                wanted = {n["name"] for n in nodes}
+                for name, row in existing.items():
+                    if name not in wanted:
+                        self._retire(db, row)
+                        summary["removed"].append(name)
+                db.execute("DELETE FROM macs")
+                for node in nodes:
+                    name, boot = node["name"], node["boot"]
+                    row = existing.get(name)
+                    if row is None:
+                        retired = db.execute("SELECT generation FROM retired WHERE name = ?", (name,)).fetchone()
+                        generation = retired["generation"] + 1 if retired else 1
+                        db.execute("INSERT INTO nodes (name, profile, boot, generation, state, state_at, created_at) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (name, node["profile"], boot, generation, boot, at, at))
+                        db.execute("DELETE FROM retired WHERE name = ?", (name,))
+                        summary["added"].append(name)
+                    elif row["boot"] != boot:
+                        # Into install mode from another mode: a new generation, so that no token
+                        # of an earlier install cycle is valid again.
+                        generation = row["generation"] + 1 if boot == "install" else row["generation"]
+                        db.execute("UPDATE nodes SET profile = ?, boot = ?, generation = ?, state = ?, state_at = ?, "
+                                   "install_started_at = NULL, installed_at = NULL WHERE name = ?",
+                                   (node["profile"], boot, generation, boot, at, name))
+                        self._event(db, name, generation, "boot:" + boot, at, None, "plan")
+                        summary["boot_changed"].append(name)
+                    elif row["profile"] != node["profile"] or (boot != "install" and row["state"] != boot):
+                        db.execute("UPDATE nodes SET profile = ?, state = ? WHERE name = ?",
+                                   (node["profile"], row["state"] if boot == "install" else boot, name))
+                    db.executemany("INSERT INTO macs (mac, node) VALUES (?, ?)", [(m, name) for m in node["macs"]])
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('plan_digest', ?)", (digest,))
+                db.execute("DELETE FROM events WHERE at < ?", (at - self.config["event_max_age_days"] * 86400,))
+            files = self._materialize()
+        result: Dict[str, Any] = dict(summary)
+        result.update(files)
+        result["changed"] = any(summary.values()) or bool(files["files_written"] or files["files_removed"])
+        result["plan_digest"] = digest
+        return result
+
+    def merge(self, records: Sequence[Any], source: str) -> List[str]:
+        """Merge node records from a peer: the greater merge_key wins.
+
+        A record is applied only to a node this server has in install mode; a higher
+        generation is adopted too (a rearm this server missed while it was down).
+        """
+        applied: List[str] = []
+        with self._exclusive():
+            with self._transaction() as db:
+                for record in records:
+                    clean = _clean_record(record)
+                    if clean is None:
+                        continue
+                    row = self.node_row(clean["name"], db)
+                    if row is None or row["boot"] != "install":
+                        continue
+                    local = merge_key(row["generation"], row["state"], row["state_at"])
+                    remote = merge_key(clean["generation"], clean["state"], clean["state_at"])
+                    if remote <= local or (clean["generation"] == row["generation"]
+                                           and clean["state"] == row["state"] == "install"):
+                        continue  # not newer; or both at the start of one generation: nothing to learn
+                    db.execute("UPDATE nodes SET generation = ?, state = ?, state_at = ?, last_event = ?, "
+                               "last_event_at = ?, message = ?, install_started_at = ?, installed_at = ? WHERE name = ?",
+                               (clean["generation"], clean["state"], clean["state_at"], clean["last_event"],
+                                clean["last_event_at"], clean["message"], clean["install_started_at"],
+                                clean["installed_at"], clean["name"]))
+                    self._event(db, clean["name"], clean["generation"], clean["last_event"] or clean["state"],
+                                clean["state_at"], clean["message"], source)
+                    applied.append(clean["name"])
+            if applied:
+                self._materialize(names=applied)
+        return applied
+
+    # -- boot files ----------------------------------------------------------------
+    def _materialize(self, names: Optional[Sequence[str]] = None) -> Dict[str, List[str]]:
+        """Write the boot file of every MAC of the given nodes (all nodes: also remove strays).
+
+        Runs under the exclusive lock, after the commit, from the committed state.
+        """
+        db = self._db
+        if names is None:
+            rows = list(db.execute("SELECT * FROM nodes"))
+        else:
+            rows = [r for r in (self.node_row(n, db) for n in names) if r is not None]
+        desired: Dict[str, Optional[bytes]] = {}
+        for row in rows:
+            for mac in self.node_macs(row["name"], db):
+                desired[mac_hyphen(mac) + ".ipxe"] = self._script(row, mac)
+        written, removed = [], []
+        # One node: each file is made durable before the answer. All nodes (sync): one
+        # sync() at the end instead of an fsync per file (10,000 files: seconds, not
+        # minutes); the next sync repairs a file a crash may have lost meanwhile.
+        bulk = names is None
+        for filename, content in sorted(desired.items()):
+            path = os.path.join(self.boot_dir, filename)
+            if content is None:
+                if _unlink(path):
+                    removed.append(filename)
+            elif _write_if_different(path, content, durable=not bulk):
+                written.append(filename)
+        if bulk:
+            for entry in os.listdir(self.boot_dir):
+                if desired.get(entry) is None and _unlink(os.path.join(self.boot_dir, entry)):
+                    removed.append(entry)
+            if written or removed:
+                os.sync()
+        return {"files_written": written, "files_removed": sorted(set(removed))}
+
+    def _script(self, row: sqlite3.Row, mac: str) -> Optional[bytes]:
+        if row["boot"] != "install" or row["state"] not in INSTALL_STATES:
+            return None  # nginx serves the static tree
+        variant = "local" if row["state"] == "installed" else "install"
+        source = os.path.join(self.scripts_dir, variant, mac_hyphen(mac) + ".ipxe")
+        try:
+            with open(source, "rb") as handle:
+                content = handle.read(MAX_SCRIPT + 1)
+        except OSError as exc:
+            self._warn_once(source, "no %s script for %s (%s): nginx serves the static one" % (variant, mac, exc))
+            return None
+        if len(content) > MAX_SCRIPT:
+            self._warn_once(source, "%s is larger than %d bytes: ignored" % (source, MAX_SCRIPT))
+            return None
+        if variant == "install":
+            if TOKEN_PLACEHOLDER not in content:
+                self._warn_once(source + "#token", "%s has no %s placeholder: the installer gets no token"
+                                % (source, TOKEN_PLACEHOLDER.decode()))
+            content = content.replace(TOKEN_PLACEHOLDER,
+                                      make_token(self.secret, row["name"], row["generation"]).encode("ascii"))
+            if CALLBACK_PLACEHOLDER in content:
+                base = self.config.get("callback_base")
+                if not base:
+                    self._warn_once("callback_base", "%s asks for %s but the config sets no callback_base"
+                                    % (source, CALLBACK_PLACEHOLDER.decode()))
+                else:
+                    url = "%s/api/v1/callback/%s" % (base, row["name"])
+                    content = content.replace(CALLBACK_PLACEHOLDER, url.encode("ascii"))
+        return content
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned[key] = True
+            LOG.warning("%s", message)
+
+
+def merge_key(generation: int, state: str, state_at: float) -> Tuple[int, int, float, int]:
+    return (generation, PROGRESS.get(state, -1), state_at, STATE_RANK.get(state, -1))
+
+
+def _clean_record(record: Any) -> Optional[Dict[str, Any]]:
+    """A peer record with checked types, or None."""
+    if not isinstance(record, dict):
+        return None
+
+    def number(key: str, optional: bool = True) -> Any:
+        value = record.get(key)
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(key)
+        return float(value)
+
+    def text(key: str, limit: int) -> Optional[str]:
+        value = record.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value.encode("utf-8")) > limit or not value.isprintable():
+            raise ValueError(key)
+        return value
+
+    try:
+        name, generation, state = record.get("name"), record.get("generation"), record.get("state")
+        if not isinstance(name, str) or not NODE_NAME_RE.match(name) or state not in STATE_RANK:
+            return None
+        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
+            return None
+        last_event = text("last_event", 32)
+        return {"name": name, "generation": generation, "state": state, "state_at": number("state_at", False),
+                "last_event": last_event, "last_event_at": number("last_event_at"), "message": text("message", MAX_MESSAGE),
+                "install_started_at": number("install_started_at"), "installed_at": number("installed_at")}
+    except ValueError:
+        return None
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except IsADirectoryError:
+        return False
+
+
+def _write_if_different(path: str, content: bytes, durable: bool = True) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            if os.fstat(fd).st_mode & 0o777 == 0o644 and os.read(fd, len(content) + 1) == content:
+                return False
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # missing, a symlink or unreadable: replace it
+    tmp = "%s.%d.%d.tmp" % (path, os.getpid(), threading.get_ident())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        os.fchmod(fd, 0o644)
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return True
+
+
+# -- peers --------------------------------------------------------------------------
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def peer_request(base: str, secret: bytes, method: str, path: str, body: bytes, timeout: float) -> Tuple[int, bytes]:
+    """A signed request to a peer; base is http(s)://host[:port] (or unix:/path, for tests)."""
+    base = base.rstrip("/")
+    if base.startswith("unix:"):
+        conn: http.client.HTTPConnection = _UnixHTTPConnection(base[5:], timeout)
+    else:
+        parts = urllib.parse.urlsplit(base)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = cls(parts.netloc, timeout=timeout)
+    timestamp = "%.3f" % now()
+    headers = {"X-Centra-Timestamp": timestamp,
+               "X-Centra-Signature": peer_signature(secret, method, path, timestamp, body),
+               "Content-Type": "application/json", "Connection": "close"}
+    try:
+        conn.request(method, path, body=body if method == "POST" else None, headers=headers)
+        response = conn.getresponse()
+        data = response.read(MAX_PEER_BODY + 1)
+        return response.status, data
+    finally:
+        conn.close()
+
+
+class PeerSync:
+    """Pushes accepted changes to the peers in the background and pulls their state.
+
+    Pending records are kept per peer and per node (the newest wins), so the queue is
+    bounded by the number of nodes and a burst of callbacks costs few requests. Failures
+    are retried with backoff, a bounded number of times; the periodic pull repairs
+    whatever a push could not deliver. Nothing here blocks a callback.
+    """
+
+    MAX_ATTEMPTS = 5
+
+    def __init__(self, store: Store, peers: Sequence[str], interval: float, timeout: float):
+        self.store = store
+        self.peers = list(peers)
+        self.interval = interval
+        self.timeout = timeout
+        self._pending: Dict[str, Dict[str, Dict[str, Any]]] = {p: {} for p in self.peers}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: List[threading.Thread] = []
+
+    def start(self) -> None:
+        for peer in self.peers:
+            thread = threading.Thread(target=self._push_loop, args=(peer,), name="push " + peer, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def submit(self, records: List[Dict[str, Any]]) -> None:
+        with self._cond:
+            for peer in self.peers:
+                for record in records:
+                    self._pending[peer][record["name"]] = record
+            self._cond.notify_all()
+
+    def _push_loop(self, peer: str) -> None:
+        attempts = 0
+        while not self._stop.is_set():
+            with self._cond:
+                while not self._pending[peer] and not self._stop.is_set():
+                    self._cond.wait()
+                batch = self._pending[peer]
+                self._pending[peer] = {}
+            if self._stop.is_set():
+                return
+            body = json.dumps({"records": list(batch.values())}).encode("utf-8")
+            try:
+                status = peer_request(peer, self.store.secret, "POST", "/api/v1/peer/event", body, self.timeout)[0]
+                ok = status == 200
+                if not ok:
+                    LOG.warning("peer %s refused the event push: HTTP %d", peer, status)
+            except (OSError, http.client.HTTPException) as exc:
+                ok = False
+                LOG.warning("peer %s: event push failed: %s", peer, exc)
+            if ok:
+                attempts = 0
+                continue
+            attempts += 1
+            if attempts >= self.MAX_ATTEMPTS:
+                LOG.warning("peer %s: %d records dropped after %d attempts; the next pull repairs it",
+                            peer, len(batch), attempts)
+                attempts = 0
+                continue
+            with self._cond:
+                for name, record in batch.items():
+                    self._pending[peer].setdefault(name, record)  # a newer one submitted meanwhile wins
+            self._stop.wait(min(30.0, 2.0 ** attempts))
+
+    def pull_all(self) -> Dict[str, Any]:
+        result: Dict[str, Any] = {}
+        for peer in self.peers:
+            try:
+                status, data = peer_request(peer, self.store.secret, "GET", "/api/v1/peer/state", b"", self.timeout)
+                if status != 200:
+                    raise LifecycleError("HTTP %d" % status)
+                if len(data) > MAX_PEER_BODY:
+                    raise LifecycleError("answer too large")
+                payload = json.loads(data)
+                records = payload.get("records") if isinstance(payload, dict) else None
+                if not isinstance(records, list):
+                    raise LifecycleError("no records in the answer")
+                applied = self.store.merge(records, "peer-pull")
+                result[peer] = {"ok": True, "applied": applied}
+            except (OSError, ValueError, LifecycleError, http.client.HTTPException) as exc:
+                LOG.warning("peer %s: state pull failed: %s", peer, exc)
+                result[peer] = {"ok": False, "error": str(exc)}
+        return result
+
+
+# -- HTTP ---------------------------------------------------------------------------
+
+class _HeaderBudgetExceeded(Exception):
+    pass
+
+
+class _BudgetReader:
+    """Wraps the request stream: the request line and headers share one byte budget."""
+
+    def __init__(self, raw: Any):
+        self._raw = raw
+        self.budget: Optional[int] = None
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self.budget is not None:
+            cap = self.budget + 1 if limit < 0 else min(limit, self.budget + 1)
+            line = self._raw.readline(cap)
+            self.budget -= len(line)
+            if self.budget < 0:
+                raise _HeaderBudgetExceeded()
+            return line
+        return self._raw.readline(limit)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "centra-pxe-lifecycle"
+    sys_version = ""
+    app: "App"  # set on the subclass made by make_server
+
+    def setup(self) -> None:
+        self.timeout = self.app.config["socket_timeout"]
+        super().setup()
+        self.rfile = _BudgetReader(self.rfile)
+
+    def handle_one_request(self) -> None:
+        self.rfile.budget = self.app.config["max_header_bytes"]
+        try:
+            super().handle_one_request()
+        except _HeaderBudgetExceeded:
+            self.close_connection = True
+            if not getattr(self, "request_version", None):
+                self.request_version = "HTTP/1.1"
+            self.requestline = getattr(self, "requestline", "") or "-"
+            self.command = getattr(self, "command", None) or "-"
+            self._json(431, {"error": "request headers too large"})
+        finally:
+            self.close_connection = True  # one request per connection: no idle keep-alive holds a worker
+
+    # Every answer has a status line (no HTTP/0.9) and a JSON body (no HTML).
+    default_request_version = "HTTP/1.1"
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.rfile.budget = None  # the body has its own limits
+        return ok
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        self.close_connection = True
+        if not getattr(self, "command", None):
+            self.command = "-"
+        self._json(code, {"error": message or self.responses.get(code, ("error",))[0]})
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        LOG.info("%s", format % args)
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        # The request line never carries a token (it travels in the Authorization header).
+        LOG.info('"%s" %s', self.requestline, getattr(code, "value", code))
+
+    def _json(self, status: int, payload: Any, extra: Optional[Dict[str, str]] = None) -> None:
+        body = json.dumps(payload, sort_keys=True).encode("utf-8") + b"\n"
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Connection", "close")
+            for key, value in (extra or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            pass
+
+    def _dispatch(self) -> None:
+        self.body_read = False
+        try:
+            status, payload, extra = self.app.route(self)
+        except Exception:  # noqa: BLE001 - a bug must not take the worker down
+            LOG.exception("internal error on %s", self.requestline)
+            status, payload, extra = 500, {"error": "internal error"}, None
+        if not self.body_read:
+            self._drain()
+        self._json(status, payload, extra)
+
+    def _drain(self) -> None:
+        """Read (and drop) a small unread body, so that a refused client gets its answer
+        instead of a reset; a large one is not worth the time: the connection closes."""
+        length = self.headers.get("Content-Length", "")
+        if re.fullmatch(r"[0-9]{1,6}", length.strip()) and 0 < int(length) <= DRAIN_LIMIT:
+            try:
+                self.rfile.read(int(length))
+            except OSError:
+                pass
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+
+
+class PoolServer(socketserver.UnixStreamServer):
+    """A Unix-socket HTTP server with a fixed pool of worker threads and a bounded queue:
+    a flood costs a refused connection, never a thread or unbounded memory."""
+
+    request_queue_size = 128
+    allow_reuse_address = False
+
+    def __init__(self, path: str, handler: type, workers: int, queue_size: int, mode: int = 0o666):
+        self._queue: "queue.Queue[Optional[Tuple[Any, Any]]]" = queue.Queue(maxsize=queue_size)
+        if os.path.exists(path) and not os.path.isdir(path):
+            os.unlink(path)  # a stale socket of an earlier run
+        super().__init__(path, handler, bind_and_activate=True)
+        os.chmod(path, mode)
+        self._workers = [threading.Thread(target=self._work, name="worker-%d" % i, daemon=True) for i in range(workers)]
+        for worker in self._workers:
+            worker.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            self._queue.put_nowait((request, client_address))
+        except queue.Full:
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            request, client_address = item
+            try:
+                self.finish_request(request, client_address)
+            except Exception:  # noqa: BLE001
+                LOG.exception("request failed")
+            finally:
+                self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        for _worker in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join(timeout=5)
+
+
+class App:
+    """The HTTP routes over a Store."""
+
+    def __init__(self, store: Store, config: Dict[str, Any], peers: Optional[PeerSync] = None):
+        self.store = store
+        self.config = config
+        self.peers = peers
+
+    def route(self, req: Handler) -> Tuple[int, Any, Optional[Dict[str, str]]]:
+        path = req.path.split("?", 1)[0]
+        method = req.command
+        parts = path.split("/")
+        if parts[:3] != ["", "api", "v1"]:
+            return 404, {"error": "not found"}, None
+        rest = parts[3:]
+        if len(rest) == 2 and rest[0] == "callback":
+            if method != "POST":
+                return 405, {"error": "method not allowed"}, {"Allow": "POST"}
+            return self.callback(req, urllib.parse.unquote(rest[1]))
+        if rest == ["peer", "event"]:
+            if method != "POST":
+                return 405, {"error": "method not allowed"}, {"Allow": "POST"}
+            return self.peer_event(req, path)
+        if rest == ["peer", "state"]:
+            if method not in ("GET", "HEAD"):
+                return 405, {"error": "method not allowed"}, {"Allow": "GET, HEAD"}
+            return self.peer_state(req, path)
+        if rest in (["nodes"], ["status"]) or (len(rest) == 2 and rest[0] == "nodes"):
+            if method not in ("GET", "HEAD"):
+                return 405, {"error": "method not allowed"}, {"Allow": "GET, HEAD"}
+            if rest == ["status"]:
+                return 200, {"ok": True, "plan_digest": self.store.meta("plan_digest"),
+                             "schema": SCHEMA_VERSION}, None
+            if rest == ["nodes"]:
+                return 200, {"nodes": self.store.show()}, None
+            node = self.store.show(urllib.parse.unquote(rest[1]))
+            if node is None:
+                return 404, {"error": "no such node"}, None
+            return 200, node, None
+        return 404, {"error": "not found"}, None
+
+    @staticmethod
+    def _body_length(req: Handler, limit: int) -> Tuple[Optional[int], Optional[Tuple[int, Any, None]]]:
+        lengths = req.headers.get_all("Content-Length") or []
+        if req.headers.get("Transfer-Encoding") is not None:
+            if lengths:
+                return None, (400, {"error": "both Content-Length and Transfer-Encoding"}, None)
+            return None, (411, {"error": "Content-Length required"}, None)
+        if not lengths:
+            return None, (411, {"error": "Content-Length required"}, None)
+        if len(set(lengths)) != 1 or not re.fullmatch(r"[0-9]{1,12}", lengths[0].strip()):
+            return None, (400, {"error": "bad Content-Length"}, None)
+        length = int(lengths[0].strip())
+        if length > limit:
+            return None, (413, {"error": "body larger than %d bytes" % limit}, None)
+        return length, None
+
+    @staticmethod
+    def _read(req: Handler, length: int) -> Optional[bytes]:
+        req.body_read = True
+        try:
+            data = req.rfile.read(length)
+        except OSError:  # includes the socket timeout of a slow client
+            return None
+        return data if len(data) == length else None
+
+    def callback(self, req: Handler, name: str) -> Tuple[int, Any, Optional[Dict[str, str]]]:
+        auth = req.headers.get_all("Authorization") or []
+        match = re.fullmatch(r"[Bb]earer +(\S+)", auth[0].strip()) if len(auth) == 1 else None
+        if match is None or not TOKEN_RE.match(match.group(1)):
+            return 401, {"error": "a Bearer token is required"}, {"WWW-Authenticate": 'Bearer realm="centra-pxe"'}
+        token = match.group(1)
+        length, refusal = self._body_length(req, MAX_BODY)
+        if refusal is not None:
+            return refusal
+        body = self._read(req, length or 0)
+        if body is None:
+            return 400, {"error": "incomplete body"}, None
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            payload = None
+        # The token is checked before the body is judged, so that a stranger learns
+        # nothing about a node from the answers to bad bodies.
+        valid_name = len(name) <= 253 and NODE_NAME_RE.match(name) is not None
+        row = self.store.node_row(name) if valid_name else None
+        if row is None or not token_matches(self.store.secret, name, row["generation"], token):
+            if row is None:
+                token_matches(self.store.secret, "-", 0, token)
+            return 403, {"error": "forbidden"}, None
+        if not isinstance(payload, dict):
+            return 400, {"error": "the body must be a JSON object"}, None
+        event = payload.get("event")
+        if not isinstance(event, str) or event not in TRANSITIONS:
+            return 400, {"error": "event must be one of: %s" % ", ".join(sorted(TRANSITIONS))}, None
+        message = payload.get("message")
+        if message is not None and (not isinstance(message, str) or len(message.encode("utf-8")) > MAX_MESSAGE
+                                    or not message.isprintable()):
+            return 400, {"error": "message must be printable text of at most %d bytes" % MAX_MESSAGE}, None
+        try:
+            # The store checks the token again inside its transaction: a rearm may have won the race.
+            return 200, self.store.callback(name, token, event, message), None
+        except PermissionError:
+            return 403, {"error": "forbidden"}, None
+        except Conflict as exc:
+            return 409, {"error": str(exc)}, None
+
+    def _peer_verified(self, req: Handler, path: str, body: bytes) -> bool:
+        timestamp = req.headers.get("X-Centra-Timestamp", "")
+        signature = req.headers.get("X-Centra-Signature", "")
+        if not re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,6})?", timestamp) or not re.fullmatch(r"[0-9a-f]{64}", signature):
+            return False
+        if abs(now() - float(timestamp)) > PEER_CLOCK_WINDOW:
+            return False
+        expected = peer_signature(self.store.secret, req.command, path, timestamp, body)
+        return hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii"))
+
+    def peer_event(self, req: Handler, path: str) -> Tuple[int, Any, Optional[Dict[str, str]]]:
+        length, refusal = self._body_length(req, MAX_PEER_BODY)
+        if refusal is not None:
+            return refusal
+        body = self._read(req, length or 0)
+        if body is None:
+            return 400, {"error": "incomplete body"}, None
+        if not self._peer_verified(req, path, body):
+            return 403, {"error": "forbidden"}, None
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return 400, {"error": "malformed JSON"}, None
+        records = payload.get("records") if isinstance(payload, dict) else None
+        if not isinstance(records, list):
+            return 400, {"error": "records must be a list"}, None
+        return 200, {"ok": True, "applied": self.store.merge(records, "peer-push")}, None
+
+    def peer_state(self, req: Handler, path: str) -> Tuple[int, Any, Optional[Dict[str, str]]]:
+        if not self._peer_verified(req, path, b""):
+            return 403, {"error": "forbidden"}, None
+        return 200, {"records": self.store.peer_records()}, None
+
+
+def make_server(app: App, socket_path: str, mode: int = 0o666) -> PoolServer:
+    handler = type("BoundHandler", (Handler,), {"app": app})
+    return PoolServer(socket_path, handler, app.config["workers"], app.config["queue"], mode)
+
+
+# -- commands -----------------------------------------------------------------------
+
+def _open_store(args: argparse.Namespace) -> Store:
+    return Store(args.state_dir, args.scripts_dir, load_config(args.config))
+
+
+def _drop_to_state_owner(state_dir: str) -> None:
+    """An admin command run as root (Ansible over SSH) acts as the service's user, so that
+    every file it creates stays writable by the service."""
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(state_dir)
+    except FileNotFoundError:
+        return
+    if st.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store(args.state_dir, args.scripts_dir, config)
+    try:
+        LOG.info("sync at start: %s", json.dumps(store.sync(args.plan), sort_keys=True))
+    except LifecycleError as exc:
+        LOG.error("sync at start failed, serving the recorded state: %s", exc)
+    peers = PeerSync(store, config["peers"], config["peer_interval"], config["peer_timeout"]) if config["peers"] else None
+    if peers is not None:
+        store.on_change = peers.submit
+        peers.start()
+    app = App(store, config, peers)
+    server = make_server(app, args.socket, int(args.socket_mode, 8))
+    wake = threading.Event()
+    hup = threading.Event()
+    stop = threading.Event()
+
+    def on_hup(signum: int, frame: Any) -> None:
+        hup.set()
+        wake.set()
+
+    def on_term(signum: int, frame: Any) -> None:
+        stop.set()
+        wake.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+
+    def maintenance() -> None:
+        next_pull = 0.0
+        next_prune = now() + 3600
+        while not stop.is_set():
+            if hup.is_set():
+                hup.clear()
+                try:
+                    LOG.info("sync on SIGHUP: %s", json.dumps(store.sync(args.plan), sort_keys=True))
+                except LifecycleError as exc:
+                    LOG.error("sync on SIGHUP failed, nothing changed: %s", exc)
+            if peers is not None and now() >= next_pull:
+                peers.pull_all()
+                next_pull = now() + config["peer_interval"]
+            if now() >= next_prune:
+                store.prune_events()
+                next_prune = now() + 3600
+            wake.wait(max(0.1, min(next_pull, next_prune) - now()) if peers is not None else max(0.1, next_prune - now()))
+            wake.clear()
+
+    thread = threading.Thread(target=maintenance, name="maintenance", daemon=True)
+    thread.start()
+    LOG.info("listening on %s", args.socket)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        stop.set()
+        wake.set()
+        if peers is not None:
+            peers.stop()
+        server.server_close()
+        try:
+            os.unlink(args.socket)
+        except OSError:
+            pass
+        store.close()
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        print(json.dumps(store.sync(args.plan), sort_keys=True))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_rearm(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        print(json.dumps(store.rearm(args.nodes), sort_keys=True))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        print(json.dumps(store.forget(args.nodes, args.plan), sort_keys=True))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        result = store.show(args.node)
+        if result is None:
+            raise LifecycleError("no node %r" % args.node)
+        if args.node is not None:
+            result["events"] = store.events(result["name"])
+        print(json.dumps(result, sort_keys=True, indent=1))
+    finally:
+        store.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="centra-pxe-lifecycle", description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    parser.add_argument("--plan", default=DEFAULT_PLAN)
+    parser.add_argument("--scripts-dir", default=DEFAULT_SCRIPTS_DIR)
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve HTTP on a Unix socket (behind nginx)")
+    serve.add_argument("--socket", required=True)
+    serve.add_argument("--socket-mode", default="0666", help="octal mode of the socket (nginx connects to it)")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("sync", help="reconcile the state with the plan, write the boot files").set_defaults(func=cmd_sync)
+    rearm = sub.add_parser("rearm", help="reinstall nodes: new generation and token, install script served")
+    rearm.add_argument("nodes", nargs="+")
+    rearm.set_defaults(func=cmd_rearm)
+    forget = sub.add_parser("forget", help="drop the recorded state of nodes")
+    forget.add_argument("nodes", nargs="+")
+    forget.set_defaults(func=cmd_forget)
+    show = sub.add_parser("show", help="print the state of every node, or of one (name or MAC), as JSON")
+    show.add_argument("node", nargs="?")
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(threadName)s: %(message)s", stream=sys.stderr)
+    os.umask(0o022)
+    if args.command != "serve":
+        _drop_to_state_owner(args.state_dir)
+    try:
+        return args.func(args)
+    except LifecycleError as exc:
+        print("centra-pxe-lifecycle: %s" % exc, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

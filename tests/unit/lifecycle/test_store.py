@@ -1,0 +1,392 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tokens, the state store, transitions, sync with the plan, boot files and the peer merge."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import time
+
+import pytest
+
+from conftest import lc, mac_of, node
+
+M1, M2, M3 = mac_of(1), mac_of(1, 2), mac_of(2)
+
+
+def mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+# -- tokens, MACs, secret, config ---------------------------------------------------
+
+def test_token_is_hmac_of_name_and_generation():
+    secret = b"s" * 32
+    token = lc.make_token(secret, "node01", 1)
+    assert lc.TOKEN_RE.match(token) and "=" not in token
+    assert token == lc.make_token(secret, "node01", 1)
+    others = {lc.make_token(secret, "node01", 2), lc.make_token(secret, "node02", 1),
+              lc.make_token(b"t" * 32, "node01", 1)}
+    assert token not in others and len(others) == 3
+    assert lc.token_matches(secret, "node01", 1, token)
+    assert not lc.token_matches(secret, "node01", 2, token)
+    # A peer signature is keyed differently: a token never passes for one.
+    assert lc.peer_signature(secret, "GET", "/x", "1", b"") != lc.peer_signature(b"t" * 32, "GET", "/x", "1", b"")
+
+
+@pytest.mark.parametrize("text", ["52:54:00:AB:cd:01", "52-54-00-ab-CD-01", "5254.00ab.cd01", "525400abcd01"])
+def test_canonical_mac_forms(text):
+    assert lc.canonical_mac(text) == "52:54:00:ab:cd:01"
+
+
+@pytest.mark.parametrize("text", ["52:54:00:ab:cd", "52:54-00:ab:cd:01", "../../etc/passwd", "52:54:00:ab:cd:0g", ""])
+def test_canonical_mac_refuses(text):
+    assert lc.canonical_mac(text) is None
+
+
+def test_secret_created_0600_and_kept(env):
+    store = env.store()
+    path = os.path.join(env.state_dir, "secret")
+    assert mode(path) == 0o600 and len(env.secret()) == 32
+    first = env.secret()
+    store.close()
+    env.store().close()
+    assert env.secret() == first
+    assert mode(os.path.join(env.state_dir, "lifecycle.db")) == 0o600
+
+
+def test_short_secret_refused(env):
+    with open(os.path.join(env.state_dir, "secret"), "wb") as handle:
+        handle.write(b"short")
+    with pytest.raises(lc.LifecycleError, match="at least 32"):
+        env.store()
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"bogus": 1}, "unknown key"), ({"peers": "http://x"}, "peers"), ({"peers": ["ftp://x"]}, "peers"),
+    ({"workers": 0}, "workers"), ({"workers": True}, "workers"), ({"callback_base": "javascript:x"}, "callback_base"),
+])
+def test_config_refused(env, config, message):
+    with open(env.config_path, "w") as handle:
+        json.dump(config, handle)
+    with pytest.raises(lc.LifecycleError, match=message):
+        lc.load_config(env.config_path)
+
+
+def test_config_defaults_and_values(env):
+    assert lc.load_config(os.path.join(env.base, "missing.json"))["workers"] == 8
+    env.write_config(peers=["http://192.0.2.3"], callback_base="http://192.0.2.2/")
+    config = lc.load_config(env.config_path)
+    assert config["peers"] == ["http://192.0.2.3"] and config["callback_base"] == "http://192.0.2.2"
+
+
+# -- sync and boot files ------------------------------------------------------------
+
+def test_sync_creates_states_and_files(env):
+    env.write_plan([node("n1", [M1, M2]), node("n2", [M3], boot="netboot"), node("n3", [mac_of(3)], boot="local"),
+                    node("n4", [mac_of(4)], boot="menu")])
+    store = env.store()
+    result = store.sync(env.plan)
+    assert sorted(result["added"]) == ["n1", "n2", "n3", "n4"] and result["changed"]
+    assert {n["name"]: n["state"] for n in store.show()} == {"n1": "install", "n2": "netboot", "n3": "local", "n4": "menu"}
+    text = env.boot_file(M1)
+    assert "centra.token=%s\n" % env.token("n1", 1) in text
+    assert "centra.callback=http://192.0.2.2/api/v1/callback/n1 " in text
+    assert "@CENTRA" not in text and env.boot_file(M2) == text
+    assert env.boot_file(M3) is None and env.boot_file(mac_of(3)) is None  # non-install nodes: static tree
+    boot = os.path.join(env.state_dir, "boot")
+    assert mode(env.state_dir) == mode(boot) == mode(os.path.join(boot, "nodes")) == 0o755
+    assert mode(os.path.join(boot, "nodes", M1.replace(":", "-") + ".ipxe")) == 0o644
+    expected = sorted([M1.replace(":", "-") + ".ipxe", M2.replace(":", "-") + ".ipxe"])
+    assert sorted(os.listdir(os.path.join(boot, "nodes"))) == expected
+    again = store.sync(env.plan)
+    assert not again["changed"] and again["files_written"] == [] and store.meta("plan_digest") == "digest-1"
+
+
+def test_sync_keeps_state_of_present_nodes(env):
+    env.write_plan([node("n1", [M1]), node("n2", [M3])])
+    store = env.store()
+    store.sync(env.plan)
+    store.callback("n1", env.token("n1", 1), "installed", "done")
+    env.write_plan([node("n1", [M1, M2], profile="other"), node("n5", [mac_of(5)])], digest="digest-2")
+    result = store.sync(env.plan)
+    assert result["removed"] == ["n2"] and result["added"] == ["n5"]
+    n1 = store.show("n1")
+    assert n1["state"] == "installed" and n1["generation"] == 1 and n1["profile"] == "other" and n1["macs"] == [M1, M2]
+    assert "sanboot" in env.boot_file(M1) and "sanboot" in env.boot_file(M2)
+    assert env.boot_file(M3) is None  # the removed node's file is gone
+    assert store.show("n2") is None and store.meta("plan_digest") == "digest-2"
+
+
+def test_removed_node_loses_state_and_comes_back_with_new_generation(env):
+    env.write_plan([node("n1", [M1])])
+    store = env.store()
+    store.sync(env.plan)
+    old = env.token("n1", 1)
+    store.callback("n1", old, "installed", None)
+    env.write_plan([])
+    assert store.sync(env.plan)["removed"] == ["n1"]
+    assert store.show() == [] and store.events("n1") == []
+    env.write_plan([node("n1", [M1])])
+    store.sync(env.plan)
+    again = store.show("n1")
+    assert again["state"] == "install" and again["generation"] == 2 and again["last_event"] is None
+    with pytest.raises(PermissionError):
+        store.callback("n1", old, "started", None)
+
+
+def test_boot_mode_changes_reset_state(env):
+    env.write_plan([node("n1", [M1])])
+    store = env.store()
+    store.sync(env.plan)
+    store.callback("n1", env.token("n1", 1), "installed", None)
+    env.write_plan([node("n1", [M1], boot="netboot")])
+    assert store.sync(env.plan)["boot_changed"] == ["n1"]
+    assert store.show("n1")["state"] == "netboot" and env.boot_file(M1) is None
+    with pytest.raises(lc.Conflict):
+        store.callback("n1", env.token("n1", 1), "started", None)
+    env.write_plan([node("n1", [M1], boot="install")])
+    store.sync(env.plan)
+    shown = store.show("n1")
+    assert shown["state"] == "install" and shown["generation"] == 2
+    assert env.token("n1", 2) in env.boot_file(M1)
+
+
+@pytest.mark.parametrize("bad", [
+    {"name": "../../etc", "profile": "worker", "boot": "install", "macs": [M1]},
+    {"name": "n1", "profile": "worker", "boot": "install", "macs": ["52-54-00-00-01-01"]},
+    {"name": "n1", "profile": "worker", "boot": "reinstall", "macs": [M1]},
+    {"name": "n1", "profile": "a/b", "boot": "install", "macs": [M1]},
+    {"name": "n9", "profile": "worker", "boot": "install", "macs": [M3]},  # M3 is n2's
+    "not an object",
+])
+def test_bad_plan_changes_nothing(env, bad):
+    env.write_plan([node("n1", [M1]), node("n2", [M3])])
+    store = env.store()
+    store.sync(env.plan)
+    before = store.show()
+    files = sorted(os.listdir(os.path.join(env.state_dir, "boot", "nodes")))
+    with open(env.plan, "w") as handle:
+        json.dump({"nodes": [node("n2", [M3]), bad]}, handle)
+    with pytest.raises(lc.LifecycleError):
+        store.sync(env.plan)
+    assert store.show() == before
+    assert sorted(os.listdir(os.path.join(env.state_dir, "boot", "nodes"))) == files
+
+
+def test_missing_plan_changes_nothing(env):
+    env.write_plan([node("n1", [M1])])
+    store = env.store()
+    store.sync(env.plan)
+    os.unlink(env.plan)
+    with pytest.raises(lc.LifecycleError, match="cannot read the plan"):
+        store.sync(env.plan)
+    assert store.show("n1")["state"] == "install"
+
+
+def test_sync_repairs_boot_files(env):
+    env.write_plan([node("n1", [M1, M2]), node("n2", [M3])])
+    store = env.store()
+    store.sync(env.plan)
+    # A crash between the commit and the file: the DB says installed, the file does not.
+    with sqlite3.connect(os.path.join(env.state_dir, "lifecycle.db")) as db:
+        db.execute("UPDATE nodes SET state = 'installed' WHERE name = 'n1'")
+    nodes_dir = os.path.join(env.state_dir, "boot", "nodes")
+    os.unlink(os.path.join(nodes_dir, M3.replace(":", "-") + ".ipxe"))
+    with open(os.path.join(nodes_dir, "52-54-00-99-99-99.ipxe"), "w") as handle:
+        handle.write("stray")
+    with open(os.path.join(nodes_dir, "x.tmp"), "w") as handle:
+        handle.write("left by a crash")
+    os.symlink("/etc/passwd", os.path.join(nodes_dir, "evil"))
+    result = store.sync(env.plan)
+    assert sorted(result["files_written"]) == sorted(f.replace(":", "-") + ".ipxe" for f in (M1, M2, M3))
+    assert "sanboot" in env.boot_file(M1) and "sanboot" in env.boot_file(M2)
+    assert env.token("n2", 1) in env.boot_file(M3)
+    assert sorted(os.listdir(nodes_dir)) == sorted(f.replace(":", "-") + ".ipxe" for f in (M1, M2, M3))
+    # A symlink planted in place of a boot file is replaced, never followed.
+    os.unlink(os.path.join(nodes_dir, M3.replace(":", "-") + ".ipxe"))
+    os.symlink("/etc/hostname", os.path.join(nodes_dir, M3.replace(":", "-") + ".ipxe"))
+    store.sync(env.plan)
+    assert not os.path.islink(os.path.join(nodes_dir, M3.replace(":", "-") + ".ipxe"))
+    assert env.token("n2", 1) in env.boot_file(M3)
+
+
+def test_missing_variant_leaves_static_tree(env):
+    env.write_plan([node("n1", [M1])])
+    os.unlink(os.path.join(env.scripts_dir, "local", M1.replace(":", "-") + ".ipxe"))
+    store = env.store()
+    store.sync(env.plan)
+    assert env.boot_file(M1) is not None
+    store.callback("n1", env.token("n1", 1), "installed", None)
+    assert env.boot_file(M1) is None  # no local variant: nginx falls back to the static tree
+
+
+# -- transitions --------------------------------------------------------------------
+
+ALLOWED = {
+    ("install", "started"): "installing", ("installing", "started"): "installing", ("failed", "started"): "installing",
+    ("install", "installed"): "installed", ("installing", "installed"): "installed",
+    ("failed", "installed"): "installed",
+    ("install", "failed"): "failed", ("installing", "failed"): "failed",
+}
+
+
+@pytest.mark.parametrize("state", ["install", "installing", "installed", "failed"])
+@pytest.mark.parametrize("event", ["started", "installed", "failed"])
+def test_transitions(env, state, event):
+    env.write_plan([node("n1", [M1])])
+    store = env.store()
+    store.sync(env.plan)
+    with sqlite3.connect(os.path.join(env.state_dir, "lifecycle.db")) as db:
+        db.execute("UPDATE nodes SET state = ? WHERE name = 'n1'", (state,))
+    expected = ALLOWED.get((state, event))
+    if expected is None:
+        with pytest.raises(lc.Conflict):
+            store.callback("n1", env.token("n1", 1), event, None)
+        assert store.show("n1")["state"] == state
+    else:
+        result = store.callback("n1", env.token("n1", 1), event, "msg")
+        assert result["state"] == expected == store.show("n1")["state"]
+        assert store.show("n1")["last_event"]["event"] == event
+        if expected == "installed":
+            assert "sanboot" in env.boot_file(M1) and "kernel" not in env.boot_file(M1)
+        else:
+            assert env.token("n1", 1) in env.boot_file(M1)
+
+
+def test_install_times_and_events(env):
+    env.write_plan([node("n1", [M1])])
+    store = env.store()
+    store.sync(env.plan)
+    store.callback("n1", env.token("n1", 1), "started", None)
+    time.sleep(0.05)
+    store.callback("n1", env.token("n1", 1), "installed", "ok")
+    shown = store.show("n1")
+    assert shown["install_duration_seconds"] >= 0.05 and shown["installed_at"].endswith("Z")
+    assert [e["event"] for e in store.events("n1")] == ["started", "installed"]
+
+
+def test_rearm(env):
+    env.write_plan([node("n1", [M1]), node("n2", [M3], boot="netboot")])
+    store = env.store()
+    store.sync(env.plan)
+    store.callback("n1", env.token("n1", 1), "installed", None)
+    result = store.rearm(["n1"])
+    assert result == {"changed": True, "nodes": {"n1": {"generation": [1, 2], "state": ["installed", "install"]}}}
+    assert env.token("n1", 2) in env.boot_file(M1) and env.token("n1", 1) not in env.boot_file(M1)
+    with pytest.raises(PermissionError):
+        store.callback("n1", env.token("n1", 1), "started", None)
+    with pytest.raises(lc.LifecycleError, match="unknown node"):
+        store.rearm(["n1", "nope"])
+    with pytest.raises(lc.LifecycleError, match="boots netboot"):
+        store.rearm(["n2"])
+    assert store.show("n1")["generation"] == 2  # a refused rearm changes nothing
+
+
+def test_forget_starts_over(env):
+    env.write_plan([node("n1", [M1])])
+    store = env.store()
+    store.sync(env.plan)
+    store.callback("n1", env.token("n1", 1), "installed", None)
+    result = store.forget(["n1", "ghost"], env.plan)
+    assert result["forgotten"] == ["n1"] and result["sync"]["added"] == ["n1"]
+    assert store.show("n1")["generation"] == 2 and env.token("n1", 2) in env.boot_file(M1)
+
+
+def test_events_pruned_by_count_and_age(env):
+    env.config["events_per_node"] = 5
+    env.write_plan([node("n1", [M1])])
+    store = env.store()
+    store.sync(env.plan)
+    for _index in range(10):
+        store.callback("n1", env.token("n1", 1), "started", None)
+    assert len(store.events("n1")) == 5
+    with sqlite3.connect(os.path.join(env.state_dir, "lifecycle.db")) as db:
+        db.execute("UPDATE events SET at = at - 100 * 86400")
+    assert store.prune_events() == 5 and store.events("n1") == []
+
+
+def test_schema_versioned_and_state_kept_on_reopen(env):
+    env.write_plan([node("n1", [M1])])
+    store = env.store()
+    store.sync(env.plan)
+    store.callback("n1", env.token("n1", 1), "started", None)
+    store.close()
+    store = env.store()
+    assert store.meta("schema") == str(lc.SCHEMA_VERSION) and store.show("n1")["state"] == "installing"
+    with sqlite3.connect(os.path.join(env.state_dir, "lifecycle.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    store.close()
+    with pytest.raises(lc.LifecycleError, match="newer than this program"):
+        env.store()
+
+
+# -- peer merge ---------------------------------------------------------------------
+
+def record(name="n1", generation=1, state="installed", at=None, **extra):
+    rec = {"name": name, "generation": generation, "state": state, "state_at": at or time.time(),
+           "last_event": extra.get("last_event", "installed" if state == "installed" else None),
+           "last_event_at": at, "message": extra.get("message"), "install_started_at": None, "installed_at": at}
+    return rec
+
+
+def test_merge_applies_newer_and_materializes(env):
+    env.write_plan([node("n1", [M1]), node("n2", [M3], boot="netboot")])
+    store = env.store()
+    store.sync(env.plan)
+    installed = record()
+    assert store.merge([installed], "peer-push") == ["n1"]
+    assert store.show("n1")["state"] == "installed" and "sanboot" in env.boot_file(M1)
+    assert store.merge([installed], "peer-push") == []  # same record again: not newer
+    assert store.merge([record(name="n2"), record(name="ghost")], "peer-push") == []  # netboot, unknown: ignored
+    assert store.show("n2")["state"] == "netboot"
+
+
+def test_merge_order(env):
+    env.write_plan([node("n1", [M1])])
+    store = env.store()
+    store.sync(env.plan)
+    store.callback("n1", env.token("n1", 1), "installed", None)
+    # Same generation: install is never newer than installed, whatever the clocks say.
+    assert store.merge([record(state="install", at=time.time() + 1000)], "peer-pull") == []
+    assert store.merge([record(state="installing", at=time.time() + 1000)], "peer-pull") == []
+    # A higher generation is a rearm this server missed: adopted.
+    assert store.merge([record(generation=2, state="install", at=time.time() - 1000)], "peer-pull") == ["n1"]
+    assert store.show("n1")["generation"] == 2 and env.token("n1", 2) in env.boot_file(M1)
+    # installing vs failed: the later one wins; a lower generation never does.
+    t = time.time()
+    assert store.merge([record(generation=2, state="failed", at=t)], "p") == ["n1"]
+    assert store.merge([record(generation=2, state="installing", at=t - 1)], "p") == []
+    assert store.merge([record(generation=2, state="installing", at=t + 1)], "p") == ["n1"]
+    assert store.merge([record(generation=1, state="installed", at=t + 9)], "p") == []
+    assert store.show("n1")["state"] == "installing"
+
+
+@pytest.mark.parametrize("garbage", [
+    None, [], "x", {"name": "../x", "generation": 1, "state": "installed", "state_at": 1},
+    {"name": "n1", "generation": 0, "state": "installed", "state_at": 1},
+    {"name": "n1", "generation": True, "state": "installed", "state_at": 1},
+    {"name": "n1", "generation": 1, "state": "netboot", "state_at": 1},
+    {"name": "n1", "generation": 1, "state": "installed", "state_at": "soon"},
+    {"name": "n1", "generation": 1, "state": "installed", "state_at": float("nan")},
+    {"name": "n1", "generation": 1, "state": "installed", "state_at": 1e12, "message": "\x1b[31m"},
+])
+def test_merge_ignores_garbage(env, garbage):
+    env.write_plan([node("n1", [M1])])
+    store = env.store()
+    store.sync(env.plan)
+    assert store.merge([garbage], "p") == []
+    assert store.show("n1")["state"] == "install"
+
+
+def test_find_by_name_that_looks_like_a_mac(env):
+    env.write_plan([node("cafe00000001", [M1]), node("n2", [M3])])
+    store = env.store()
+    store.sync(env.plan)
+    assert store.show("cafe00000001")["name"] == "cafe00000001"
+    assert store.show(M1.replace(":", "").upper())["name"] == "cafe00000001"
+    assert store.show(M3.replace(":", "-"))["name"] == "n2"
+    assert store.show("52:54:00:99:99:99") is None and store.show("../n2") is None
