@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 # Loader slots an operator can fill (role variable pxe_loaders). A slot left empty
 # means "no boot file" for the architectures that need it: never send a binary the
@@ -80,6 +80,15 @@ class BootAnswer:
     next_server: Optional[str] = None  # DHCP siaddr
     vendor_class: Optional[str] = None  # option 60 to echo (HTTPClient for HTTP boot)
     reason: str = ""
+
+
+def boot_server(server: Mapping[str, Any]) -> BootServer:
+    """The BootServer of a server settings mapping (address, http_base, loaders)."""
+    return BootServer(
+        address=str(server["address"]),
+        http_base=str(server["http_base"]).rstrip("/"),
+        loaders={k: (v or None) for k, v in dict(server.get("loaders") or {}).items()},
+    )
 
 
 def parse_arch_option(raw: Optional[bytes]) -> Optional[int]:
