@@ -13,11 +13,6 @@ from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Tuple
 
-# Loader slots an operator can fill (role variable pxe_loaders). A slot left empty
-# means "no boot file" for the architectures that need it: never send a binary the
-# machine cannot run.
-LOADER_SLOTS = ("bios", "efi32", "efi64", "arm32", "arm64")
-
 IPXE_USER_CLASS = b"iPXE"
 IPXE_ENCAP_OPTION = 175
 HTTP_CLIENT_VENDOR_CLASS = "HTTPClient"
@@ -46,6 +41,12 @@ BOOT_RULES: Tuple[BootRule, ...] = (
     BootRule("http_efi64", (16,), "x86-64 UEFI HTTP boot", "http", "efi64"),
     BootRule("http_arm64", (19,), "ARM64 UEFI HTTP boot", "http", "arm64"),
 )
+
+# Loader slots an operator can fill (role variable pxe_server_loaders), in table order:
+# ("bios", "efi32", "efi64", "arm32", "arm64"). A slot left empty means "no boot file"
+# for the architectures that need it: never send a binary the machine cannot run.
+# pxe_server's argument spec lists the same slots (a unit test holds them together).
+LOADER_SLOTS: Tuple[str, ...] = tuple(dict.fromkeys(rule.loader_slot for rule in BOOT_RULES))
 
 KNOWN_ARCH_CODES = tuple(sorted(c for rule in BOOT_RULES for c in rule.arch_codes if c is not None))
 

@@ -16,7 +16,8 @@ Report = Callable[[str, str, str], None]  # problem(where, field, message)
 
 HA_MODES = ("hot-standby", "load-balancing")
 HA_BACKENDS = ("kea", "isc")
-# Per backend: the pxe_dhcp_ha fields it takes besides mode and peers, with defaults.
+# Per backend: the pxe_dhcp_ha fields it takes besides mode and peers, with their defaults,
+# written here only (the pxe_dhcp argument spec documents the fields, the plan shows the values).
 # Kea's are its HA hook's parameters (milliseconds); ISC's those of a failover peer (seconds).
 HA_SETTINGS: Dict[str, Dict[str, int]] = {
     # 8001, not 8000: kea-ctrl-agent's default port stays free for an operator's own agent.
