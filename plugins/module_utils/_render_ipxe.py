@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
+from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
 
 NODE_DIR = "nodes"
 MENU_SCRIPT = "menu.ipxe"
@@ -31,16 +32,6 @@ ENTRY_SCRIPT = "boot.ipxe"
 #   menu_timeout (seconds), menu_default (a profile name, "local" or "shell"),
 #   console (list; the last one is /dev/console), retry_seconds, title.
 IPXE_SETTINGS = ("menu_timeout", "menu_default", "console", "retry_seconds", "title")
-
-
-def _opts(settings: Any) -> Mapping[str, Any]:
-    if not isinstance(settings, Mapping):
-        raise ValueError("the iPXE settings must be a mapping of %s, got %r" % (", ".join(IPXE_SETTINGS), settings))
-    missing = [k for k in IPXE_SETTINGS if settings.get(k) is None]
-    if missing:
-        raise ValueError("the iPXE settings lack %s: pass every one of %s (the pxe_ipxe role does)"
-                         % (", ".join(missing), ", ".join(IPXE_SETTINGS)))
-    return settings
 
 
 def _header(plan: Optional[Mapping[str, Any]], base: str, what: str) -> List[str]:
@@ -79,7 +70,7 @@ def _boot_lines(profile: Mapping[str, Any], opts: Mapping[str, Any], label: str,
 
 def entry_script(plan: Mapping[str, Any], http_base: str, settings: Mapping[str, Any]) -> str:
     """boot.ipxe: every iPXE client lands here (the DHCP answer for user class iPXE)."""
-    opts = _opts(settings)
+    opts = resolved_settings(settings, IPXE_SETTINGS, "iPXE", "pxe_ipxe")
     lines = _header(plan, http_base, "Entry script")
     lines += [
         # ${mac} is the interface that booted (not ${net0/mac}): multi-NIC machines.
@@ -100,7 +91,7 @@ def entry_script(plan: Mapping[str, Any], http_base: str, settings: Mapping[str,
 
 def menu_script(plan: Mapping[str, Any], http_base: str, settings: Mapping[str, Any]) -> str:
     """The menu for machines not in the inventory (and nodes with pxe_boot: menu)."""
-    opts = _opts(settings)
+    opts = resolved_settings(settings, IPXE_SETTINGS, "iPXE", "pxe_ipxe")
     profiles = plan["profiles"]
     default = str(opts["menu_default"])
     if default not in profiles and default not in ("local", "shell"):
@@ -139,7 +130,7 @@ def menu_script(plan: Mapping[str, Any], http_base: str, settings: Mapping[str, 
 
 def node_script(plan: Mapping[str, Any], node: Mapping[str, Any], http_base: str,
                 settings: Mapping[str, Any]) -> str:
-    opts = _opts(settings)
+    opts = resolved_settings(settings, IPXE_SETTINGS, "iPXE", "pxe_ipxe")
     lines = _header(None, http_base, "Node %s (profile %s, boot %s)" % (node["name"], node["profile"], node["boot"]))
     if node["boot"] == "local":
         lines += ["echo centra.pxe: %s boots from local disk" % node["name"], "exit"]

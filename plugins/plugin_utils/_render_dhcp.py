@@ -25,6 +25,7 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     boot_server,
     decide,
 )
+from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationship
 
 KEA_CLASS_PREFIX = "centra_"
@@ -33,16 +34,6 @@ KEA_SETTINGS = ("interfaces", "lease_file", "control_socket", "valid_lifetime", 
                 "socket_retries", "socket_retry_wait_ms", "log_severity", "hooks_dir")
 ISC_SETTINGS = ("valid_lifetime", "authoritative")
 ISC_FAILOVER_PEER = "centra-pxe"
-
-
-def _settings(settings: Any, keys: tuple, what: str) -> Mapping[str, Any]:
-    if not isinstance(settings, Mapping):
-        raise ValueError("the %s settings must be a mapping of %s, got %r" % (what, ", ".join(keys), settings))
-    missing = [k for k in keys if settings.get(k) is None]
-    if missing:
-        raise ValueError("the %s settings lack %s: pass every one of %s (the pxe_dhcp role does)"
-                         % (what, ", ".join(missing), ", ".join(keys)))
-    return settings
 
 
 def kea_ha_hooks(relationship: Mapping[str, Any], this_server: str, hooks_dir: str) -> List[Dict[str, Any]]:
@@ -138,7 +129,7 @@ def _kea_subnet_options(subnet: Mapping[str, Any]) -> List[Dict[str, Any]]:
 
 def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: Mapping[str, Any]) -> Dict[str, Any]:
     """The whole kea-dhcp4 configuration ({"Dhcp4": ...}) for one PXE server."""
-    opts = _settings(settings, KEA_SETTINGS, "Kea")
+    opts = resolved_settings(settings, KEA_SETTINGS, "Kea", "pxe_dhcp")
     boot = boot_server(server)
     by_subnet: Dict[int, List[Dict[str, Any]]] = {s["id"]: [] for s in plan["subnets"]}
     global_reservations: List[Dict[str, Any]] = []
@@ -243,7 +234,7 @@ def _isc_failover_peer(relationship: Mapping[str, Any], this_server: str) -> Lis
 
 def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
     """dhcpd.conf text for one PXE server (ISC DHCP, for sites that still run it)."""
-    opts = _settings(settings, ISC_SETTINGS, "ISC dhcpd")
+    opts = resolved_settings(settings, ISC_SETTINGS, "ISC dhcpd", "pxe_dhcp")
     boot = boot_server(server)
     lines = [
         "# Managed by centra.pxe: changes here are overwritten. Plan %s." % plan["digest"],

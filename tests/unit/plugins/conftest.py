@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The renderers' settings as the roles resolve them: read from the roles' defaults, the
-one place they are written, never re-typed here."""
+"""Shared fixtures of the plugin tests: the renderers' settings as the roles resolve them (read
+from the roles' defaults, the one place they are written, never re-typed here) and a sample plan."""
 from __future__ import annotations
 
 import os
@@ -9,8 +9,10 @@ import pytest
 import yaml
 
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import IPXE_SETTINGS
+from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import ISC_SETTINGS, KEA_SETTINGS
 
+SAMPLE_ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
@@ -47,3 +49,20 @@ def fixture_isc_settings() -> dict:
 @pytest.fixture(name="ipxe_settings", scope="session")
 def fixture_ipxe_settings() -> dict:
     return settings_from_defaults("pxe_ipxe", IPXE_SETTINGS, ("pxe_ipxe_",))
+
+
+@pytest.fixture(name="plan", scope="session")
+def fixture_plan() -> dict:
+    """A plan with two subnets, two profiles and a node of each kind (multi-NIC, no address, local, menu)."""
+    subnets = [{"cidr": "192.0.2.0/24", "pool": "192.0.2.100-192.0.2.199", "gateway": "192.0.2.1", "dns": ["192.0.2.1"]},
+               {"cidr": "198.51.100.0/24", "pool": "198.51.100.100-198.51.100.200"}]
+    profiles = {"worker": {"kernel": SAMPLE_ASSET, "initrd": SAMPLE_ASSET, "cmdline": "panic=-1", "services": ["k8shost"]},
+                "control_plane": {"label": "Control plane", "kernel": SAMPLE_ASSET, "initrd": SAMPLE_ASSET}}
+    nodes = {
+        "node01": {"groups": ["control_plane"], "pxe_mac": "52:54:00:00:01:01", "pxe_ip": "192.0.2.11"},
+        "node02": {"groups": ["worker"], "pxe_mac": ["52:54:00:00:02:01", "52:54:00:00:02:02"], "pxe_ip": "198.51.100.12"},
+        "node03": {"groups": ["worker"], "pxe_mac": "52:54:00:00:03:01"},
+        "node04": {"groups": ["worker"], "pxe_mac": "52:54:00:00:04:01", "pxe_boot": "local"},
+        "node05.rack1.example": {"groups": ["worker"], "pxe_mac": "52:54:00:00:05:01", "pxe_boot": "menu"},
+    }
+    return build_plan(subnets, profiles, nodes)

@@ -9,25 +9,8 @@ import pytest
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
     IPXE_SETTINGS, entry_script, healthz, menu_script, node_scripts,
 )
-from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan
 
 ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
-
-
-@pytest.fixture(scope="module")
-def plan():
-    subnets = [{"cidr": "192.0.2.0/24", "pool": "192.0.2.100-192.0.2.199", "gateway": "192.0.2.1", "dns": ["192.0.2.1"]},
-               {"cidr": "198.51.100.0/24", "pool": "198.51.100.100-198.51.100.200"}]
-    profiles = {"worker": {"kernel": ASSET, "initrd": ASSET, "cmdline": "panic=-1", "services": ["k8shost"]},
-                "control_plane": {"label": "Control plane", "kernel": ASSET, "initrd": ASSET}}
-    nodes = {
-        "node01": {"groups": ["control_plane"], "pxe_mac": "52:54:00:00:01:01", "pxe_ip": "192.0.2.11"},
-        "node02": {"groups": ["worker"], "pxe_mac": ["52:54:00:00:02:01", "52:54:00:00:02:02"], "pxe_ip": "198.51.100.12"},
-        "node03": {"groups": ["worker"], "pxe_mac": "52:54:00:00:03:01"},
-        "node04": {"groups": ["worker"], "pxe_mac": "52:54:00:00:04:01", "pxe_boot": "local"},
-        "node05.rack1.example": {"groups": ["worker"], "pxe_mac": "52:54:00:00:05:01", "pxe_boot": "menu"},
-    }
-    return build_plan(subnets, profiles, nodes)
 
 
 def test_entry_script_picks_the_booting_interface(plan, ipxe_settings):

@@ -115,3 +115,9 @@ def test_settings_are_required_and_complete(tmp_path, run, ipxe_settings):
     result = run(plan=plan, dest=str(tmp_path / "nodes"), settings={k: v for k, v in ipxe_settings.items() if k != "console"})
     assert result["failed"] and "the iPXE settings lack console" in result["msg"]
     assert not (tmp_path / "nodes").exists()
+
+
+def test_the_documented_boot_modes_are_the_plans():
+    import yaml
+    from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES
+    assert yaml.safe_load(node_scripts.DOCUMENTATION)["options"]["boot"]["choices"] == list(BOOT_MODES)
