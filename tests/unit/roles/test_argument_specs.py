@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BOOT_RULES, LOADER_SLOTS
+from ansible_collections.centra.pxe.plugins.plugin_utils._ha import HA_SETTINGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROLES = sorted(r for r in os.listdir(os.path.join(ROOT, "roles"))
@@ -105,8 +106,6 @@ def test_each_slot_documents_the_option_93_codes_the_table_gives_it():
 
 def test_ha_settings_are_documented_without_repeating_their_defaults():
     """HA defaults live in plugin_utils/_ha.py (HA_SETTINGS); the spec names every field, no value."""
-    from ansible_collections.centra.pxe.plugins.plugin_utils._ha import HA_SETTINGS
-
     option = specs_of("pxe_dhcp")["main"]["options"]["pxe_dhcp_ha"]
     fields = set(option["options"])
     assert fields == {"mode", "peers"} | {k for settings in HA_SETTINGS.values() for k in settings}

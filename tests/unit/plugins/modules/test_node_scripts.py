@@ -5,9 +5,10 @@ import json
 import os
 
 import pytest
+import yaml
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan
+from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES, dump_plan
 from ansible_collections.centra.pxe.plugins.modules import node_scripts
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan
 
@@ -118,6 +119,4 @@ def test_settings_are_required_and_complete(tmp_path, run, ipxe_settings):
 
 
 def test_the_documented_boot_modes_are_the_plans():
-    import yaml
-    from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES
     assert yaml.safe_load(node_scripts.DOCUMENTATION)["options"]["boot"]["choices"] == list(BOOT_MODES)
