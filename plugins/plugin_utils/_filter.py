@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import yaml
 from ansible.errors import AnsibleFilterError
@@ -83,6 +83,15 @@ class PlanCache:
 PLANS = PlanCache()
 
 
+def _plain(value: Any) -> Any:
+    """Mappings and sequences as plain dicts and lists (Ansible's lazy containers are not)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _argument_spec(options: Mapping[str, Any]) -> Dict[str, Any]:
     spec = {}
     for name, option in options.items():
@@ -108,21 +117,22 @@ class DocumentedFilter:
         self.plan = plan
         self._plans = plans or PLANS
         self._documentation = documentation
-        self._parsed: Optional[Tuple[List[str], ArgumentSpecValidator]] = None
+        self._parsed: Optional[Tuple[Dict[str, Any], ArgumentSpecValidator]] = None
 
-    def _spec(self) -> Tuple[List[str], ArgumentSpecValidator]:
+    def _spec(self) -> Tuple[Dict[str, Any], ArgumentSpecValidator]:
         # Parsed on first use: Ansible imports every filter file of the collection to find one.
         if self._parsed is None:
             doc = yaml.safe_load(self._documentation)
             if doc.get("name") != self.name:
                 raise AnsibleFilterError("centra.pxe.%s: its DOCUMENTATION is that of %r" % (self.name, doc.get("name")))
             options = {k: v for k, v in (doc.get("options") or {}).items() if k != "_input"}
-            self._parsed = (list(options), ArgumentSpecValidator(_argument_spec(options)))
+            self._parsed = (options, ArgumentSpecValidator(_argument_spec(options)))
         return self._parsed
 
     def arguments(self, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> Dict[str, Any]:
         """The filter's arguments by option name, checked and completed with the documented defaults."""
-        names, validator = self._spec()
+        options, validator = self._spec()
+        names = list(options)
         if len(args) > len(names):
             raise AnsibleFilterError("centra.pxe.%s: takes at most %d argument(s) (%s), got %d"
                                      % (self.name, len(names), ", ".join(names) or "none", len(args)))
@@ -134,10 +144,24 @@ class DocumentedFilter:
             if key in params:
                 raise AnsibleFilterError("centra.pxe.%s: argument %r given twice" % (self.name, key))
             params[key] = value
+        # ArgumentSpecValidator deep-copies what it checks. Ansible 2.19 hands filters lazy
+        # containers that reach its templating engine and plugin loaders, whose copies break
+        # the worker's filter loader; and ansible_facts is large. So a mapping given for a
+        # dict option (nothing to convert) is checked through an empty stand-in and passed on
+        # as it is; other values are checked as plain data.
+        as_given = {}
+        for key, value in params.items():
+            spec = options[key]
+            if isinstance(value, Mapping) and spec.get("type") == "dict" and not spec.get("options"):
+                as_given[key], params[key] = value, {}
+            else:
+                params[key] = _plain(value)
         result = validator.validate(params)
         if result.error_messages:
             raise AnsibleFilterError("centra.pxe.%s: %s" % (self.name, "; ".join(result.error_messages)))
-        return result.validated_parameters
+        arguments = result.validated_parameters
+        arguments.update(as_given)
+        return arguments
 
     def __call__(self, data: Any, *args: Any, **kwargs: Any) -> Any:
         arguments = self.arguments(args, kwargs)

@@ -152,3 +152,19 @@ def test_every_filter_is_its_docs_plus_one_documented_filter(name, module):
     options = [o for o in yaml.safe_load(module.DOCUMENTATION)["options"] if o != "_input"]
     parameters = list(inspect.signature(function.function).parameters)
     assert parameters[1:] == options
+
+
+class _Uncopyable(dict):
+    """Stands for Ansible 2.19's lazy containers: deep-copying one copies the templating engine."""
+
+    def __deepcopy__(self, memo):
+        raise AssertionError("the filter helper deep-copied a container Ansible handed it")
+
+
+def test_arguments_are_checked_without_deep_copying_what_ansible_hands_over():
+    probe = DocumentedFilter("probe", DOC, echo)
+    extra = _Uncopyable(facts=_Uncopyable(eth0={"ipv4": {"address": "192.0.2.2"}}))
+    _data, options = probe("x", 1, extra=extra)
+    assert options["extra"] is extra, "a mapping for a dict option is passed on as given"
+    with pytest.raises(AnsibleFilterError, match="argument 'count' is of type dict"):
+        probe("x", _Uncopyable(a=1))
