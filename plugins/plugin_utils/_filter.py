@@ -30,6 +30,9 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 
+# libyaml's loader when PyYAML has it (as Ansible's own loader does): a filter's docs are
+# parsed in every worker process that uses it, and the pure-Python loader takes milliseconds.
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Keys of a DOCUMENTATION option that mean something to ArgumentSpecValidator.
 _SPEC_KEYS = ("type", "required", "default", "choices", "elements", "options")
 PLAN_CACHE_SIZE = 4
@@ -122,7 +125,7 @@ class DocumentedFilter:
     def _spec(self) -> Tuple[Dict[str, Any], ArgumentSpecValidator]:
         # Parsed on first use: Ansible imports every filter file of the collection to find one.
         if self._parsed is None:
-            doc = yaml.safe_load(self._documentation)
+            doc = yaml.load(self._documentation, Loader=_YamlLoader)  # nosec B506: a safe loader
             if doc.get("name") != self.name:
                 raise AnsibleFilterError("centra.pxe.%s: its DOCUMENTATION is that of %r" % (self.name, doc.get("name")))
             options = {k: v for k, v in (doc.get("options") or {}).items() if k != "_input"}
