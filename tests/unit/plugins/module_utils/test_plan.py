@@ -2,8 +2,11 @@
 """The plan's wire format: one JSON string, checked for schema and digest on the way back."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from ansible_collections.centra.pxe.plugins.module_utils import _plan as _plan_module
 from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES, PLAN_SCHEMA, dump_plan, load_plan, plan_digest
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan
 
@@ -37,3 +40,29 @@ def test_the_boot_modes_are_what_the_plan_accepts(plan):
     for mode in BOOT_MODES:
         build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": ASSET, "initrd": ASSET}},
                    {"a": {"groups": ["worker"], "pxe_mac": "52:54:00:00:00:0a", "pxe_boot": mode}})
+
+
+def test_any_encoding_of_the_plan_is_checked_the_same(plan):
+    """A string dump_plan() wrote is checked by hashing its text; any other encoding of the same
+    plan by re-encoding it; both refuse an edit."""
+    canonical = dump_plan(plan)
+    pretty = json.dumps(plan, indent=2)
+    assert load_plan(canonical) == load_plan(pretty) == plan
+    for text in (canonical, pretty):
+        with pytest.raises(ValueError, match="does not match its digest"):
+            load_plan(text.replace('"menu"', '"local"'))
+    # The digest itself edited (to that of another plan) is refused as well.
+    other = dict(plan, nodes=[])
+    other["digest"] = plan_digest(other)
+    with pytest.raises(ValueError, match="does not match its digest"):
+        load_plan(canonical.replace(plan["digest"], other["digest"]))
+
+
+def test_a_dumped_plan_is_not_encoded_again(plan, monkeypatch):
+    def encode_again(_plan):
+        raise AssertionError("plan_digest() ran")
+    monkeypatch.setattr(_plan_module, "plan_digest", encode_again)
+    assert _plan_module.load_plan(dump_plan(plan)) == plan
+    assert _plan_module.load_plan(dump_plan(plan).encode()) == plan
+    with pytest.raises(AssertionError, match="plan_digest"):
+        _plan_module.load_plan(json.dumps(plan, indent=1))
