@@ -115,6 +115,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--against", metavar="DIR", help="another checkout of the collection to compare with")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --against: runs per size, the two checkouts in turn first")
     args = parser.parse_args()
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     checkouts = [("this", here)] + ([("against", args.against)] if args.against else [])
@@ -123,17 +125,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as work:
         print("%8s %8s %12s %14s %8s %11s" % ("code", "nodes", "plan (s)", "jinja loop (s)", "ratio", "render (s)"))
         for size in (int(s) for s in args.sizes.split(",")):
-            pair = {}
-            for label, _path in checkouts:
-                row = dict(measure(size, work, paths[label]), code=label)
-                rows.append(row)
-                pair[label] = row
-                print("%8s %8d %12.3f %14.3f %7.1fx %11.3f"
-                      % (label, size, row["plan_s"], row["jinja_s"], row["ratio"], row["render_s"]), flush=True)
-            if "against" in pair:
-                print("%8s %8d   this/against: plan build %.2f, render %.2f" % (
-                    "", size, pair["this"]["plan_s"] / pair["against"]["plan_s"],
-                    pair["this"]["render_s"] / pair["against"]["render_s"]), flush=True)
+            sums: dict = {}
+            for round_ in range(args.rounds if args.against else 1):
+                for label, _path in (checkouts if round_ % 2 == 0 else checkouts[::-1]):
+                    row = dict(measure(size, work, paths[label]), code=label, round=round_)
+                    rows.append(row)
+                    total = sums.setdefault(label, {"plan_s": 0.0, "render_s": 0.0})
+                    total["plan_s"] += row["plan_s"]
+                    total["render_s"] += row["render_s"]
+                    print("%8s %8d %12.3f %14.3f %7.1fx %11.3f"
+                          % (label, size, row["plan_s"], row["jinja_s"], row["ratio"], row["render_s"]), flush=True)
+            if "against" in sums:
+                print("%8s %8d   this/against over %d round(s): plan build %.2f, render %.2f" % (
+                    "", size, args.rounds, sums["this"]["plan_s"] / sums["against"]["plan_s"],
+                    sums["this"]["render_s"] / sums["against"]["render_s"]), flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(rows, handle, indent=1)
