@@ -129,8 +129,8 @@ def main() -> int:
     paths = {label: bench_collections(path) for label, path in checkouts}
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        print("%8s %8s %12s %14s %8s %11s %12s" % ("code", "nodes", "plan (s)", "jinja loop (s)", "ratio", "render (s)",
-                                                  "run CPU (s)"))
+        print("%8s %8s %12s %14s %8s %11s %12s"
+              % ("code", "nodes", "plan (s)", "jinja loop (s)", "ratio", "render (s)", "run CPU (s)"))
         for size in (int(s) for s in args.sizes.split(",")):
             sums: dict = {}
             for round_ in range(args.rounds if args.against else 1):

@@ -67,8 +67,8 @@ def ha_relationships(problem: Report, servers: Mapping[str, Mapping[str, Any]]) 
             if key not in known:
                 other = [b for b in HA_BACKENDS if b != backend and key in HA_SETTINGS[b]]
                 problem(where, "pxe_dhcp_ha.%s" % key,
-                                "applies to the %s backend only, this server runs %s" % (other[0], backend) if other
-                                else "unknown field (known with %s: %s)" % (backend, ", ".join(known)))
+                        "applies to the %s backend only, this server runs %s" % (other[0], backend) if other
+                        else "unknown field (known with %s: %s)" % (backend, ", ".join(known)))
                 bad = True
         mode = raw.get("mode")
         if mode not in HA_MODES:
@@ -93,12 +93,12 @@ def ha_relationships(problem: Report, servers: Mapping[str, Mapping[str, Any]]) 
         most = 2 if backend == "isc" else None
         if len(peers) < 2 or (most and len(peers) > most):
             problem(where, "pxe_dhcp_ha.peers",
-                            "%s needs %s servers, got %d (%s)%s" % (
-                                "ISC failover" if backend == "isc" else "a Kea HA relationship",
-                                "exactly 2" if most else "2 (primary and %s) plus optional backups" % (
-                                    "standby" if mode == "hot-standby" else "secondary"),
-                                len(peers), ", ".join(peers) or "none",
-                                "; list them in pxe_dhcp_ha.peers" if raw.get("peers") is None else ""))
+                    "%s needs %s servers, got %d (%s)%s" % (
+                        "ISC failover" if backend == "isc" else "a Kea HA relationship",
+                        "exactly 2" if most else "2 (primary and %s) plus optional backups" % (
+                            "standby" if mode == "hot-standby" else "secondary"),
+                        len(peers), ", ".join(peers) or "none",
+                        "; list them in pxe_dhcp_ha.peers" if raw.get("peers") is None else ""))
             bad = True
         values: Dict[str, Any] = {}
         for key, default in settings.items():
@@ -112,7 +112,7 @@ def ha_relationships(problem: Report, servers: Mapping[str, Mapping[str, Any]]) 
         if backend == "isc":
             if mode == "hot-standby" and "split" in raw:
                 problem(where, "pxe_dhcp_ha.split", "applies to load-balancing only: in hot-standby the "
-                                "primary answers every client (split 256)")
+                        "primary answers every client (split 256)")
                 bad = True
             if isinstance(values["split"], int) and values["split"] > 255:
                 problem(where, "pxe_dhcp_ha.split", "must be from 1 to 255 in load-balancing (256 is hot-standby)")
@@ -122,8 +122,8 @@ def ha_relationships(problem: Report, servers: Mapping[str, Mapping[str, Any]]) 
         elif (isinstance(values["max_response_delay_ms"], int) and isinstance(values["heartbeat_delay_ms"], int)
               and values["max_response_delay_ms"] <= values["heartbeat_delay_ms"]):
             problem(where, "pxe_dhcp_ha.max_response_delay_ms", "%d must exceed heartbeat_delay_ms (%d): "
-                            "the partner would be declared down between two heartbeats"
-                            % (values["max_response_delay_ms"], values["heartbeat_delay_ms"]))
+                    "the partner would be declared down between two heartbeats"
+                    % (values["max_response_delay_ms"], values["heartbeat_delay_ms"]))
             bad = True
         own_address = server.get("pxe_dhcp_ha_address") not in (None, "")
         raw_address = server["pxe_dhcp_ha_address"] if own_address else server.get("address")
@@ -132,7 +132,7 @@ def ha_relationships(problem: Report, servers: Mapping[str, Mapping[str, Any]]) 
         except ValueError:
             field = "pxe_dhcp_ha_address" if own_address else "ansible_host"
             problem(where, field, "%r is not an IPv4 address: the HA peers reach each other there "
-                            "(set pxe_dhcp_ha_address)" % (raw_address,))
+                    "(set pxe_dhcp_ha_address)" % (raw_address,))
             bad = True
         if not bad:
             wanted[name] = dict(values, backend=backend, mode=mode, peers=list(peers))
@@ -151,18 +151,18 @@ def ha_relationships(problem: Report, servers: Mapping[str, Mapping[str, Any]]) 
                 problem("host %s" % peer, "pxe_dhcp_ha", "is not set, but %s names it as its HA peer" % name)
             elif theirs is not None and theirs["backend"] != mine["backend"]:
                 problem("host %s" % peer, "pxe_dhcp_backend", "%s, not %s like its HA peer %s: a pair runs "
-                                "one DHCP server" % (theirs["backend"], mine["backend"], name))
+                        "one DHCP server" % (theirs["backend"], mine["backend"], name))
             elif theirs is not None:
                 differs = ["%s %r, not %r" % (k, theirs[k], mine[k]) for k in sorted(mine) if theirs[k] != mine[k]]
                 problem("host %s" % peer, "pxe_dhcp_ha", "must match that of its HA peer %s: %s"
-                                % (name, "; ".join(differs)))
+                        % (name, "; ".join(differs)))
             # else: the peer's own pxe_dhcp_ha has problems, reported above
         by_address: Dict[str, str] = {}
         for peer in mine["peers"]:
             address = addresses.get(peer)
             if address in by_address:
                 problem("host %s" % peer, "pxe_dhcp_ha_address", "%s is also the HA address of %s"
-                                % (address, by_address[address]))
+                        % (address, by_address[address]))
                 consistent = False
             elif address:
                 by_address[address] = peer

@@ -120,7 +120,7 @@ def test_a_tampered_or_broken_plan_is_never_cached():
     cache = PlanCache()
     probe = DocumentedFilter("probe", DOC, lambda plan, **_o: plan, plan=True, plans=cache)
     tampered = plan_text().replace("52:54:00:00:00:01", "52:54:00:00:00:09")
-    for _ in range(2):
+    for _attempt in range(2):
         with pytest.raises(AnsibleFilterError, match="centra.pxe.probe: the boot plan does not match its digest"):
             probe(tampered, 1)
     with pytest.raises(AnsibleFilterError, match="not valid JSON"):
