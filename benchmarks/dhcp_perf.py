@@ -34,9 +34,9 @@ import _benchlib as bl  # noqa: E402  pylint: disable=wrong-import-position
 from inventory_gen import PROFILES, node_mac  # noqa: E402  pylint: disable=wrong-import-position
 
 bl.import_collection()
-from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.centra.pxe.plugins.module_utils._render_dhcp import (  # noqa: E402  pylint: disable=wrong-import-position
-    dhcpd_config, kea_dhcp4_config)
+from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import (  # noqa: E402  pylint: disable=wrong-import-position
+    ISC_SETTINGS, KEA_SETTINGS, dhcpd_config, kea_dhcp4_config)
 
 SUBNET = {"cidr": "198.18.0.0/15", "pool": "198.19.200.1-198.19.255.254"}
 LOADERS = {"bios": "undionly.kpxe", "efi32": "", "efi64": "ipxe.efi", "arm32": "", "arm64": ""}
@@ -55,13 +55,22 @@ def plan_for(nodes: int, asset: str) -> Dict[str, Any]:
     return build_plan([SUBNET], profiles, inventory)
 
 
+def role_settings(keys: Sequence[str]) -> Dict[str, Any]:
+    """The DHCP settings as the pxe_dhcp role passes them with its defaults (pxe_dhcp_kea_<key> or pxe_dhcp_<key>)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(bl.ROOT, "roles", "pxe_dhcp", "defaults", "main.yml"), encoding="utf-8") as handle:
+        defaults = yaml.safe_load(handle)
+    return {key: defaults.get("pxe_dhcp_kea_" + key, defaults.get("pxe_dhcp_" + key)) for key in keys}
+
+
 def kea_configs(plan: Dict[str, Any], pair: bl.NamespacePair, work: str) -> Dict[str, Dict[str, Any]]:
     server = {"address": bl.SERVER_ADDRESS, "http_base": "http://%s" % bl.SERVER_ADDRESS, "loaders": LOADERS}
-    generated = kea_dhcp4_config(plan, server, {
-        "interfaces": [pair.server_if],
-        "lease_file": os.path.join(work, "kea-leases4.csv"),
-        "control_socket": os.path.join(work, "kea4-ctrl-socket"),
-    })
+    generated = kea_dhcp4_config(plan, server, dict(
+        role_settings(KEA_SETTINGS),
+        interfaces=[pair.server_if],
+        lease_file=os.path.join(work, "kea-leases4.csv"),
+        control_socket=os.path.join(work, "kea4-ctrl-socket"),
+    ))
     dhcp4 = generated["Dhcp4"]
     minimal = {"Dhcp4": {
         "interfaces-config": {"interfaces": [pair.server_if]},
@@ -185,7 +194,7 @@ def start_dhcpd(pair: bl.NamespacePair, plan: Dict[str, Any], work: str) -> bl.D
     server = {"address": bl.SERVER_ADDRESS, "http_base": "http://%s" % bl.SERVER_ADDRESS, "loaders": LOADERS}
     conf = os.path.join(work, "dhcpd.conf")
     with open(conf, "w", encoding="utf-8") as handle:
-        handle.write(dhcpd_config(plan, server))
+        handle.write(dhcpd_config(plan, server, role_settings(ISC_SETTINGS)))
     leases = os.path.join(work, "dhcpd.leases")
     with open(leases, "w", encoding="utf-8"):
         pass

@@ -14,8 +14,9 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.vars import combine_vars
 from ansible.vars.plugins import get_vars_from_inventory_sources
 
-from ansible_collections.centra.pxe.plugins.module_utils._plan import (
-    HA_SERVER_VARS, NODE_VARS, PlanError, build_plan, dump_plan)
+from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan
+from ansible_collections.centra.pxe.plugins.plugin_utils._ha import HA_SERVER_VARS
+from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import NODE_VARS, PlanError, build_plan
 
 ARGUMENT_SPEC = {
     "subnets": {"type": "raw"},

@@ -41,22 +41,18 @@ RETURN = r"""
     type: dict
 """
 
-from ansible.errors import AnsibleFilterError
-
 from dataclasses import asdict
 
-from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import decide
-from ansible_collections.centra.pxe.plugins.module_utils._render_dhcp import boot_server
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import boot_server, decide
+from ansible_collections.centra.pxe.plugins.plugin_utils._filter import DocumentedFilter
 
 
-def boot_answer(server, arch=None, user_class=None, option_175=False, vendor_class=None):
-    try:
-        answer = decide(boot_server(server), arch=None if arch is None else int(arch),
-                        user_class=user_class.encode() if isinstance(user_class, str) else user_class,
-                        option_175=bool(option_175), vendor_class=vendor_class)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError("centra.pxe.boot_answer: %s" % exc) from None
-    return asdict(answer)
+def _answer(server, arch, user_class, option_175, vendor_class):
+    return asdict(decide(boot_server(server), arch=arch, option_175=option_175, vendor_class=vendor_class,
+                         user_class=user_class.encode() if user_class is not None else None))
+
+
+boot_answer = DocumentedFilter("boot_answer", DOCUMENTATION, _answer)
 
 
 class FilterModule:

@@ -23,13 +23,13 @@ options:
     type: dict
     required: true
   settings:
-    description: Settings overriding the defaults (C(valid_lifetime), C(authoritative)).
+    description: The settings C(valid_lifetime) and C(authoritative), both (the role M(centra.pxe.pxe_dhcp) passes its variables; the filter knows no defaults).
     type: dict
-    default: {}
+    required: true
 """
 
 EXAMPLES = r"""
-content: "{{ centra_pxe_plan | centra.pxe.dhcpd_config(server) }}"
+content: "{{ centra_pxe_plan | centra.pxe.dhcpd_config(server, {'valid_lifetime': 3600, 'authoritative': true}) }}"
 """
 
 RETURN = r"""
@@ -38,17 +38,10 @@ RETURN = r"""
     type: str
 """
 
-from ansible.errors import AnsibleFilterError
+from ansible_collections.centra.pxe.plugins.plugin_utils._filter import DocumentedFilter
+from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import dhcpd_config as render
 
-from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
-from ansible_collections.centra.pxe.plugins.module_utils._render_dhcp import dhcpd_config as render
-
-
-def dhcpd_config(plan, server, settings=None):
-    try:
-        return render(load_plan(plan), server, settings or {})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError("centra.pxe.dhcpd_config: %s" % exc) from None
+dhcpd_config = DocumentedFilter("dhcpd_config", DOCUMENTATION, render, plan=True)
 
 
 class FilterModule:

@@ -36,16 +36,19 @@ RETURN = r"""
     type: dict
 """
 
-from ansible.errors import AnsibleFilterError
+from ansible_collections.centra.pxe.plugins.plugin_utils._filter import DocumentedFilter
 
 
-def file_states(files, algorithm="sha256"):
+def _states(files, algorithm):
     try:
         return {str(f["path"]): "%s %s %s:%s" % ("%s:%s" % (algorithm, f["checksum"]) if f.get("checksum") else "-",
                                                  f["mode"], f["pw_name"], f["gr_name"])
                 for f in files}
     except (KeyError, TypeError) as exc:
-        raise AnsibleFilterError("centra.pxe.file_states: not a list of find results (%s)" % exc) from None
+        raise ValueError("not a list of find results (%s)" % exc) from None
+
+
+file_states = DocumentedFilter("file_states", DOCUMENTATION, _states)
 
 
 class FilterModule:

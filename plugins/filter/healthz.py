@@ -26,17 +26,10 @@ RETURN = r"""
     type: str
 """
 
-from ansible.errors import AnsibleFilterError
-
-from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import healthz as render
+from ansible_collections.centra.pxe.plugins.plugin_utils._filter import DocumentedFilter
 
-
-def healthz(plan):
-    try:
-        return render(load_plan(plan))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError("centra.pxe.healthz: %s" % exc) from None
+healthz = DocumentedFilter("healthz", DOCUMENTATION, render, plan=True)
 
 
 class FilterModule:

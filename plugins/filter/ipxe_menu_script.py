@@ -19,13 +19,15 @@ options:
     type: str
     required: true
   settings:
-    description: Overrides of C(menu_timeout) (seconds), C(menu_default) (a profile, C(local) or C(shell)), C(console) (list), C(retry_seconds), C(title).
+    description:
+      - The iPXE settings, every one of them (the role M(centra.pxe.pxe_ipxe) passes its variables; the filter knows no defaults).
+      - C(menu_timeout) (seconds), C(menu_default) (a profile, C(local) or C(shell)), C(console) (list), C(retry_seconds), C(title).
     type: dict
-    default: {}
+    required: true
 """
 
 EXAMPLES = r"""
-content: "{{ centra_pxe_plan | centra.pxe.ipxe_menu_script('http://192.0.2.2', {'menu_default': 'worker', 'menu_timeout': 10}) }}"
+content: "{{ centra_pxe_plan | centra.pxe.ipxe_menu_script('http://192.0.2.2', ipxe_settings | combine({'menu_default': 'worker'})) }}"
 """
 
 RETURN = r"""
@@ -34,17 +36,10 @@ RETURN = r"""
     type: str
 """
 
-from ansible.errors import AnsibleFilterError
-
-from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import menu_script
+from ansible_collections.centra.pxe.plugins.plugin_utils._filter import DocumentedFilter
 
-
-def ipxe_menu_script(plan, http_base, settings=None):
-    try:
-        return menu_script(load_plan(plan), http_base, settings or {})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError("centra.pxe.ipxe_menu_script: %s" % exc) from None
+ipxe_menu_script = DocumentedFilter("ipxe_menu_script", DOCUMENTATION, menu_script, plan=True)
 
 
 class FilterModule:

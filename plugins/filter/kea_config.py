@@ -24,14 +24,15 @@ options:
     required: true
   settings:
     description:
-      - Kea settings overriding the defaults.
-      - C(interfaces), C(lease_file), C(control_socket), C(valid_lifetime), C(authoritative), C(socket_retries), C(log_severity), C(hooks_dir).
+      - The Kea settings, every one of them (the role M(centra.pxe.pxe_dhcp) passes its variables; the filter knows no defaults).
+      - C(interfaces), C(lease_file), C(control_socket), C(valid_lifetime), C(authoritative), C(socket_retries),
+        C(socket_retry_wait_ms), C(log_severity), C(hooks_dir).
     type: dict
-    default: {}
+    required: true
 """
 
 EXAMPLES = r"""
-content: "{{ centra_pxe_plan | centra.pxe.kea_config(server, {'interfaces': ['eth1']}) | to_nice_json }}"
+content: "{{ centra_pxe_plan | centra.pxe.kea_config(server, kea_settings) | to_nice_json }}"
 """
 
 RETURN = r"""
@@ -40,17 +41,10 @@ RETURN = r"""
     type: dict
 """
 
-from ansible.errors import AnsibleFilterError
+from ansible_collections.centra.pxe.plugins.plugin_utils._filter import DocumentedFilter
+from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import kea_dhcp4_config
 
-from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
-from ansible_collections.centra.pxe.plugins.module_utils._render_dhcp import kea_dhcp4_config
-
-
-def kea_config(plan, server, settings=None):
-    try:
-        return kea_dhcp4_config(load_plan(plan), server, settings or {})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError("centra.pxe.kea_config: %s" % exc) from None
+kea_config = DocumentedFilter("kea_config", DOCUMENTATION, kea_dhcp4_config, plan=True)
 
 
 class FilterModule:

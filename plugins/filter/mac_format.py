@@ -35,16 +35,15 @@ RETURN = r"""
     type: str
 """
 
-from ansible.errors import AnsibleFilterError
+from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac, parse_mac
+from ansible_collections.centra.pxe.plugins.plugin_utils._filter import DocumentedFilter
 
-from ansible_collections.centra.pxe.plugins.module_utils._mac import MacError, format_mac, parse_mac
+
+def _format(value, form):
+    return format_mac(parse_mac(value), form)
 
 
-def mac_format(value, form="colon"):
-    try:
-        return format_mac(parse_mac(value), form)
-    except MacError as exc:
-        raise AnsibleFilterError("centra.pxe.mac_format: %s" % exc) from None
+mac_format = DocumentedFilter("mac_format", DOCUMENTATION, _format)
 
 
 class FilterModule:

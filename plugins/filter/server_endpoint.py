@@ -37,17 +37,16 @@ RETURN = r"""
     type: dict
 """
 
-from ansible.errors import AnsibleFilterError
-
-from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
-from ansible_collections.centra.pxe.plugins.module_utils._endpoint import EndpointError, server_endpoint as find
+from ansible_collections.centra.pxe.plugins.module_utils._endpoint import server_endpoint as find
+from ansible_collections.centra.pxe.plugins.plugin_utils._filter import DocumentedFilter
 
 
-def server_endpoint(plan, facts, interface=None, address=None):
-    try:
-        return find(load_plan(plan), facts, interface or None, address or None)
-    except (EndpointError, KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError("centra.pxe.server_endpoint: %s" % exc) from None
+def _find(plan, facts, interface, address):
+    # Empty means unset: the roles pass pxe_interface and pxe_server_address, which default to "".
+    return find(plan, facts, interface or None, address or None)
+
+
+server_endpoint = DocumentedFilter("server_endpoint", DOCUMENTATION, _find, plan=True)
 
 
 class FilterModule:

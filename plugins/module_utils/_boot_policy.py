@@ -11,12 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
-from typing import Optional, Tuple
-
-# Loader slots an operator can fill (role variable pxe_loaders). A slot left empty
-# means "no boot file" for the architectures that need it: never send a binary the
-# machine cannot run.
-LOADER_SLOTS = ("bios", "efi32", "efi64", "arm32", "arm64")
+from typing import Any, Optional, Tuple
 
 IPXE_USER_CLASS = b"iPXE"
 IPXE_ENCAP_OPTION = 175
@@ -46,6 +41,12 @@ BOOT_RULES: Tuple[BootRule, ...] = (
     BootRule("http_efi64", (16,), "x86-64 UEFI HTTP boot", "http", "efi64"),
     BootRule("http_arm64", (19,), "ARM64 UEFI HTTP boot", "http", "arm64"),
 )
+
+# Loader slots an operator can fill (role variable pxe_server_loaders), in table order:
+# ("bios", "efi32", "efi64", "arm32", "arm64"). A slot left empty means "no boot file"
+# for the architectures that need it: never send a binary the machine cannot run.
+# pxe_server's argument spec lists the same slots (a unit test holds them together).
+LOADER_SLOTS: Tuple[str, ...] = tuple(dict.fromkeys(rule.loader_slot for rule in BOOT_RULES))
 
 KNOWN_ARCH_CODES = tuple(sorted(c for rule in BOOT_RULES for c in rule.arch_codes if c is not None))
 
@@ -80,6 +81,15 @@ class BootAnswer:
     next_server: Optional[str] = None  # DHCP siaddr
     vendor_class: Optional[str] = None  # option 60 to echo (HTTPClient for HTTP boot)
     reason: str = ""
+
+
+def boot_server(server: Mapping[str, Any]) -> BootServer:
+    """The BootServer of a server settings mapping (address, http_base, loaders)."""
+    return BootServer(
+        address=str(server["address"]),
+        http_base=str(server["http_base"]).rstrip("/"),
+        loaders={k: (v or None) for k, v in dict(server.get("loaders") or {}).items()},
+    )
 
 
 def parse_arch_option(raw: Optional[bytes]) -> Optional[int]:

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The HTTP boot tree from the boot plan: boot.ipxe, the menu, one script per MAC,
 and /healthz. Runs on the controller (filters) and on the PXE host (the
-node_scripts module), so it needs nothing beyond the standard library.
+node_scripts module), so it needs nothing beyond the standard library. The scripts
+take resolved settings (IPXE_SETTINGS) and know no defaults: a setting left out is
+an error.
 
 Layout under the HTTP root:
     boot.ipxe               entry: chains nodes/${mac:hexhyp}.ipxe
@@ -20,23 +22,16 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
+from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
 
 NODE_DIR = "nodes"
 MENU_SCRIPT = "menu.ipxe"
 ENTRY_SCRIPT = "boot.ipxe"
-IPXE_DEFAULTS: Dict[str, Any] = {
-    "menu_timeout": 30,  # seconds
-    "menu_default": "local",  # a profile name, "local" or "shell"
-    "console": ["tty0", "ttyS0,115200"],  # the last one is /dev/console
-    "retry_seconds": 10,
-    "title": "centra.pxe",
-}
-
-
-def _opts(settings: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    opts = dict(IPXE_DEFAULTS)
-    opts.update({k: v for k, v in (settings or {}).items() if v is not None})
-    return opts
+# The settings the scripts read; the pxe_ipxe role passes all of them from its variables
+# (its defaults are the one place their defaults are written):
+#   menu_timeout (seconds), menu_default (a profile name, "local" or "shell"),
+#   console (list; the last one is /dev/console), retry_seconds, title.
+IPXE_SETTINGS = ("menu_timeout", "menu_default", "console", "retry_seconds", "title")
 
 
 def _header(plan: Optional[Mapping[str, Any]], base: str, what: str) -> List[str]:
@@ -73,9 +68,9 @@ def _boot_lines(profile: Mapping[str, Any], opts: Mapping[str, Any], label: str,
     ]
 
 
-def entry_script(plan: Mapping[str, Any], http_base: str, settings: Optional[Mapping[str, Any]] = None) -> str:
+def entry_script(plan: Mapping[str, Any], http_base: str, settings: Mapping[str, Any]) -> str:
     """boot.ipxe: every iPXE client lands here (the DHCP answer for user class iPXE)."""
-    opts = _opts(settings)
+    opts = resolved_settings(settings, IPXE_SETTINGS, "iPXE", "pxe_ipxe")
     lines = _header(plan, http_base, "Entry script")
     lines += [
         # ${mac} is the interface that booted (not ${net0/mac}): multi-NIC machines.
@@ -94,9 +89,9 @@ def entry_script(plan: Mapping[str, Any], http_base: str, settings: Optional[Map
     return "\n".join(lines) + "\n"
 
 
-def menu_script(plan: Mapping[str, Any], http_base: str, settings: Optional[Mapping[str, Any]] = None) -> str:
+def menu_script(plan: Mapping[str, Any], http_base: str, settings: Mapping[str, Any]) -> str:
     """The menu for machines not in the inventory (and nodes with pxe_boot: menu)."""
-    opts = _opts(settings)
+    opts = resolved_settings(settings, IPXE_SETTINGS, "iPXE", "pxe_ipxe")
     profiles = plan["profiles"]
     default = str(opts["menu_default"])
     if default not in profiles and default not in ("local", "shell"):
@@ -134,8 +129,8 @@ def menu_script(plan: Mapping[str, Any], http_base: str, settings: Optional[Mapp
 
 
 def node_script(plan: Mapping[str, Any], node: Mapping[str, Any], http_base: str,
-                settings: Optional[Mapping[str, Any]] = None) -> str:
-    opts = _opts(settings)
+                settings: Mapping[str, Any]) -> str:
+    opts = resolved_settings(settings, IPXE_SETTINGS, "iPXE", "pxe_ipxe")
     lines = _header(None, http_base, "Node %s (profile %s, boot %s)" % (node["name"], node["profile"], node["boot"]))
     if node["boot"] == "local":
         lines += ["echo centra.pxe: %s boots from local disk" % node["name"], "exit"]
@@ -147,7 +142,7 @@ def node_script(plan: Mapping[str, Any], node: Mapping[str, Any], http_base: str
 
 
 def node_scripts(plan: Mapping[str, Any], http_base: str,
-                 settings: Optional[Mapping[str, Any]] = None) -> Dict[str, str]:
+                 settings: Mapping[str, Any]) -> Dict[str, str]:
     """File name (relative to the nodes/ directory) -> script, one per MAC."""
     out = {}
     for node in plan["nodes"]:

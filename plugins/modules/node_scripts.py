@@ -28,9 +28,11 @@ options:
     type: str
     required: true
   settings:
-    description: iPXE settings (C(console), C(retry_seconds), ...), as for the C(centra.pxe.ipxe_menu_script) filter.
+    description:
+      - The iPXE settings, every one of them, as for the C(centra.pxe.ipxe_menu_script) filter (the role
+        M(centra.pxe.pxe_ipxe) passes its variables; the module knows no defaults).
     type: dict
-    default: {}
+    required: true
   override:
     description: Boot mode per node name overriding the plan's.
     type: dict
@@ -70,6 +72,7 @@ EXAMPLES = r"""
   centra.pxe.node_scripts:
     plan: "{{ centra_pxe_plan }}"
     http_base: http://192.0.2.2
+    settings: {menu_timeout: 30, menu_default: local, console: [tty0], retry_seconds: 10, title: centra.pxe}
     dest: /srv/centra-pxe/http/nodes
 """
 
@@ -120,7 +123,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
+from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES, load_plan
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import node_scripts
 
 DIFF_LIMIT = 20  # file names listed in the diff; beyond that, counts only
@@ -204,9 +207,9 @@ def main():
         argument_spec=dict(
             plan=dict(type="raw", required=True),
             http_base=dict(type="str", required=True),
-            settings=dict(type="dict", default={}),
+            settings=dict(type="dict", required=True),
             override=dict(type="dict", default={}),
-            boot=dict(type="str", choices=["install", "local", "menu"]),
+            boot=dict(type="str", choices=list(BOOT_MODES)),
             dest=dict(type="path", required=True),
             install_dest=dict(type="path"),
             mode=dict(type="str", default="0644"),

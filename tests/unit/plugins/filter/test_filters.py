@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The filters are thin: each adapts the core and turns its errors into AnsibleFilterError."""
+"""The filters are thin: each adapts the core through plugin_utils/_filter.py (arguments checked
+against its DOCUMENTATION, errors turned into AnsibleFilterError)."""
 from __future__ import annotations
 
 import grp
@@ -17,7 +18,8 @@ from ansible_collections.centra.pxe.plugins.filter import (
     boot_answer, dhcpd_config, file_states, healthz, ipxe_entry_script, ipxe_menu_script, kea_config, mac_format,
     server_endpoint,
 )
-from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan, dump_plan
+from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan
+from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan
 
 SERVER = {"address": "192.0.2.2", "http_base": "http://192.0.2.2", "loaders": {"bios": "undionly.kpxe", "efi64": "ipxe.efi"}}
 ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
@@ -42,18 +44,39 @@ def test_boot_answer():
     assert boot_answer.boot_answer(SERVER, arch=7)["filename"] == "ipxe.efi"
     assert boot_answer.boot_answer(SERVER, arch="0")["filename"] == "undionly.kpxe"
     assert boot_answer.boot_answer(SERVER, user_class="iPXE")["kind"] == "script"
-    with pytest.raises(AnsibleFilterError):
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.boot_answer: 'address'"):
         boot_answer.boot_answer({}, arch=7)
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.boot_answer: argument 'arch' is of type str"):
+        boot_answer.boot_answer(SERVER, arch="seven")
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.boot_answer: unknown argument 'archh'"):
+        boot_answer.boot_answer(SERVER, archh=7)
 
 
-def test_renderers():
-    assert kea_config.kea_config(PLAN, SERVER)["Dhcp4"]["subnet4"][0]["reservations"][0]["ip-address"] == "192.0.2.10"
-    assert "fixed-address 192.0.2.10;" in dhcpd_config.dhcpd_config(PLAN, SERVER)
+def test_mac_format_forms_are_the_documented_choices():
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.mac_format: value of form must be one of: colon, hyphen"):
+        mac_format.mac_format("52:54:00:00:00:01", "dotted")
+
+
+def test_renderers(kea_settings, isc_settings, ipxe_settings):
+    config = kea_config.kea_config(PLAN, SERVER, kea_settings)
+    assert config["Dhcp4"]["subnet4"][0]["reservations"][0]["ip-address"] == "192.0.2.10"
+    assert "fixed-address 192.0.2.10;" in dhcpd_config.dhcpd_config(PLAN, SERVER, isc_settings)
     assert json.loads(healthz.healthz(PLAN))["nodes"] == 1
-    assert "${mac:hexhyp}" in ipxe_entry_script.ipxe_entry_script(PLAN, "http://192.0.2.2")
-    assert "profile_worker" in ipxe_menu_script.ipxe_menu_script(PLAN, "http://192.0.2.2", {"menu_default": "worker"})
-    with pytest.raises(AnsibleFilterError, match="neither a profile"):
-        ipxe_menu_script.ipxe_menu_script(PLAN, "http://192.0.2.2", {"menu_default": "nope"})
+    assert "${mac:hexhyp}" in ipxe_entry_script.ipxe_entry_script(PLAN, "http://192.0.2.2", ipxe_settings)
+    menu = ipxe_menu_script.ipxe_menu_script(PLAN, "http://192.0.2.2", dict(ipxe_settings, menu_default="worker"))
+    assert "--default profile_worker" in menu
+    assert ipxe_menu_script.ipxe_menu_script(PLAN, http_base="http://192.0.2.2", settings=ipxe_settings).startswith("#!ipxe")
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.ipxe_menu_script: menu default 'nope' is neither a profile"):
+        ipxe_menu_script.ipxe_menu_script(PLAN, "http://192.0.2.2", dict(ipxe_settings, menu_default="nope"))
+
+
+def test_renderers_want_every_setting(kea_settings):
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.kea_config: missing required arguments: settings"):
+        kea_config.kea_config(PLAN, SERVER)
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.kea_config: the Kea settings lack hooks_dir"):
+        kea_config.kea_config(PLAN, SERVER, {k: v for k, v in kea_settings.items() if k != "hooks_dir"})
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.healthz: the boot plan does not match its digest"):
+        healthz.healthz(PLAN.replace("192.0.2.10", "192.0.2.11"))
 
 
 FACTS = {

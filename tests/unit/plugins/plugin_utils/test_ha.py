@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from ansible_collections.centra.pxe.plugins.module_utils._plan import PlanError, build_plan
-from ansible_collections.centra.pxe.plugins.module_utils._render_dhcp import (
+from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import PlanError, build_plan
+from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import (
     ISC_FAILOVER_PEER, dhcpd_config, kea_dhcp4_config)
 
 ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
@@ -184,10 +184,10 @@ def test_a_different_backend_on_the_peer_is_a_mismatch():
 
 @pytest.mark.parametrize("mode", ["hot-standby", "load-balancing"])
 @pytest.mark.parametrize("name", ["pxe01", "pxe02"])
-def test_each_kea_side_passes_kea_dhcp4_t(mode, name, tmp_path):
+def test_each_kea_side_passes_kea_dhcp4_t(mode, name, tmp_path, kea_settings):
     plan = plan_of(servers({"mode": mode, "heartbeat_delay_ms": 1000, "max_response_delay_ms": 3000}))
-    config = kea_dhcp4_config(plan, server(name), {"interfaces": ["lo"], "lease_file": str(tmp_path / "l.csv"),
-                                                   "control_socket": str(tmp_path / "ctrl.sock")})
+    config = kea_dhcp4_config(plan, server(name), dict(kea_settings, interfaces=["lo"], lease_file=str(tmp_path / "l.csv"),
+                                                       control_socket=str(tmp_path / "ctrl.sock")))
     dhcp4 = config["Dhcp4"]
     assert dhcp4["multi-threading"] == {"enable-multi-threading": True}
     libraries = [h["library"].rsplit("/", 1)[1] for h in dhcp4["hooks-libraries"]]
@@ -206,32 +206,32 @@ def test_each_kea_side_passes_kea_dhcp4_t(mode, name, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_kea_with_a_backup_passes_kea_dhcp4_t(tmp_path):
+def test_kea_with_a_backup_passes_kea_dhcp4_t(tmp_path, kea_settings):
     plan = plan_of(servers({"mode": "hot-standby"}, names=("pxe01", "pxe02", "pxe03")))
-    config = kea_dhcp4_config(plan, server("pxe03"), {"interfaces": ["lo"], "lease_file": str(tmp_path / "l.csv"),
-                                                      "control_socket": str(tmp_path / "ctrl.sock")})
+    config = kea_dhcp4_config(plan, server("pxe03"), dict(kea_settings, interfaces=["lo"], lease_file=str(tmp_path / "l.csv"),
+                                                          control_socket=str(tmp_path / "ctrl.sock")))
     ha = config["Dhcp4"]["hooks-libraries"][1]["parameters"]["high-availability"][0]
     assert ha["this-server-name"] == "pxe03" and ha["peers"][2]["role"] == "backup"
     run = kea_check(config, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_a_server_outside_the_relationship_renders_without_ha():
+def test_a_server_outside_the_relationship_renders_without_ha(kea_settings, isc_settings):
     plan = plan_of(servers({"mode": "hot-standby", "peers": ["pxe01", "pxe02"]}, names=("pxe01", "pxe02", "pxe03"),
                            pxe03={"pxe_dhcp_ha": None}))
-    dhcp4 = kea_dhcp4_config(plan, server("pxe03"))["Dhcp4"]
+    dhcp4 = kea_dhcp4_config(plan, server("pxe03"), kea_settings)["Dhcp4"]
     assert "hooks-libraries" not in dhcp4 and "multi-threading" not in dhcp4
-    assert "failover" not in dhcpd_config(plan, server("pxe03"))
+    assert "failover" not in dhcpd_config(plan, server("pxe03"), isc_settings)
     # A server mapping without a name (the filter used on its own) gets no HA either.
     assert "hooks-libraries" not in kea_dhcp4_config(plan, {k: v for k, v in server("pxe01").items()
-                                                            if k != "name"})["Dhcp4"]
+                                                            if k != "name"}, kea_settings)["Dhcp4"]
 
 
 @pytest.mark.parametrize("mode", ["hot-standby", "load-balancing"])
 @pytest.mark.parametrize("name", ["pxe01", "pxe02"])
-def test_each_isc_side_passes_dhcpd_t(mode, name, tmp_path):
+def test_each_isc_side_passes_dhcpd_t(mode, name, tmp_path, isc_settings):
     plan = plan_of(servers({"mode": mode, "mclt": 600, "auto_partner_down": 300}, backend="isc"))
-    text = dhcpd_config(plan, server(name))
+    text = dhcpd_config(plan, server(name), isc_settings)
     me, partner = (ADDRESSES[name], ADDRESSES["pxe02" if name == "pxe01" else "pxe01"])
     block = text[text.index('failover peer "%s" {' % ISC_FAILOVER_PEER):]
     block = block[:block.index("}\n") + 2]
@@ -249,9 +249,9 @@ def test_each_isc_side_passes_dhcpd_t(mode, name, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_dhcpd_t_is_a_real_gate_for_failover(tmp_path):
+def test_dhcpd_t_is_a_real_gate_for_failover(tmp_path, isc_settings):
     """A pool naming a failover peer that is not declared fails the checker."""
     plan = plan_of(servers({"mode": "hot-standby"}, backend="isc"))
-    text = dhcpd_config(plan, server("pxe01"))
+    text = dhcpd_config(plan, server("pxe01"), isc_settings)
     broken = text.replace('failover peer "%s" {' % ISC_FAILOVER_PEER, 'failover peer "other" {', 1)
     assert dhcpd_check(broken, tmp_path).returncode != 0

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Renderers: structure, and the real daemons' own checkers on what they render."""
+"""DHCP renderers: structure, and the real daemons' own checkers on what they render."""
 from __future__ import annotations
 
 import json
@@ -9,31 +9,11 @@ import subprocess
 import pytest
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BOOT_RULES
-from ansible_collections.centra.pxe.plugins.module_utils._plan import build_plan
-from ansible_collections.centra.pxe.plugins.module_utils._render_dhcp import dhcpd_config, kea_dhcp4_config
-from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
-    entry_script, healthz, menu_script, node_scripts,
-)
+from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import (
+    ISC_SETTINGS, KEA_SETTINGS, dhcpd_config, kea_dhcp4_config)
 
 SERVER = {"address": "192.0.2.2", "http_base": "http://192.0.2.2",
           "loaders": {"bios": "undionly.kpxe", "efi64": "ipxe.efi", "efi32": "", "arm32": None, "arm64": "arm64.efi"}}
-ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
-
-
-@pytest.fixture(scope="module")
-def plan():
-    subnets = [{"cidr": "192.0.2.0/24", "pool": "192.0.2.100-192.0.2.199", "gateway": "192.0.2.1", "dns": ["192.0.2.1"]},
-               {"cidr": "198.51.100.0/24", "pool": "198.51.100.100-198.51.100.200"}]
-    profiles = {"worker": {"kernel": ASSET, "initrd": ASSET, "cmdline": "panic=-1", "services": ["k8shost"]},
-                "control_plane": {"label": "Control plane", "kernel": ASSET, "initrd": ASSET}}
-    nodes = {
-        "node01": {"groups": ["control_plane"], "pxe_mac": "52:54:00:00:01:01", "pxe_ip": "192.0.2.11"},
-        "node02": {"groups": ["worker"], "pxe_mac": ["52:54:00:00:02:01", "52:54:00:00:02:02"], "pxe_ip": "198.51.100.12"},
-        "node03": {"groups": ["worker"], "pxe_mac": "52:54:00:00:03:01"},
-        "node04": {"groups": ["worker"], "pxe_mac": "52:54:00:00:04:01", "pxe_boot": "local"},
-        "node05.rack1.example": {"groups": ["worker"], "pxe_mac": "52:54:00:00:05:01", "pxe_boot": "menu"},
-    }
-    return build_plan(subnets, profiles, nodes)
 
 
 def _checker(name):
@@ -42,9 +22,9 @@ def _checker(name):
     return path
 
 
-def test_kea_config_is_accepted_by_kea(plan, tmp_path):
-    config = kea_dhcp4_config(plan, SERVER, {"interfaces": ["lo"], "lease_file": str(tmp_path / "leases.csv"),
-                                             "control_socket": str(tmp_path / "ctrl.sock")})
+def test_kea_config_is_accepted_by_kea(plan, tmp_path, kea_settings):
+    config = kea_dhcp4_config(plan, SERVER, dict(kea_settings, interfaces=["lo"], lease_file=str(tmp_path / "leases.csv"),
+                                                 control_socket=str(tmp_path / "ctrl.sock")))
     path = tmp_path / "kea-dhcp4.conf"
     path.write_text(json.dumps(config))
     run = subprocess.run([_checker("kea-dhcp4"), "-t", str(path)], capture_output=True, text=True, check=False)
@@ -60,8 +40,8 @@ def test_kea_rejects_what_it_should(tmp_path):
     assert run.returncode != 0
 
 
-def test_kea_config_structure(plan):
-    dhcp4 = kea_dhcp4_config(plan, SERVER, {"interfaces": ["eth1"]})["Dhcp4"]
+def test_kea_config_structure(plan, kea_settings):
+    dhcp4 = kea_dhcp4_config(plan, SERVER, dict(kea_settings, interfaces=["eth1"]))["Dhcp4"]
     assert dhcp4["interfaces-config"]["interfaces"] == ["eth1"]
     assert dhcp4["interfaces-config"]["service-sockets-max-retries"] > 0
     assert dhcp4["lease-database"]["persist"] is True
@@ -81,7 +61,7 @@ def test_kea_config_structure(plan):
     loggers = {logger["name"]: logger["severity"] for logger in dhcp4["loggers"]}
     assert loggers == {"kea-dhcp4": "INFO", "kea-dhcp4.eval": "WARN", "kea-dhcp4.options": "WARN"}
 
-    debug = kea_dhcp4_config(plan, SERVER, {"log_severity": "DEBUG"})["Dhcp4"]
+    debug = kea_dhcp4_config(plan, SERVER, dict(kea_settings, log_severity="DEBUG"))["Dhcp4"]
     assert {logger["severity"] for logger in debug["loggers"]} == {"DEBUG"}
     classes = {c["name"]: c for c in debug["client-classes"]}
     assert len(classes) == len(BOOT_RULES) + 2
@@ -103,15 +83,15 @@ def test_kea_config_structure(plan):
     assert dhcp4["ip-reservations-unique"] is False  # node02's two NICs share its address
 
 
-def test_dhcpd_config_is_accepted_by_dhcpd(plan, tmp_path):
+def test_dhcpd_config_is_accepted_by_dhcpd(plan, tmp_path, isc_settings):
     path = tmp_path / "dhcpd.conf"
-    path.write_text(dhcpd_config(plan, SERVER))
+    path.write_text(dhcpd_config(plan, SERVER, isc_settings))
     run = subprocess.run([_checker("dhcpd"), "-t", "-cf", str(path)], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_dhcpd_config_structure(plan):
-    text = dhcpd_config(plan, SERVER)
+def test_dhcpd_config_structure(plan, isc_settings):
+    text = dhcpd_config(plan, SERVER, isc_settings)
     assert 'if ((exists user-class and option user-class = "iPXE") or exists ipxe-encap-opts) {' in text
     assert "substring(option arch, 0, 2) = 00:07" in text and "substring(option arch, 0, 2) = 00:09" in text
     assert 'option vendor-class-identifier "HTTPClient";' in text
@@ -121,54 +101,20 @@ def test_dhcpd_config_structure(plan):
     assert text.count("} elsif") == len(BOOT_RULES)
 
 
-def test_entry_script_picks_the_booting_interface(plan):
-    text = entry_script(plan, "http://192.0.2.2/")
-    assert text.startswith("#!ipxe\n")
-    assert "set centra-base http://192.0.2.2\n" in text
-    assert "chain --autofree ${centra-base}/nodes/${mac:hexhyp}.ipxe || goto failed" in text
-    assert "net0/mac" not in text
-    # A node script that returns (boot from local disk) hands back to the firmware.
-    assert "|| goto failed\nexit\n:failed" in text
-    assert "goto start" in text  # a failed download is retried
+@pytest.mark.parametrize("missing", KEA_SETTINGS)
+def test_kea_names_a_missing_setting(plan, kea_settings, missing):
+    """The role's defaults are the only defaults: the renderer names what it was not given."""
+    with pytest.raises(ValueError, match="the Kea settings lack %s: pass every one of" % missing):
+        kea_dhcp4_config(plan, SERVER, {k: v for k, v in kea_settings.items() if k != missing})
 
 
-def test_node_scripts_one_per_mac(plan):
-    scripts = node_scripts(plan, "http://192.0.2.2")
-    assert sorted(scripts) == ["52-54-00-00-01-01.ipxe", "52-54-00-00-02-01.ipxe", "52-54-00-00-02-02.ipxe",
-                               "52-54-00-00-03-01.ipxe", "52-54-00-00-04-01.ipxe", "52-54-00-00-05-01.ipxe"]
-    assert scripts["52-54-00-00-02-01.ipxe"] == scripts["52-54-00-00-02-02.ipxe"]
-    worker = scripts["52-54-00-00-02-01.ipxe"]
-    assert ("kernel ${centra-base}/profiles/worker/vmlinuz initrd=initrd panic=-1 centra.profile=worker "
-            "centra.services=k8shost console=tty0 console=ttyS0,115200 || goto install_failed") in worker
-    assert "initrd ${centra-base}/profiles/worker/initrd || goto install_failed" in worker
-    assert "centra.profile=control_plane" in scripts["52-54-00-00-01-01.ipxe"]
-    local = scripts["52-54-00-00-04-01.ipxe"]
-    assert "\nexit\n" in local and "kernel" not in local
-    assert "chain --autofree ${centra-base}/menu.ipxe" in scripts["52-54-00-00-05-01.ipxe"]
+@pytest.mark.parametrize("missing", ISC_SETTINGS)
+def test_dhcpd_names_a_missing_setting(plan, isc_settings, missing):
+    with pytest.raises(ValueError, match="the ISC dhcpd settings lack %s" % missing):
+        dhcpd_config(plan, SERVER, {k: v for k, v in isc_settings.items() if k != missing})
 
 
-def test_node_script_console_is_configurable(plan):
-    scripts = node_scripts(plan, "http://192.0.2.2", {"console": ["ttyS1,9600"]})
-    assert "console=ttyS1,9600 ||" in scripts["52-54-00-00-03-01.ipxe"]
-
-
-def test_menu(plan):
-    text = menu_script(plan, "http://192.0.2.2", {"menu_default": "worker", "menu_timeout": 5})
-    assert "item profile_control_plane Control plane" in text
-    assert "item profile_worker worker" in text
-    assert "choose --timeout 5000 --default profile_worker target" in text
-    assert "item shell iPXE shell" in text and ":shell" in text
-    assert text.count("\nkernel ") == 2
-    assert "--default local" in menu_script(plan, "http://192.0.2.2")
-
-
-def test_menu_default_must_exist(plan):
-    with pytest.raises(ValueError, match="neither a profile"):
-        menu_script(plan, "http://192.0.2.2", {"menu_default": "wroker"})
-
-
-def test_healthz(plan):
-    body = json.loads(healthz(plan))
-    assert body["status"] == "ok" and body["config_version"] == plan["digest"]
-    assert body["nodes"] == 5 and body["profiles"] == ["control_plane", "worker"]
-    assert body["assets"]["worker/vmlinuz"] == ASSET["checksum"]
+def test_false_and_empty_settings_are_values_not_gaps(plan, kea_settings, isc_settings):
+    assert kea_dhcp4_config(plan, SERVER, dict(kea_settings, interfaces=[], authoritative=False))["Dhcp4"][
+        "authoritative"] is False
+    assert "authoritative;" not in dhcpd_config(plan, SERVER, dict(isc_settings, authoritative=False))

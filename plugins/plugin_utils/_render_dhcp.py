@@ -1,14 +1,20 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+
+# PRIVATE to the centra.pxe collection: controller-side code of its plugins, never
+# shipped to a managed host. Not an API: it may change in any release.
 """DHCP configurations from the boot plan: Kea (a dict for kea-dhcp4.conf) and ISC
 dhcpd (dhcpd.conf text). The client classification of both comes from BOOT_RULES,
 so the two backends give the same answers.
+
+The renderers take resolved settings and know no defaults: the pxe_dhcp role's
+defaults are the one place those are written, and a setting left out is an error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     BOOT_RULES,
@@ -16,34 +22,18 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     IPXE_ENCAP_OPTION,
     BootRule,
     BootServer,
+    boot_server,
     decide,
 )
+from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
+from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationship
 
 KEA_CLASS_PREFIX = "centra_"
-KEA_DEFAULTS: Dict[str, Any] = {
-    "interfaces": [],
-    "lease_file": "/var/lib/kea/kea-leases4.csv",
-    "control_socket": "/run/kea/kea4-ctrl-socket",
-    "valid_lifetime": 3600,
-    "authoritative": True,
-    # Kea will not open a socket on an interface without carrier: keep retrying
-    # instead of giving up on boot (DESIGN.md, lab notes).
-    "socket_retries": 60,
-    "socket_retry_wait_ms": 5000,
-    "log_severity": "INFO",
-    # Debian 12 (kea-common) on x86-64; arm64 has them under aarch64-linux-gnu.
-    "hooks_dir": "/usr/lib/x86_64-linux-gnu/kea/hooks",
-}
+# The settings each renderer reads (the pxe_dhcp role passes them from its variables).
+KEA_SETTINGS = ("interfaces", "lease_file", "control_socket", "valid_lifetime", "authoritative",
+                "socket_retries", "socket_retry_wait_ms", "log_severity", "hooks_dir")
+ISC_SETTINGS = ("valid_lifetime", "authoritative")
 ISC_FAILOVER_PEER = "centra-pxe"
-
-
-def ha_relationship(plan: Mapping[str, Any], server: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
-    """The HA relationship of the plan this server (by its inventory name) belongs to, if any."""
-    name = server.get("name")
-    for relationship in plan.get("ha") or []:
-        if any(peer["name"] == name for peer in relationship["peers"]):
-            return dict(relationship)
-    return None
 
 
 def kea_ha_hooks(relationship: Mapping[str, Any], this_server: str, hooks_dir: str) -> List[Dict[str, Any]]:
@@ -71,15 +61,6 @@ def kea_ha_hooks(relationship: Mapping[str, Any], this_server: str, hooks_dir: s
             "peers": peers,
         }]}},
     ]
-
-
-def boot_server(server: Mapping[str, Any]) -> BootServer:
-    """The BootServer of a server settings mapping (address, http_base, loaders)."""
-    return BootServer(
-        address=str(server["address"]),
-        http_base=str(server["http_base"]).rstrip("/"),
-        loaders={k: (v or None) for k, v in dict(server.get("loaders") or {}).items()},
-    )
 
 
 def _kea_arch_test(rule: BootRule) -> str:
@@ -146,11 +127,9 @@ def _kea_subnet_options(subnet: Mapping[str, Any]) -> List[Dict[str, Any]]:
     return options
 
 
-def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any],
-                     settings: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: Mapping[str, Any]) -> Dict[str, Any]:
     """The whole kea-dhcp4 configuration ({"Dhcp4": ...}) for one PXE server."""
-    opts = dict(KEA_DEFAULTS)
-    opts.update(settings or {})
+    opts = resolved_settings(settings, KEA_SETTINGS, "Kea", "pxe_dhcp")
     boot = boot_server(server)
     by_subnet: Dict[int, List[Dict[str, Any]]] = {s["id"]: [] for s in plan["subnets"]}
     global_reservations: List[Dict[str, Any]] = []
@@ -253,11 +232,9 @@ def _isc_failover_peer(relationship: Mapping[str, Any], this_server: str) -> Lis
     return lines
 
 
-def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any],
-                 settings: Optional[Mapping[str, Any]] = None) -> str:
+def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
     """dhcpd.conf text for one PXE server (ISC DHCP, for sites that still run it)."""
-    opts = {"valid_lifetime": 3600, "authoritative": True}
-    opts.update(settings or {})
+    opts = resolved_settings(settings, ISC_SETTINGS, "ISC dhcpd", "pxe_dhcp")
     boot = boot_server(server)
     lines = [
         "# Managed by centra.pxe: changes here are overwritten. Plan %s." % plan["digest"],
