@@ -12,7 +12,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.centra.pxe.plugins.module_utils._endpoint import EndpointError, server_endpoint
 from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
-from ansible_collections.centra.pxe.plugins.module_utils._render_dhcp import ha_relationship
+from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationship
 from ansible_collections.centra.pxe.plugins.plugin_utils._server_context import server_context
 
 ARGUMENT_SPEC = {
