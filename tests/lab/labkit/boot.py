@@ -67,11 +67,12 @@ DISKS_DIR = STATE_DIR / "disks"          # --disk NAME: DISKS_DIR/NAME.img, kept
 DISK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_DISK_MB = 256
 DEFAULT_MAX_BOOTS = 3                    # with --disk: install, then local boot, and one spare
+RESET_SETTLE = 5.0                       # s: guest resets closer together are one reboot
 # --network: which lab bridge the machine's NICs are plugged into.
 NETWORK_BRIDGES = {"near": BRIDGE, "far": FAR_BRIDGE}
 TAIL_LINES = 40
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]")
+_ANSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]")
 # The notations the lab has always taken. The collection's parser needs netaddr for all
 # but the colon form, and lab.py runs on the standard library alone: these three are
 # rewritten to colons first, and every check is the collection's.
@@ -83,19 +84,28 @@ _BARE = re.compile(r"[0-9A-Fa-f]{12}")
 def _collection_parse_mac() -> Any:
     """The collection's one MAC parser (centra.pxe.plugins.module_utils._mac).
 
-    The repository is the collection; it resolves as
-    .ansible/collections/ansible_collections/centra/pxe (a symlink to the checkout),
-    the same path molecule/resources/labclient.py puts on sys.path.
+    Importable as it is when the checkout sits in an ansible_collections tree (or a test
+    put one on sys.path); otherwise through .ansible/collections/ansible_collections/
+    centra/pxe, the link to the checkout that molecule/resources/labclient.py uses too.
     """
-    collections = LAB_DIR.parent.parent / ".ansible" / "collections"
-    if str(collections) not in sys.path:
-        sys.path.insert(0, str(collections))
+    repository = LAB_DIR.parent.parent
+    candidates = [repository / ".ansible" / "collections"]
+    if repository.parent.parent.name == "ansible_collections":
+        candidates.insert(0, repository.parent.parent.parent)
+    try:
+        from ansible_collections.centra.pxe.plugins.module_utils import _mac
+        return _mac
+    except ImportError:
+        pass
+    for path in candidates:
+        if path.is_dir() and str(path) not in sys.path:
+            sys.path.insert(0, str(path))
     try:
         from ansible_collections.centra.pxe.plugins.module_utils import _mac
     except ImportError as err:
-        raise LabError(f"cannot import the collection's MAC parser from {collections} "
-                       f"(is ansible_collections/centra/pxe linked to the repository?): {err}") \
-            from None
+        raise LabError(f"cannot import the collection's MAC parser (centra.pxe from "
+                       f"{candidates[-1]}: is ansible_collections/centra/pxe linked to the "
+                       f"repository?): {err}") from None
     return _mac
 
 
@@ -297,12 +307,6 @@ class SerialWatcher:
         self.path = path
         self.offset = 0
         self.pending = b""
-        self.printed = False      # visible text since the last take_printed()
-
-    def take_printed(self) -> bool:
-        """Whether the guest printed anything visible since the last call."""
-        printed, self.printed = self.printed, False
-        return printed
 
     def poll(self) -> list[tuple[str, str]]:
         try:
@@ -313,8 +317,6 @@ class SerialWatcher:
             return []
         self.offset += len(chunk)
         self.pending += chunk
-        if chunk and clean_text(chunk).strip():
-            self.printed = True
         *complete, self.pending = self.pending.split(b"\n")
         found = []
         for raw_line in complete:
@@ -499,6 +501,14 @@ def _qemu_preexec() -> None:
     set_parent_death_signal()
 
 
+def _event_time(event: dict[str, Any]) -> float | None:
+    stamp = event.get("timestamp") or {}
+    try:
+        return float(stamp["seconds"]) + float(stamp["microseconds"]) / 1e6
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class _Progress:
     """What a watched boot has seen so far: markers, boots, and whether it is done."""
 
@@ -510,6 +520,7 @@ class _Progress:
         self.line: str | None = None       # the --until line, once seen
         self.too_many_boots = False
         self.powered_off = False
+        self.last_reset: float | None = None
 
     def seen(self, found: list[tuple[str, str]]) -> None:
         for marker, line in found:
@@ -521,15 +532,17 @@ class _Progress:
             if until_reached(self.request.until, marker, line):
                 self.line = line
 
-    def events(self, events: list[dict[str, Any]], watcher: SerialWatcher) -> None:
+    def events(self, events: list[dict[str, Any]]) -> None:
         for event in events:
             name = event.get("event")
             data = event.get("data") or {}
             if name == "RESET" and data.get("guest", True):
                 # One reboot can be several resets: Linux's restart, then SeaBIOS resets
-                # the machine again on a warm start before it prints a thing. A reset
-                # starts a new boot only if the guest printed something since the last.
-                if not watcher.take_printed():
+                # the machine again on a warm start. Resets less than RESET_SETTLE
+                # seconds apart (QEMU's event times) are one reboot.
+                at = _event_time(event)
+                previous, self.last_reset = self.last_reset, at
+                if previous is not None and at is not None and at - previous < RESET_SETTLE:
                     continue
                 self.boot += 1
                 log(f"the guest rebooted ({data.get('reason', '?')}): boot {self.boot}")
@@ -560,7 +573,7 @@ def _watch(request: BootRequest, process: subprocess.Popen[bytes], serial_log: P
         if progress.line is not None:
             return progress.result(True, serial_log, "ok")
         if events is not None:
-            progress.events(events.poll(), watcher)
+            progress.events(events.poll())
             progress.seen(watcher.poll())
             if progress.line is not None:
                 return progress.result(True, serial_log, "ok")
