@@ -284,9 +284,12 @@ def ensure_image() -> tuple[Path, Path]:
     IMAGE_DIR.mkdir(parents=True, exist_ok=True)
     wanted = NET_MODULES + DISK_MODULES
     kernel = meta.get("kernel_package")
-    have_modules = all((MODULES_DIR / f"{name}.ko").exists() for name in wanted)
-    if not VMLINUZ.exists() or not kernel or not have_modules \
-            or meta.get("modules") != list(wanted):
+    # The modules must come from the package vmlinuz came from; MODULES_DIR/.kernel
+    # names it (an older harness may have rewritten image.json without the modules).
+    stamp = MODULES_DIR / ".kernel"
+    have_modules = (stamp.exists() and stamp.read_text().strip() == kernel
+                    and all((MODULES_DIR / f"{name}.ko").exists() for name in wanted))
+    if not VMLINUZ.exists() or not kernel or not have_modules:
         kernel = fetch_kernel(VMLINUZ, MODULES_DIR, wanted)
     find = _module_finder(MODULES_DIR)
     local_modules = module_order(DISK_MODULES, find)
@@ -350,6 +353,7 @@ def fetch_kernel(dest: Path, modules_dir: Path, modules: tuple[str, ...]) -> str
         tmp_dest = dest.with_suffix(".tmp")
         shutil.copyfile(kernels[0], tmp_dest)
         os.replace(tmp_dest, dest)
+        (modules_dir / ".kernel").write_text(package + "\n")
     return package
 
 
