@@ -118,6 +118,10 @@ def canonical_mac(text: str) -> str:
     elif _CISCO.fullmatch(value) or _BARE.fullmatch(value):
         digits = value.replace(".", "")
         value = ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+    if not mac.COLON_RE.match(value):
+        # Not one of the lab's notations: refused here, so that the answer does not
+        # depend on whether netaddr happens to be installed.
+        raise LabError(f"{text!r} is not a MAC address")
     try:
         return str(mac.parse_mac(value))
     except mac.MacError as err:
