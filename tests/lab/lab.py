@@ -3,6 +3,8 @@
     python3 tests/lab/lab.py up [--inventory PATH] [--hosts N] [--apt-packages a,b] [--far-network]
     python3 tests/lab/lab.py boot --mac MAC --firmware bios|uefi [--timeout S] [--json]
                                   [--network near|far]
+                                  [--disk NAME [--disk-size MB] [--fresh-disk]]
+                                  [--until MARKER] [--max-boots N]
     python3 tests/lab/lab.py down [--purge-logs]
     python3 tests/lab/lab.py image | status
     python3 tests/lab/lab.py exec [--router] -- CMD...   (run CMD on the lab network,
@@ -253,24 +255,35 @@ def cmd_image(args: argparse.Namespace) -> int:
 # --- boot ---------------------------------------------------------------------------------
 
 
-def cmd_boot(args: argparse.Namespace) -> int:
+def boot_request(args: argparse.Namespace) -> boot.BootRequest:
+    """The `boot` arguments as a request. Without --disk, --max-boots and --until it is
+    the boot of the contract: one boot, -no-reboot, done at PXE-BOOT-OK."""
     macs = [boot.canonical_mac(m) for m in [args.mac, *args.extra_mac]]
-    request = boot.BootRequest(
-        macs=macs, firmware=args.firmware, timeout=args.timeout,
+    if args.disk is None and (args.disk_size is not None or args.fresh_disk):
+        raise LabError("--disk-size and --fresh-disk need --disk NAME")
+    max_boots = args.max_boots
+    if max_boots is None:
+        max_boots = boot.DEFAULT_MAX_BOOTS if args.disk is not None else 1
+    timeout = args.timeout if args.timeout is not None else 180.0 * max_boots
+    return boot.BootRequest(
+        macs=macs, firmware=args.firmware, timeout=timeout,
         boot_nic=args.boot_nic or 1, attach_all=args.boot_nic is None or args.attach_all,
         http_boot=args.http_boot,
         nic_model=args.nic_model or ("virtio" if args.firmware == "uefi" else "e1000"),
         memory_mb=args.memory, network=args.network,
+        disk=args.disk, disk_size_mb=args.disk_size or boot.DEFAULT_DISK_MB,
+        fresh_disk=args.fresh_disk, until=args.until or boot.SUCCESS_MARK,
+        max_boots=max_boots,
     )
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    request = boot_request(args)
     result = boot.run_boot(request)
     if args.json:
         print(boot.result_json(request, result))
-    elif result.ok:
-        print(result.line)
     else:
-        print(f"lab: boot failed: {result.reason}; last {len(result.tail)} lines of "
-              f"{result.log_path}:")
-        print("\n".join(result.tail))
+        print(boot.result_text(request, result))
     if result.ok:
         log(f"{request.macs[request.boot_nic - 1]} booted in {result.seconds:.1f}s")
     return 0 if result.ok else 1
@@ -373,7 +386,8 @@ def parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("boot", help="PXE-boot one QEMU machine and wait for PXE-BOOT-OK")
     bt.add_argument("--mac", required=True, help="MAC of the first NIC")
     bt.add_argument("--firmware", required=True, choices=("bios", "uefi"))
-    bt.add_argument("--timeout", type=float, default=180.0, metavar="S")
+    bt.add_argument("--timeout", type=float, metavar="S",
+                    help="give up after S seconds (default 180 per allowed boot)")
     bt.add_argument("--extra-mac", action="append", default=[], metavar="MAC",
                     help="add another NIC (repeatable)")
     bt.add_argument("--boot-nic", type=int, metavar="N",
@@ -389,6 +403,20 @@ def parser() -> argparse.ArgumentParser:
     bt.add_argument("--network", choices=("near", "far"), default="near",
                     help="near: the PXE hosts' network 192.0.2.0/24 (default); far: "
                          "198.51.100.0/24 behind the relay (needs `up --far-network`)")
+    bt.add_argument("--disk", metavar="NAME",
+                    help="attach the persistent disk NAME (a raw file in the lab's state "
+                         "directory, created empty on first use), booted after the network; "
+                         "the machine may then reboot (see --max-boots)")
+    bt.add_argument("--disk-size", type=int, metavar="MB",
+                    help=f"size of a new disk in MiB (default {boot.DEFAULT_DISK_MB})")
+    bt.add_argument("--fresh-disk", action="store_true",
+                    help="empty the disk first (as if new)")
+    bt.add_argument("--until", metavar="MARKER",
+                    help="succeed at the first serial line starting with MARKER, e.g. "
+                         "LOCAL-BOOT-OK or 'LOCAL-BOOT-OK node01' (default PXE-BOOT-OK)")
+    bt.add_argument("--max-boots", type=int, metavar="N",
+                    help="let the guest reboot: fail when it starts boot N+1 "
+                         f"(default {boot.DEFAULT_MAX_BOOTS} with --disk, else 1: -no-reboot)")
     bt.add_argument("--json", action="store_true", help="print one JSON object")
     bt.set_defaults(func=cmd_boot)
 
