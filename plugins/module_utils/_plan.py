@@ -33,7 +33,10 @@ from typing import Any, Dict
 
 PLAN_SCHEMA = 1
 # What a node boots (pxe_boot): its profile's installer, its local disk, or the menu.
-BOOT_MODES = ("install", "local", "menu")
+# install: boot the profile until its installer reports "installed", then the local disk
+# (the lifecycle service decides); netboot: the profile on every boot (diskless);
+# local: the local disk; menu: the menu.
+BOOT_MODES = ("install", "netboot", "local", "menu")
 
 
 def dump_plan(plan: Mapping[str, Any]) -> str:

@@ -9,22 +9,34 @@ an error.
 Layout under the HTTP root:
     boot.ipxe               entry: chains nodes/${mac:hexhyp}.ipxe
     menu.ipxe               profiles menu; nginx serves it for any unknown nodes/ path
-    nodes/<mac>.ipxe        one per MAC of every node
+    nodes/<mac>.ipxe        one per MAC of every node (for an install node: the
+                            local-boot script, served only when the lifecycle
+                            service has no file of its own for the MAC)
     profiles/<p>/vmlinuz|initrd
     loaders/                the EFI loaders, for UEFI HTTP boot
     healthz                 JSON: status, config version, asset checksums
+
+For the node lifecycle (pxe_boot: install), lifecycle_scripts() renders two variants per
+MAC, which the lifecycle service picks from: install/<mac>.ipxe (the profile, with
+centra.node=, and the placeholders @CENTRA_CALLBACK@ and @CENTRA_TOKEN@ the service
+fills in) and local/<mac>.ipxe (boot the local disk).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
 from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
 
 NODE_DIR = "nodes"
+INSTALL_DIR = "install"
+LOCAL_DIR = "local"
+# Filled in by the lifecycle service when it serves an install script.
+CALLBACK_PLACEHOLDER = "@CENTRA_CALLBACK@"
+TOKEN_PLACEHOLDER = "@CENTRA_TOKEN@"
 MENU_SCRIPT = "menu.ipxe"
 ENTRY_SCRIPT = "boot.ipxe"
 # The settings the scripts read; the pxe_ipxe role passes all of them from its variables
@@ -44,20 +56,22 @@ def _header(plan: Optional[Mapping[str, Any]], base: str, what: str) -> List[str
     ]
 
 
-def _kernel_args(profile: Mapping[str, Any], opts: Mapping[str, Any]) -> str:
+def _kernel_args(profile: Mapping[str, Any], opts: Mapping[str, Any], extra: Sequence[str] = ()) -> str:
     # initrd=<name>: Debian's 2019 iPXE under EFI does not pass the initrd without it.
-    words = ["initrd=initrd", profile["cmdline"]]
+    words = ["initrd=initrd", profile["cmdline"]] + list(extra)
     words.extend("console=%s" % c for c in opts["console"])
     return " ".join(w for w in words if w)
 
 
-def _boot_lines(profile: Mapping[str, Any], opts: Mapping[str, Any], label: str, who: str) -> List[str]:
+def _boot_lines(profile: Mapping[str, Any], opts: Mapping[str, Any], label: str, who: str,
+                extra: Sequence[str] = ()) -> List[str]:
     name = profile["name"]
     return [
         ":%s" % label,
         "imgfree",
         "echo centra.pxe: %s boots profile %s" % (who, name),
-        "kernel ${centra-base}/profiles/%s/vmlinuz %s || goto %s_failed" % (name, _kernel_args(profile, opts), label),
+        "kernel ${centra-base}/profiles/%s/vmlinuz %s || goto %s_failed" % (name, _kernel_args(profile, opts, extra),
+                                                                            label),
         "initrd ${centra-base}/profiles/%s/initrd || goto %s_failed" % (name, label),
         "boot || goto %s_failed" % label,
         ":%s_failed" % label,
@@ -78,8 +92,11 @@ def entry_script(plan: Mapping[str, Any], http_base: str, settings: Mapping[str,
         # failure and is retried, never mistaken for "unknown node".
         ":start",
         "chain --autofree ${centra-base}/%s/${mac:hexhyp}.ipxe || goto failed" % NODE_DIR,
-        # The chained script returns only to boot from local disk: hand back to the firmware.
-        "exit",
+        # The chained script returns only to boot from local disk: hand back to the
+        # firmware with a failure status. A UEFI boot manager shows its menu when a boot
+        # option succeeds and goes on to the next one (the disk) only when it fails;
+        # SeaBIOS goes on either way (measured in the lab: tests/lab/README.md).
+        "exit 1",
         ":failed",
         "echo centra.pxe: could not fetch the boot script for ${mac} from ${centra-base} (${errno})",
         "echo centra.pxe: retrying in %d s (press a key to retry now)" % int(opts["retry_seconds"]),
@@ -128,27 +145,76 @@ def menu_script(plan: Mapping[str, Any], http_base: str, settings: Mapping[str, 
     return "\n".join(lines) + "\n"
 
 
+def _local_lines(node: Mapping[str, Any]) -> List[str]:
+    # BIOS: sanboot the first disk (some BIOSes do not go on to the next boot device when
+    # the PXE ROM returns); if that fails, and on UEFI, return to the firmware, which
+    # boots its next entry (the entry script exits with a failure status for that).
+    return [
+        "echo centra.pxe: %s boots from local disk" % node["name"],
+        "iseq ${platform} pcbios && sanboot --no-describe --drive 0x80 ||",
+        "exit",
+    ]
+
+
+def _node_header(node: Mapping[str, Any], http_base: str, what: str = "") -> List[str]:
+    return _header(None, http_base, "Node %s (profile %s, boot %s%s)" % (node["name"], node["profile"], node["boot"], what))
+
+
 def node_script(plan: Mapping[str, Any], node: Mapping[str, Any], http_base: str,
                 settings: Mapping[str, Any]) -> str:
+    """nodes/<mac>.ipxe. An install node's is the local-boot script: nginx serves it only when
+    the lifecycle service has no file for the MAC, and then a node boots its disk rather
+    than installing again."""
     opts = resolved_settings(settings, IPXE_SETTINGS, "iPXE", "pxe_ipxe")
-    lines = _header(None, http_base, "Node %s (profile %s, boot %s)" % (node["name"], node["profile"], node["boot"]))
-    if node["boot"] == "local":
-        lines += ["echo centra.pxe: %s boots from local disk" % node["name"], "exit"]
+    lines = _node_header(node, http_base)
+    if node["boot"] in ("local", "install"):
+        lines += _local_lines(node)
     elif node["boot"] == "menu":
         lines += ["chain --autofree ${centra-base}/%s" % MENU_SCRIPT]
     else:
-        lines += _boot_lines(plan["profiles"][node["profile"]], opts, "install", node["name"])
+        lines += _boot_lines(plan["profiles"][node["profile"]], opts, "netboot", node["name"])
     return "\n".join(lines) + "\n"
+
+
+def install_script(plan: Mapping[str, Any], node: Mapping[str, Any], http_base: str,
+                   settings: Mapping[str, Any]) -> str:
+    """The install boot of a node: its profile, with the lifecycle arguments the installer
+    reports with (the service fills in the callback URL and the token)."""
+    opts = resolved_settings(settings, IPXE_SETTINGS, "iPXE", "pxe_ipxe")
+    extra = ["centra.node=%s" % node["name"], "centra.callback=%s" % CALLBACK_PLACEHOLDER,
+             "centra.token=%s" % TOKEN_PLACEHOLDER]
+    lines = _node_header(node, http_base, ", installing")
+    lines += _boot_lines(plan["profiles"][node["profile"]], opts, "install", node["name"], extra)
+    return "\n".join(lines) + "\n"
+
+
+def local_script(node: Mapping[str, Any], http_base: str) -> str:
+    """The local-boot script of an install node once its installer reported installed."""
+    return "\n".join(_node_header(node, http_base, ", installed") + _local_lines(node)) + "\n"
+
+
+def _per_mac(node: Mapping[str, Any], text: str) -> Dict[str, str]:
+    return {"%s.ipxe" % format_mac(mac, "hyphen"): text for mac in node["macs"]}
 
 
 def node_scripts(plan: Mapping[str, Any], http_base: str,
                  settings: Mapping[str, Any]) -> Dict[str, str]:
     """File name (relative to the nodes/ directory) -> script, one per MAC."""
-    out = {}
+    out: Dict[str, str] = {}
     for node in plan["nodes"]:
-        text = node_script(plan, node, http_base, settings)
-        for mac in node["macs"]:
-            out["%s.ipxe" % format_mac(mac, "hyphen")] = text
+        out.update(_per_mac(node, node_script(plan, node, http_base, settings)))
+    return out
+
+
+def lifecycle_scripts(plan: Mapping[str, Any], http_base: str,
+                      settings: Mapping[str, Any]) -> Dict[str, Dict[str, str]]:
+    """{"install": {file: script}, "local": {file: script}}: the two variants per MAC of every
+    install node, which the lifecycle service picks from by the node's state."""
+    out: Dict[str, Dict[str, str]] = {INSTALL_DIR: {}, LOCAL_DIR: {}}
+    for node in plan["nodes"]:
+        if node["boot"] == "install":
+            out[INSTALL_DIR].update(_per_mac(node, install_script(plan, node, http_base, settings)))
+            out[LOCAL_DIR].update(_per_mac(node, local_script(node, http_base)))
     return out
 
 

@@ -12,6 +12,9 @@ description:
   - Renders one iPXE script per MAC of every node of the boot plan into O(dest), named
     C(<mac with hyphens>.ipxe) (iPXE's C(${mac:hexhyp})), and removes the scripts of MACs
     no longer in the plan.
+  - The script of a node whose C(pxe_boot) is C(install) boots the local disk: the node
+    lifecycle service serves the install script (see O(lifecycle_dest)) until the node's
+    installer reports C(installed), and nginx falls back on this one only without it.
   - One task for all nodes. A template loop would cost a task iteration per node, minutes
     for ten thousand.
   - Each file is written to a temporary file and renamed into place, so a client never
@@ -33,26 +36,18 @@ options:
         M(centra.pxe.pxe_ipxe) passes its variables; the module knows no defaults).
     type: dict
     required: true
-  override:
-    description: Boot mode per node name overriding the plan's.
-    type: dict
-    default: {}
-  boot:
-    description:
-      - Boot mode for every node, overriding the plan's and O(override).
-      - The reinstall playbook serves the C(install) scripts written with this.
-    type: str
-    choices: [install, local, menu]
   dest:
     description: The directory of the node scripts; created if missing.
     type: path
     required: true
-  install_dest:
+  lifecycle_dest:
     description:
-      - Also write, into this directory, every MAC's install script (as with O(boot=install), whatever
-        the plan, O(override) or O(boot) say), in the same module run.
-      - The role writes C(nodes/) and C(install/) (what the reinstall playbook serves) this way, so a
-        run carries the plan to the host once.
+      - Also write, in the same module run, the two scripts per MAC of every node whose C(pxe_boot) is
+        C(install), which the node lifecycle service picks from by the node's state:
+        C(install/<mac>.ipxe) (the profile, with C(centra.node=) and the placeholders for the callback
+        URL and the token the service fills in) and C(local/<mac>.ipxe) (the local disk).
+      - The role M(centra.pxe.pxe_ipxe) writes C(nodes/) and these this way, so a run carries the
+        plan to the host once.
     type: path
   mode:
     description: Permissions of the scripts.
@@ -96,26 +91,17 @@ count:
   description: How many scripts the directory holds afterwards.
   returned: always
   type: int
-install:
-  description: The same for O(install_dest).
-  returned: when O(install_dest) is set
+lifecycle:
+  description: The same for the C(install/) and C(local/) directories of O(lifecycle_dest).
+  returned: when O(lifecycle_dest) is set
   type: dict
   contains:
-    added:
-      description: Install scripts written for MACs that had none.
-      type: list
-      elements: str
-    updated:
-      description: Install scripts whose content changed.
-      type: list
-      elements: str
-    removed:
-      description: Install scripts removed because their MAC left the plan.
-      type: list
-      elements: str
-    count:
-      description: How many install scripts the directory holds afterwards.
-      type: int
+    install:
+      description: C(added), C(updated), C(removed) and C(count) of the install scripts.
+      type: dict
+    local:
+      description: C(added), C(updated), C(removed) and C(count) of the local-boot scripts.
+      type: dict
 """
 
 import os
@@ -123,8 +109,9 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES, load_plan
-from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import node_scripts
+from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
+from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
+    INSTALL_DIR, LOCAL_DIR, lifecycle_scripts, node_scripts)
 
 DIFF_LIMIT = 20  # file names listed in the diff; beyond that, counts only
 
@@ -208,10 +195,8 @@ def main():
             plan=dict(type="raw", required=True),
             http_base=dict(type="str", required=True),
             settings=dict(type="dict", required=True),
-            override=dict(type="dict", default={}),
-            boot=dict(type="str", choices=list(BOOT_MODES)),
             dest=dict(type="path", required=True),
-            install_dest=dict(type="path"),
+            lifecycle_dest=dict(type="path"),
             mode=dict(type="str", default="0644"),
         ),
         supports_check_mode=True,
@@ -221,19 +206,14 @@ def main():
         plan = load_plan(params["plan"])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    override = params["override"] or {}
     trees = []
     try:
         mode = int(params["mode"], 8)
-        if override or params["boot"]:
-            nodes = [dict(n, boot=params["boot"] or override.get(n["name"], n["boot"])) for n in plan["nodes"]]
-        else:
-            nodes = plan["nodes"]
-        trees.append((params["dest"], node_scripts(dict(plan, nodes=nodes), params["http_base"], params["settings"])))
-        if params["install_dest"]:
-            installs = [dict(n, boot="install") for n in plan["nodes"]]
-            trees.append((params["install_dest"],
-                          node_scripts(dict(plan, nodes=installs), params["http_base"], params["settings"])))
+        trees.append((params["dest"], node_scripts(plan, params["http_base"], params["settings"])))
+        if params["lifecycle_dest"]:
+            variants = lifecycle_scripts(plan, params["http_base"], params["settings"])
+            for kind in (INSTALL_DIR, LOCAL_DIR):
+                trees.append((os.path.join(params["lifecycle_dest"], kind), variants[kind]))
     except (KeyError, TypeError, ValueError) as exc:
         module.fail_json(msg="cannot render the node scripts: %s" % exc)
     try:
@@ -245,13 +225,14 @@ def main():
     except _Failure as exc:
         module.fail_json(msg=str(exc))
 
-    first = deltas[0]
-    result = dict(changed=any(d["changed"] for d in deltas), added=first["added"], updated=first["updated"],
-                  removed=first["removed"], count=len(trees[0][1]))
-    if params["install_dest"]:
-        install = deltas[1]
-        result["install"] = dict(added=install["added"], updated=install["updated"], removed=install["removed"],
-                                 count=len(trees[1][1]))
+    def counts(index):
+        delta = deltas[index]
+        return dict(added=delta["added"], updated=delta["updated"], removed=delta["removed"],
+                    count=len(trees[index][1]))
+
+    result = dict(changed=any(d["changed"] for d in deltas), **counts(0))
+    if params["lifecycle_dest"]:
+        result["lifecycle"] = {INSTALL_DIR: counts(1), LOCAL_DIR: counts(2)}
     changed_trees = [(dest, delta) for (dest, _wanted), delta in zip(trees, deltas) if delta["changed"]]
     if module._diff and changed_trees:
         result["diff"] = [_diff(dest, delta) for dest, delta in changed_trees]

@@ -34,7 +34,7 @@ ASSET_FIELDS = ("src", "url", "checksum")
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an Ansible group name, and safe in paths
 HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 SHA256_RE = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
-RESERVED_CMDLINE_KEYS = ("centra.profile=", "centra.services=")
+RESERVED_CMDLINE_KEYS = ("centra.profile=", "centra.services=", "centra.node=", "centra.callback=", "centra.token=")
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,8 @@ class _Builder:
             cmdline = ""
         for key in RESERVED_CMDLINE_KEYS:
             if key in cmdline:
-                self.problem(where, "cmdline", "must not set %s: the collection adds it from the group name" % key)
+                self.problem(where, "cmdline", "must not set %s: the collection adds it (from the group name, or for the "
+                             "node lifecycle)" % key)
         if any(c in cmdline for c in "\n\r"):
             self.problem(where, "cmdline", "must be one line")
         services = item.get("services", [])

@@ -32,7 +32,7 @@ def test_twelve_mistakes_fail_once_naming_each(run_validate, tmp_path):
         "host dup-b: pxe_ip: 192.0.2.20 is also the address of host dup-a",
         "host in-pool: pxe_ip: 192.0.2.150 lies inside the dynamic pool",
         "host outside: pxe_ip: 203.0.113.9 is in none of pxe_subnets",
-        "host bad-boot: pxe_boot: 'reinstall' is not one of install, local, menu",
+        "host bad-boot: pxe_boot: 'reinstall' is not one of install, netboot, local, menu",
         "host no-mac: pxe_mac: is missing",
         "host dup-b: profile: is in 2 profile groups (control_plane, worker)",
         "host lost: profile: is in no profile group",

@@ -53,7 +53,7 @@ def fixture_ipxe_settings() -> dict:
 
 @pytest.fixture(name="plan", scope="session")
 def fixture_plan() -> dict:
-    """A plan with two subnets, two profiles and a node of each kind (multi-NIC, no address, local, menu)."""
+    """A plan with two subnets, two profiles and a node of each kind (install with multi-NIC, netboot without address, local, menu)."""
     subnets = [{"cidr": "192.0.2.0/24", "pool": "192.0.2.100-192.0.2.199", "gateway": "192.0.2.1", "dns": ["192.0.2.1"]},
                {"cidr": "198.51.100.0/24", "pool": "198.51.100.100-198.51.100.200"}]
     profiles = {"worker": {"kernel": SAMPLE_ASSET, "initrd": SAMPLE_ASSET, "cmdline": "panic=-1", "services": ["k8shost"]},
@@ -61,7 +61,7 @@ def fixture_plan() -> dict:
     nodes = {
         "node01": {"groups": ["control_plane"], "pxe_mac": "52:54:00:00:01:01", "pxe_ip": "192.0.2.11"},
         "node02": {"groups": ["worker"], "pxe_mac": ["52:54:00:00:02:01", "52:54:00:00:02:02"], "pxe_ip": "198.51.100.12"},
-        "node03": {"groups": ["worker"], "pxe_mac": "52:54:00:00:03:01"},
+        "node03": {"groups": ["worker"], "pxe_mac": "52:54:00:00:03:01", "pxe_boot": "netboot"},
         "node04": {"groups": ["worker"], "pxe_mac": "52:54:00:00:04:01", "pxe_boot": "local"},
         "node05.rack1.example": {"groups": ["worker"], "pxe_mac": "52:54:00:00:05:01", "pxe_boot": "menu"},
     }

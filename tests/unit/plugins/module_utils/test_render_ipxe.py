@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
-    IPXE_SETTINGS, entry_script, healthz, menu_script, node_scripts,
+    IPXE_SETTINGS, entry_script, healthz, lifecycle_scripts, menu_script, node_scripts,
 )
 
 ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
@@ -19,8 +19,9 @@ def test_entry_script_picks_the_booting_interface(plan, ipxe_settings):
     assert "set centra-base http://192.0.2.2\n" in text
     assert "chain --autofree ${centra-base}/nodes/${mac:hexhyp}.ipxe || goto failed" in text
     assert "net0/mac" not in text
-    # A node script that returns (boot from local disk) hands back to the firmware.
-    assert "|| goto failed\nexit\n:failed" in text
+    # A node script that returns (boot from local disk) hands back to the firmware with a
+    # failure status, so that a UEFI boot manager goes on to its next entry (the disk).
+    assert "|| goto failed\nexit 1\n:failed" in text
     assert "goto start" in text  # a failed download is retried
 
 
@@ -29,14 +30,30 @@ def test_node_scripts_one_per_mac(plan, ipxe_settings):
     assert sorted(scripts) == ["52-54-00-00-01-01.ipxe", "52-54-00-00-02-01.ipxe", "52-54-00-00-02-02.ipxe",
                                "52-54-00-00-03-01.ipxe", "52-54-00-00-04-01.ipxe", "52-54-00-00-05-01.ipxe"]
     assert scripts["52-54-00-00-02-01.ipxe"] == scripts["52-54-00-00-02-02.ipxe"]
-    worker = scripts["52-54-00-00-02-01.ipxe"]
+    netboot = scripts["52-54-00-00-03-01.ipxe"]
     assert ("kernel ${centra-base}/profiles/worker/vmlinuz initrd=initrd panic=-1 centra.profile=worker "
-            "centra.services=k8shost console=tty0 console=ttyS0,115200 || goto install_failed") in worker
-    assert "initrd ${centra-base}/profiles/worker/initrd || goto install_failed" in worker
-    assert "centra.profile=control_plane" in scripts["52-54-00-00-01-01.ipxe"]
-    local = scripts["52-54-00-00-04-01.ipxe"]
-    assert "\nexit\n" in local and "kernel" not in local
+            "centra.services=k8shost console=tty0 console=ttyS0,115200 || goto netboot_failed") in netboot
+    assert "initrd ${centra-base}/profiles/worker/initrd || goto netboot_failed" in netboot
+    assert "centra.token" not in netboot
+    # An install node's static script boots the disk: the lifecycle service serves its install script.
+    for name in ("52-54-00-00-01-01.ipxe", "52-54-00-00-02-01.ipxe", "52-54-00-00-04-01.ipxe"):
+        assert "kernel" not in scripts[name] and scripts[name].endswith(
+            "iseq ${platform} pcbios && sanboot --no-describe --drive 0x80 ||\nexit\n"), name
     assert "chain --autofree ${centra-base}/menu.ipxe" in scripts["52-54-00-00-05-01.ipxe"]
+
+
+def test_lifecycle_scripts_only_for_install_nodes(plan, ipxe_settings):
+    variants = lifecycle_scripts(plan, "http://192.0.2.2", ipxe_settings)
+    macs = ["52-54-00-00-01-01.ipxe", "52-54-00-00-02-01.ipxe", "52-54-00-00-02-02.ipxe"]
+    assert sorted(variants) == ["install", "local"]
+    assert sorted(variants["install"]) == sorted(variants["local"]) == macs
+    worker = variants["install"]["52-54-00-00-02-01.ipxe"]
+    assert ("kernel ${centra-base}/profiles/worker/vmlinuz initrd=initrd panic=-1 centra.profile=worker "
+            "centra.services=k8shost centra.node=node02 centra.callback=@CENTRA_CALLBACK@ "
+            "centra.token=@CENTRA_TOKEN@ console=tty0 console=ttyS0,115200 || goto install_failed") in worker
+    assert "centra.node=node01" in variants["install"]["52-54-00-00-01-01.ipxe"]
+    local = variants["local"]["52-54-00-00-02-01.ipxe"]
+    assert "kernel" not in local and "echo centra.pxe: node02 boots from local disk" in local
 
 
 def test_node_script_console_is_configurable(plan, ipxe_settings):

@@ -5,19 +5,20 @@ import json
 import os
 
 import pytest
-import yaml
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES, dump_plan
+from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan
 from ansible_collections.centra.pxe.plugins.modules import node_scripts
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan
 
 ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
 
 
-def make_plan(nodes):
+def make_plan(nodes, boot=None):
+    boot = boot or {}
     return dump_plan(build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": ASSET, "initrd": ASSET}},
-                                {n: {"groups": ["worker"], "pxe_mac": m} for n, m in nodes.items()}))
+                                {n: dict({"groups": ["worker"], "pxe_mac": m}, **({"pxe_boot": boot[n]} if n in boot else {}))
+                                 for n, m in nodes.items()}))
 
 
 @pytest.fixture(name="run")
@@ -59,27 +60,11 @@ def test_check_mode_reports_and_changes_nothing(tmp_path, run):
     assert not os.path.exists(dest)
 
 
-def test_override_changes_one_nodes_boot_mode(tmp_path, run):
-    dest = str(tmp_path / "nodes")
-    plan = make_plan({"a": "52:54:00:00:00:0a"})
-    run(plan=plan, dest=dest, override={"a": "local"})
-    text = (tmp_path / "nodes" / "52-54-00-00-00-0a.ipxe").read_text()
-    assert "kernel" not in text and "exit" in text
-
-
 def test_a_file_where_the_directory_should_be_fails_clearly(tmp_path, run):
     dest = tmp_path / "nodes"
     dest.write_text("")
     result = run(plan=make_plan({"a": "52:54:00:00:00:0a"}), dest=str(dest))
     assert result["failed"] and "is not a directory" in result["msg"]
-
-
-def test_boot_forces_every_node(tmp_path, run):
-    dest = str(tmp_path / "install")
-    plan = make_plan({"a": "52:54:00:00:00:0a", "b": "52:54:00:00:00:0b"})
-    run(plan=plan, dest=dest, override={"a": "local"}, boot="install")
-    for name in ("52-54-00-00-00-0a.ipxe", "52-54-00-00-00-0b.ipxe"):
-        assert "kernel" in (tmp_path / "install" / name).read_text()
 
 
 def test_node_scripts_do_not_change_when_another_node_is_added(tmp_path, run):
@@ -89,28 +74,6 @@ def test_node_scripts_do_not_change_when_another_node_is_added(tmp_path, run):
     assert second["added"] == ["52-54-00-00-00-0b.ipxe"] and second["updated"] == []
 
 
-def test_install_dest_writes_every_install_script_in_the_same_run(tmp_path, run):
-    dest, install = str(tmp_path / "nodes"), str(tmp_path / "install")
-    plan = make_plan({"a": "52:54:00:00:00:0a", "b": "52:54:00:00:00:0b"})
-    first = run(plan=plan, dest=dest, install_dest=install, override={"a": "local"})
-    assert first["changed"] and first["count"] == 2 and first["install"]["count"] == 2
-    assert first["install"]["added"] == ["52-54-00-00-00-0a.ipxe", "52-54-00-00-00-0b.ipxe"]
-    # The override applies to nodes/ only: install/ always installs.
-    local = (tmp_path / "nodes" / "52-54-00-00-00-0a.ipxe").read_text()
-    assert "kernel" not in local and "exit" in local
-    for name in ("52-54-00-00-00-0a.ipxe", "52-54-00-00-00-0b.ipxe"):
-        assert "kernel" in (tmp_path / "install" / name).read_text()
-
-    again = run(plan=plan, dest=dest, install_dest=install, override={"a": "local"})
-    assert not again["changed"] and again["install"]["added"] == again["install"]["removed"] == []
-
-    smaller = make_plan({"b": "52:54:00:00:00:0b"})
-    third = run(plan=smaller, dest=dest, install_dest=install, _ansible_check_mode=True, _ansible_diff=True)
-    assert third["changed"] and third["install"]["removed"] == ["52-54-00-00-00-0a.ipxe"]
-    assert [d["before_header"] for d in third["diff"]] == [dest, install]
-    assert sorted(os.listdir(install)) == ["52-54-00-00-00-0a.ipxe", "52-54-00-00-00-0b.ipxe"], "check mode wrote"
-
-
 def test_settings_are_required_and_complete(tmp_path, run, ipxe_settings):
     plan = make_plan({"a": "52:54:00:00:00:0a"})
     result = run(plan=plan, dest=str(tmp_path / "nodes"), settings={k: v for k, v in ipxe_settings.items() if k != "console"})
@@ -118,5 +81,23 @@ def test_settings_are_required_and_complete(tmp_path, run, ipxe_settings):
     assert not (tmp_path / "nodes").exists()
 
 
-def test_the_documented_boot_modes_are_the_plans():
-    assert yaml.safe_load(node_scripts.DOCUMENTATION)["options"]["boot"]["choices"] == list(BOOT_MODES)
+def test_lifecycle_dest_writes_both_variants_of_install_nodes_in_the_same_run(tmp_path, run):
+    dest, lifecycle = str(tmp_path / "nodes"), str(tmp_path / "lifecycle")
+    plan = make_plan({"a": "52:54:00:00:00:0a", "b": "52:54:00:00:00:0b"}, boot={"b": "netboot"})
+    first = run(plan=plan, dest=dest, lifecycle_dest=lifecycle)
+    assert first["changed"] and first["count"] == 2
+    assert first["lifecycle"]["install"]["added"] == first["lifecycle"]["local"]["added"] == ["52-54-00-00-00-0a.ipxe"]
+    assert "centra.token=@CENTRA_TOKEN@" in (tmp_path / "lifecycle" / "install" / "52-54-00-00-00-0a.ipxe").read_text()
+    assert "kernel" not in (tmp_path / "lifecycle" / "local" / "52-54-00-00-00-0a.ipxe").read_text()
+    # nodes/: the install node boots its disk unless the service serves it; the netboot node its profile.
+    assert "kernel" not in (tmp_path / "nodes" / "52-54-00-00-00-0a.ipxe").read_text()
+    assert "kernel" in (tmp_path / "nodes" / "52-54-00-00-00-0b.ipxe").read_text()
+
+    again = run(plan=plan, dest=dest, lifecycle_dest=lifecycle)
+    assert not again["changed"]
+
+    netboot_only = make_plan({"a": "52:54:00:00:00:0a", "b": "52:54:00:00:00:0b"}, boot={"a": "netboot", "b": "netboot"})
+    third = run(plan=netboot_only, dest=dest, lifecycle_dest=lifecycle, _ansible_check_mode=True, _ansible_diff=True)
+    assert third["changed"] and third["lifecycle"]["install"]["removed"] == ["52-54-00-00-00-0a.ipxe"]
+    assert [d["before_header"] for d in third["diff"]] == [dest, lifecycle + "/install", lifecycle + "/local"]
+    assert os.listdir(tmp_path / "lifecycle" / "install") == ["52-54-00-00-00-0a.ipxe"], "check mode wrote"

@@ -116,7 +116,7 @@ CASES = [
     ("two profile groups", {"n1": {"groups": ["worker", "control_plane"], "pxe_mac": "52:54:00:00:01:01"}},
      "host n1: profile: is in 2 profile groups (control_plane, worker)"),
     ("unknown pxe_boot", {"n1": node("worker", "52:54:00:00:01:01", pxe_boot="reinstall")},
-     "host n1: pxe_boot: 'reinstall' is not one of install, local, menu"),
+     "host n1: pxe_boot: 'reinstall' is not one of install, netboot, local, menu"),
     ("typo in a node variable", {"n1": node("worker", "52:54:00:00:01:01", host_vars=["pxe_mac", "pxe_ipaddr"])},
      "host n1: pxe_ipaddr: unknown node variable"),
     ("host name DHCP cannot carry", {"n_1": node("worker", "52:54:00:00:01:01")}, "host n_1: name: 'n_1' is not a valid host name"),
