@@ -8,7 +8,7 @@ short_description: The DHCP answer the option-93 boot policy gives a client
 version_added: 0.1.0
 author: centra.pxe engineers (@centra)
 description:
-  - The one boot policy of the collection (DESIGN.md, Boot policy) as a filter. What a client sends goes in, the answer comes out.
+  - The one boot policy of the collection (docs/architecture.md, Boot policy) as a filter. What a client sends goes in, the answer comes out.
   - Both DHCP backends are generated from the same table, so this is what Kea and dhcpd answer.
 options:
   _input:

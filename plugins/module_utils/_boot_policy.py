@@ -4,7 +4,7 @@
 
 Both DHCP renderers (Kea and ISC dhcpd) are generated from BOOT_RULES, and the
 tests check both daemons' real answers against decide(), so the three cannot
-disagree. See DESIGN.md, "Boot policy".
+disagree. See docs/architecture.md, "Boot policy".
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@
     python3 tests/lab/lab.py stop|start|restart HOST [--kill]   (one PXE host; disk kept)
 
 The subcommands and their output are a contract that tests outside this repository
-rely on (see tests/lab/README.md and "The lab" in the design notes). Run as root.
+rely on (see tests/lab/README.md and docs/lab.md). Run as root.
 Exit status: 0 success, 1 a boot did not reach PXE-BOOT-OK, 2 any other failure.
 """
 from __future__ import annotations

@@ -75,7 +75,7 @@ def test_the_boot_script_and_the_kernel_were_fetched_from_the_far_address(far_bo
     fetched = {}
     for line in on_pxe_host("cat", ACCESS_LOG).splitlines():
         # $msec $remote_addr $status $request_completion $request_method $request_uri
-        # $body_bytes_sent $request_time (README, pxe_http)
+        # $body_bytes_sent $request_time (docs/roles.md, pxe_http)
         fields = line.split()
         if len(fields) == 8 and fields[1] == address:
             fetched[fields[5]] = fields[2]

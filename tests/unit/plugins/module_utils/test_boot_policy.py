@@ -13,7 +13,7 @@ FULL = BootServer("192.0.2.2", "http://192.0.2.2",
 DEBIAN = BootServer("192.0.2.2", "http://192.0.2.2", {"bios": "undionly.kpxe", "efi64": "snponly.efi"})
 
 
-# The DESIGN.md table, row by row.
+# The boot policy table of docs/architecture.md, row by row.
 @pytest.mark.parametrize("arch, kind, filename", [
     (None, "tftp", "undionly.kpxe"),
     (0, "tftp", "undionly.kpxe"),
