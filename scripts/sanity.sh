@@ -15,7 +15,8 @@ trap 'rm -rf "$build"' EXIT
 dest=$build/ansible_collections/centra/pxe
 mkdir -p "$dest"
 # Tracked and new (not ignored) files, as CI's fresh clone will have them.
-(cd "$here" && git ls-files -co --exclude-standard -z) | (cd "$here" && xargs -0 -I{} cp --parents -P {} "$dest/" 2>/dev/null || true)
+# (a file listed but gone from the work tree is skipped: cp's complaint is dropped)
+(cd "$here" && git ls-files -co --exclude-standard -z) | { cd "$here" || exit 1; xargs -0 -I{} cp --parents -P {} "$dest/" 2>/dev/null; true; }
 cd "$dest"
 git init -q && git add -A && git -c user.email=ci@invalid -c user.name=ci commit -qm sanity
 # ansible-test bootstraps pip in each venv it makes with a get-pip.py it downloads
@@ -27,7 +28,7 @@ print(re.search(r"pip='([0-9.]+)'", src).group(1))
 PY
 )
 mkdir -p ~/.ansible/test/cache
-cp "$here/scripts/ansible_test_get_pip.py" ~/.ansible/test/cache/get_pip_${pip_version//./_}.py
+cp "$here/scripts/ansible_test_get_pip.py" ~/.ansible/test/cache/get_pip_"${pip_version//./_}".py
 # --local --requirements: ansible-test's --venv bootstraps pip from outside PyPI,
 # which this network does not reach.
 PATH="$venv/bin:$PATH" ansible-test sanity --local --requirements --python 3.11 --color no "$@"

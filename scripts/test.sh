@@ -4,7 +4,7 @@
 # Usage: scripts/test.sh [stage ...]   stages: unit lint sanity lab (default: all)
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-cd "$here"
+cd "$here" || exit 2
 bash scripts/setup.sh || exit 1
 # shellcheck disable=SC1091
 . .venv/bin/activate
@@ -63,6 +63,7 @@ run_lab_stage() {
     (
       export CENTRA_LAB_NAME=l$lane
       while :; do
+        # shellcheck disable=SC2016  # $0 is the inner sh's: the queue file
         scenario=$(flock "$logs/queue.lock" sh -c 'head -n 1 "$0"; sed -i 1d "$0"' "$logs/queue")
         [ -n "$scenario" ] || break
         echo "=== molecule-$scenario: started in lane $lane"
@@ -81,7 +82,7 @@ run_lab_stage() {
   for scenario in "${all[@]}"; do
     echo "=== molecule-$scenario (its output)"
     cat "$logs/$scenario.log"
-    verdict=FAILED seconds=?
+    verdict=FAILED seconds='?'
     [ -f "$logs/$scenario.rc" ] && read -r verdict seconds <"$logs/$scenario.rc"
     if [ "$verdict" = passed ]; then
       passed=$((passed + 1)); echo "=== molecule-$scenario: passed in $seconds s"
