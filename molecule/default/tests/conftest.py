@@ -1,19 +1,18 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Shared helpers of the lab verification: the lab harness, the scenario's backend."""
+"""The default scenario's tests (Kea), also run by the isc scenario (ISC dhcpd).
+
+The helpers are the labkit package (tests/lab/labkit), on PYTHONPATH through molecule's
+config (verifier.env); the lab facts come from the inventories (labkit.facts).
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from labclient import (  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
-    HTTP_BASE, LAB, MENU_DEFAULT, NODES, PROJECT, SERVER_ADDRESS, boot, booted_profile, lab, lab_exec)
+from labkit.facts import lab_facts
 
 
 @pytest.fixture(scope="session")
 def backend() -> str:
-    return "isc" if os.environ.get("MOLECULE_SCENARIO_NAME") == "isc" else "kea"
+    """The scenario's DHCP backend, as its inventory says (pxe_dhcp_backend)."""
+    return lab_facts().backend
