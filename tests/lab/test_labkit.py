@@ -41,7 +41,7 @@ def test_servers_subnets_and_menu_come_from_the_generated_and_scenario_inventori
 
 def test_no_server_is_a_clear_error():
     with pytest.raises(LabError, match="no host in group pxe_servers"):
-        inventory_facts([LAB_INVENTORY]).server_address
+        assert inventory_facts([LAB_INVENTORY]).server_address
 
 
 @pytest.mark.parametrize("mac", ["52:54:00:00:01:01", "52-54-00-00-01-01", "5254.0000.0101", "525400000101"])
