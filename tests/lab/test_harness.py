@@ -32,8 +32,8 @@ import pytest
 from labkit.common import BRIDGE_NETWORK, NETNS
 from labkit.facts import inventory_facts
 
-from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (IPXE_USER_CLASS, BootServer,
-                                                                             configured_rules, decide)
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
+    IPXE_USER_CLASS, BootServer, configured_rules, decide)
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("CENTRA_LAB") != "1",

@@ -25,6 +25,7 @@ def addresses() -> dict[str, str]:
     assert sorted(servers) == sorted((PRIMARY, STANDBY)), servers
     return servers
 
+
 _PORT_PROBE = ("import socket,sys\n"
                "try:\n"
                "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n"
