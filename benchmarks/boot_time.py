@@ -34,14 +34,19 @@ from typing import Any, Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _benchlib as bl  # noqa: E402  pylint: disable=wrong-import-position
 
+# The lab's nodes come from inventories/lab, read by the lab's test helpers (tests/lab/labkit).
+bl.import_collection()
+sys.path.insert(0, os.path.join(bl.ROOT, "tests", "lab"))
+from labkit.facts import LAB_INVENTORY, inventory_facts  # noqa: E402  pylint: disable=wrong-import-position
+
 LAB = os.path.join(bl.ROOT, "tests", "lab", "lab.py")
 ACCESS_LOG = "/var/log/nginx/centra-pxe.access.log"
-MACHINES = {
-    "bios": ("node01", "52:54:00:00:01:01", "192.0.2.11"),
-    "uefi": ("node02", "52:54:00:00:02:01", "192.0.2.12"),
-}
-STORM = [("node01", "52:54:00:00:01:01", "bios"), ("node02", "52:54:00:00:02:01", "uefi"),
-         ("node03", "52:54:00:00:03:01", "uefi"), ("node04", "52:54:00:00:04:01", "bios")]
+NODES = inventory_facts([LAB_INVENTORY]).nodes
+# firmware -> (node, its first MAC, its fixed address)
+MACHINES = {firmware: (name, NODES[name].macs[0], NODES[name].ip) for firmware, name in (("bios", "node01"),
+                                                                                         ("uefi", "node02"))}
+STORM = [(name, NODES[name].macs[0], firmware)
+         for name, firmware in (("node01", "bios"), ("node02", "uefi"), ("node03", "uefi"), ("node04", "bios"))]
 
 
 def lab(*args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:

@@ -40,14 +40,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _benchlib as bl  # noqa: E402  pylint: disable=wrong-import-position
 from inventory_gen import node_mac, write_inventory  # noqa: E402  pylint: disable=wrong-import-position
 
+# The lab's test helpers (tests/lab/labkit): the lab's facts and the PLAY RECAP reader.
+bl.import_collection()
+sys.path.insert(0, os.path.join(bl.ROOT, "tests", "lab"))
+from labkit.common import BRIDGE_ADDRESS, DEFAULT_INVENTORY  # noqa: E402  pylint: disable=wrong-import-position
+from labkit.facts import inventory_facts, node_script_path  # noqa: E402  pylint: disable=wrong-import-position
+from labkit.playbook import recap  # noqa: E402  pylint: disable=wrong-import-position
+
 LAB = os.path.join(bl.ROOT, "tests", "lab", "lab.py")
 LAB_IMAGE = "/var/cache/centra-pxe-lab/image"
 LAB_SUBNET = "{cidr: 192.0.2.0/24, pool: 192.0.2.100-192.0.2.199}"
 LAB_VARS = ("pxe_server_apt_update_cache: false", "pxe_ipxe_menu_default: worker", "pxe_ipxe_menu_timeout: 5")
 PROBE_MAC = "02:ce:00:00:be:01"
 LEASE_FILE = "/var/lib/kea/kea-leases4.csv"
-RELAY = "192.0.2.1"
-SERVER = "192.0.2.2"
+RELAY = BRIDGE_ADDRESS  # perfdhcp poses as a relay from the lab bridge
 
 
 def lab_name() -> str:
@@ -66,8 +72,12 @@ def on_host(command: str, timeout: float = 120) -> str:
 
 
 def lab_inventory() -> str:
-    suffix = "-" + lab_name() if lab_name() else ""
-    return os.path.join(bl.ROOT, "tests", "lab", ".state", "inventory%s.yml" % suffix)
+    return str(DEFAULT_INVENTORY)
+
+
+def server_address() -> str:
+    """pxe01's address, from the inventory `lab.py up` wrote."""
+    return inventory_facts([lab_inventory()]).server_address
 
 
 def control_path_dir() -> str:
@@ -91,14 +101,14 @@ def playbook(playbook_path: str, inventory: str, profile: str) -> Dict[str, Any]
     started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=bl.ROOT, check=False, timeout=3600)
     seconds = time.monotonic() - started
-    recap = re.search(r"^pxe01\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", done.stdout, re.M)
-    if done.returncode != 0 or not recap:
+    stats = recap(done.stdout).get("pxe01")
+    if done.returncode != 0 or not stats:
         raise SystemExit("%s failed (exit %d):\n%s\n%s"
                          % (playbook_path, done.returncode, done.stdout[-5000:], done.stderr[-2000:]))
     with open(profile, encoding="utf-8") as handle:
         tasks = json.load(handle)["tasks"]
     slowest = sorted(tasks, key=lambda t: -t.get("seconds", 0))[:6]
-    return {"seconds": seconds, "ok": int(recap.group(1)), "changed": int(recap.group(2)), "load_before": load_before,
+    return {"seconds": seconds, "ok": stats["ok"], "changed": stats["changed"], "load_before": load_before,
             "load_after": bl.load(), "slowest": [(t["name"], round(t.get("seconds", 0), 2)) for t in slowest]}
 
 
@@ -114,7 +124,7 @@ def dora(mac: str, timeout: float = 15) -> bool:
     # -p with -r 1: one exchange, then -W (2 s) to collect the ACK (with -n 1 perfdhcp
     # stops as soon as the REQUEST is sent and may miss the ACK).
     done = subprocess.run([sys.executable, LAB, "exec", "--", "perfdhcp", "-4", "-l", RELAY, "-r", "1", "-p", "1",
-                           "-R", "1", "-b", "mac=" + mac, "-d", "5", "-W", "2000000", SERVER],
+                           "-R", "1", "-b", "mac=" + mac, "-d", "5", "-W", "2000000", server_address()],
                           capture_output=True, text=True, timeout=timeout, check=False)
     received = [int(x) for x in re.findall(r"^received packets: (\d+)", done.stdout, re.M)]
     return len(received) >= 2 and received[0] >= 1 and received[1] >= 1
@@ -168,8 +178,8 @@ def onboard(work: str, nodes: int, lab_kernel: str, lab_initrd: str) -> Dict[str
     after = leases_of(PROBE_MAC)
     renewed = dora(PROBE_MAC)
     renewed_leases = leases_of(PROBE_MAC)
-    new_script = on_host("test -f /srv/centra-pxe/http/nodes/%s.ipxe && echo yes || echo no"
-                         % node_mac(nodes).replace(":", "-")).strip()
+    new_script = on_host("test -f /srv/centra-pxe/http%s && echo yes || echo no"
+                         % node_script_path(node_mac(nodes))).strip()
     in_kea = on_host("grep -c '\"%s\"' /etc/kea/kea-dhcp4.conf || true" % node_mac(nodes)).strip()
     probes = prober.results
     unanswered = [round(p[0] - playbook_started, 1) for p in probes if not p[2]]

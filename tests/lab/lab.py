@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from labkit import boot, container, far, image, inventory, net, rootfs  # noqa: E402
-from labkit.common import (  # noqa: E402
+# labkit is found beside this script: Python puts a script's own directory first on sys.path.
+from labkit import boot, container, far, image, inventory, net, rootfs
+from labkit.common import (
     BOOTS_DIR,
     BRIDGE,
     BRIDGE_ADDRESS,
@@ -58,7 +57,7 @@ from labkit.common import (  # noqa: E402
     timestamp,
     write_json_atomic,
 )
-from labkit.container import PxeHost  # noqa: E402
+from labkit.container import PxeHost
 
 HOSTS_DIR = STATE_DIR / "hosts"
 

@@ -1,19 +1,23 @@
 """Self-test of the lab harness, independent of the collection's roles.
 
-Brings the lab up, sets up a minimal PXE service by hand inside pxe01 (ISC dhcpd
-with option-93 detection, tftpd-hpa, nginx, all installed offline from the apt cache
-that `up` filled), PXE-boots QEMU machines (BIOS, UEFI, UEFI HTTP boot, a two-NIC
-machine booting from its second NIC, two boots at once), checks the failure and
-cleanup paths, and takes the lab down. Timings go to tests/lab/.state/selftest-timings.json.
+Brings the lab up, sets up a minimal PXE service by hand inside pxe01 (ISC dhcpd that
+answers as the collection's boot policy table says, tftpd-hpa, nginx, all installed
+offline from the apt cache that `up` filled), PXE-boots QEMU machines (BIOS, UEFI, UEFI
+HTTP boot, a two-NIC machine booting from its second NIC, two boots at once), checks the
+failure and cleanup paths, and takes the lab down. Timings go to
+tests/lab/.state/selftest-timings.json.
 
-Only runs when asked, as root:  CENTRA_LAB=1 .venv/bin/pytest -s tests/lab/test_harness.py
+Only runs when asked, as root (scripts/test.sh's `harness` stage does):
+    CENTRA_LAB=1 PYTHONPATH=tests/lab:.ansible/collections .venv/bin/python -m pytest -s tests/lab
 CENTRA_LAB_COLD=1 additionally empties the cache first (measures a cold debootstrap).
 Exercises the CLI exactly as outside tests do: through subprocess calls of lab.py.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -25,6 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labkit.common import BRIDGE_NETWORK, NETNS
+from labkit.facts import inventory_facts
+
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
+    IPXE_USER_CLASS, BootServer, configured_rules, decide)
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("CENTRA_LAB") != "1",
@@ -36,44 +45,60 @@ LAB_DIR = Path(__file__).resolve().parent
 LAB = [sys.executable, str(LAB_DIR / "lab.py")]
 CACHE_DIR = Path(os.environ.get("CENTRA_LAB_CACHE", "/var/cache/centra-pxe-lab"))
 TIMINGS_FILE = LAB_DIR / ".state" / "selftest-timings.json"
-PXE_IP = "192.0.2.2"
 TIMINGS: dict[str, float] = {}
+LAB_NETWORK = ipaddress.ip_network(BRIDGE_NETWORK)
+# The loaders of Debian's ipxe package, in the slots of the boot policy table.
+LOADERS = {"bios": "undionly.kpxe", "efi64": "ipxe.efi"}
 
-DHCPD_CONF = f"""\
-# centra.pxe lab self-test: the smallest dhcpd that follows the boot policy table.
-option arch code 93 = unsigned integer 16;
-authoritative;
-ddns-update-style none;
-default-lease-time 600;
-max-lease-time 600;
-subnet 192.0.2.0 netmask 255.255.255.0 {{
-  range 192.0.2.100 192.0.2.199;
-  next-server {PXE_IP};
-  if exists user-class and option user-class = "iPXE" {{
-    filename "http://{PXE_IP}/boot.ipxe";
-  }} elsif substring(option vendor-class-identifier, 0, 10) = "HTTPClient" {{
-    option vendor-class-identifier "HTTPClient";
-    filename "http://{PXE_IP}/ipxe.efi";
-  }} elsif option arch = 00:07 or option arch = 00:09 {{
-    filename "ipxe.efi";
-  }} else {{
-    filename "undionly.kpxe";
-  }}
-}}
-"""
+
+def boot_server(address: str) -> BootServer:
+    return BootServer(address, f"http://{address}", LOADERS)
+
+
+def dhcpd_conf(server: BootServer) -> str:
+    """The smallest dhcpd that answers as the collection's boot policy table says: one
+    branch for iPXE, then one per row of the table, each with decide()'s answer."""
+    branches = [("exists user-class and option user-class = \"%s\"" % IPXE_USER_CLASS.decode(),
+                 decide(server, user_class=IPXE_USER_CLASS))]
+    for rule, answer in configured_rules(server):
+        tests = ["not exists arch" if code is None else "option arch = 00:%02x" % code for code in rule.arch_codes]
+        branches.append((" or ".join(tests), answer))
+    lines = []
+    for index, (test, answer) in enumerate(branches):
+        lines.append("  %sif %s {" % ("" if index == 0 else "} els", test))
+        if answer.vendor_class:
+            lines.append("    option vendor-class-identifier \"%s\";" % answer.vendor_class)
+        if answer.filename:
+            lines.append("    filename \"%s\";" % answer.filename)
+    lines.append("  }")  # anything else: no boot file (decide() for an unknown architecture)
+    pool = list(LAB_NETWORK.hosts())[99:199]
+    return "\n".join([
+        "# centra.pxe lab self-test: the smallest dhcpd that follows the boot policy table.",
+        "option arch code 93 = unsigned integer 16;",
+        "authoritative;",
+        "ddns-update-style none;",
+        "default-lease-time 600;",
+        "max-lease-time 600;",
+        "subnet %s netmask %s {" % (LAB_NETWORK.network_address, LAB_NETWORK.netmask),
+        "  range %s %s;" % (pool[0], pool[-1]),
+        "  next-server %s;" % server.address,
+        *lines,
+        "}",
+    ]) + "\n"
+
 
 # Debian's 2019 iPXE under EFI needs initrd=<name> on the kernel line. centra.mac
 # tells the test which NIC iPXE booted from (${mac}: the booting NIC's MAC).
 KERNEL_ARGS = ("initrd=initrd.img console=ttyS0,115200 panic=-1 centra.profile=selftest "
                "centra.mac=${mac}")
-BOOT_IPXE = f"""\
-#!ipxe
-echo centra.pxe lab self-test: booting ${{mac}}
-kernel http://{PXE_IP}/vmlinuz {KERNEL_ARGS}
-initrd http://{PXE_IP}/initrd.img
-boot
-"""
 
+
+def boot_ipxe(server: BootServer) -> str:
+    return (f"#!ipxe\necho centra.pxe lab self-test: booting ${{mac}}\n"
+            f"kernel {server.http_base}/vmlinuz {KERNEL_ARGS}\ninitrd {server.http_base}/initrd.img\nboot\n")
+
+
+# {loader_dir}: where the table's HTTP answers point (BootServer.http_loader_dir).
 SETUP_SCRIPT = """\
 set -eu
 export DEBIAN_FRONTEND=noninteractive
@@ -85,7 +110,8 @@ apt-get install -y -q --no-download --no-install-recommends \
 rm -f /usr/sbin/policy-rc.d
 mkdir -p /srv/tftp
 cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi /srv/tftp/
-cp /usr/lib/ipxe/ipxe.efi /var/www/html/ipxe.efi
+mkdir -p /var/www/html/{loader_dir}
+cp /usr/lib/ipxe/ipxe.efi /var/www/html/{loader_dir}/ipxe.efi
 mv /tmp/dhcpd.conf /etc/dhcp/dhcpd.conf
 sed -i 's/^INTERFACESv4=.*/INTERFACESv4="host0"/' /etc/default/isc-dhcp-server
 dhcpd -t -cf /etc/dhcp/dhcpd.conf
@@ -127,21 +153,12 @@ def ssh(inventory_host: dict[str, str], command: str, stdin: bytes | None = None
 
 
 def split_ssh_args(text: str) -> list[str]:
-    import shlex
-
     return shlex.split(text)
 
 
 def read_inventory(path: Path) -> dict[str, str]:
-    """Pick pxe01's connection settings out of the YAML `up` wrote (no PyYAML needed)."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.strip().partition(": ")
-        if sep:
-            value = value.strip()
-            if value.startswith("'") and value.endswith("'"):
-                value = value[1:-1].replace("''", "'")
-            values[key] = value
+    """pxe01's connection settings, from the inventory `up` wrote (read by labkit.facts)."""
+    values = inventory_facts([str(path)]).hostvars["pxe01"]
     return {"address": values["ansible_host"], "key": values["ansible_ssh_private_key_file"],
             "ssh_args": values["ansible_ssh_common_args"],
             "interface": values["pxe_interface"]}
@@ -172,7 +189,7 @@ def assert_booted(data: dict[str, Any], mac: str) -> None:
 
 
 def lab_taps() -> list[str]:
-    out = subprocess.run(["ip", "-n", "cpxe-lab", "-o", "link", "show"],
+    out = subprocess.run(["ip", "-n", NETNS, "-o", "link", "show"],
                          capture_output=True, text=True, check=False).stdout
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()
             if ": cpxet" in line]
@@ -193,21 +210,23 @@ def pxe01(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     # A second `up` over a running lab: must clean up the first one and start over.
     timed_lab("up_warm_over_running_lab", "up", "--inventory", str(inventory))
     host = read_inventory(inventory)
-    assert host["address"] == PXE_IP and host["interface"] == "host0"
+    # The contract: pxe01 is the lab network's .2, reached on its host0.
+    assert host["address"] == str(LAB_NETWORK[2]) and host["interface"] == "host0"
+    server = boot_server(host["address"])
     image_dir = CACHE_DIR / "image"
     started = time.monotonic()
-    ssh(host, "cat > /tmp/dhcpd.conf", DHCPD_CONF.encode())
-    ssh(host, "mkdir -p /var/www/html && cat > /var/www/html/boot.ipxe", BOOT_IPXE.encode())
+    ssh(host, "cat > /tmp/dhcpd.conf", dhcpd_conf(server).encode())
+    ssh(host, "mkdir -p /var/www/html && cat > /var/www/html/%s" % server.script_path, boot_ipxe(server).encode())
     ssh(host, "cat > /var/www/html/vmlinuz", (image_dir / "vmlinuz").read_bytes())
     ssh(host, "cat > /var/www/html/initrd.img", (image_dir / "initrd.img").read_bytes())
-    ssh(host, SETUP_SCRIPT)
+    ssh(host, SETUP_SCRIPT.format(loader_dir=server.http_loader_dir))
     TIMINGS["configure_services_offline"] = round(time.monotonic() - started, 1)
     host["inventory"] = str(inventory)
     try:
         yield host
     finally:
         timed_lab("down", "down")
-        assert not Path("/run/netns/cpxe-lab").exists()
+        assert not Path("/run/netns/%s" % NETNS).exists()
         assert not inventory.exists()
         timed_lab("down_again_nothing_up", "down")
         TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)

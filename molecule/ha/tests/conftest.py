@@ -1,22 +1,23 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Helpers of the HA verification: the lab harness (labclient) and the Kea control socket."""
+"""Helpers of the HA verification: the Kea control socket of each server of the pair.
+
+The shared helpers are labkit's (labkit.ha, labkit.client), on PYTHONPATH through
+molecule's config (verifier.env).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
-import os
 import shlex
-import sys
 from typing import Any, Dict
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "resources"))
-from labclient import MENU_DEFAULT, NODES, boot, booted_profile, lab  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
-from haclient import (  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
-    ADDRESSES, LATE_NODE, POOL, PRIMARY, STANDBY, UNKNOWN_MAC, fetched_script, kill_and_wait_for_restart,
-    port_open_from_peer_and_closed_to_others, ssh, wait_for)
+from labkit.facts import lab_facts
+from labkit.ha import ssh
 
-SUBNET_ID = 3221225984  # 192.0.2.0 as a number: the plan's default subnet id
+# The plan's default subnet id: the lab subnet's network address as a number.
+SUBNET_ID = int(ipaddress.ip_network(lab_facts().subnets[0].cidr).network_address)
 KEA_HA_PORT = 8001
 
 # Sent on the PXE host: one command to kea-dhcp4's unix control socket, the answer on stdout.

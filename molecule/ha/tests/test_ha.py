@@ -9,15 +9,18 @@ costs 25-40 s under TCG).
 
 from __future__ import annotations
 
-import ipaddress
+from conftest import KEA_HA_PORT, ha_state, kea, lease_of
+from labkit.client import boot, booted_profile, lab
+from labkit.facts import lab_facts
+from labkit.ha import (LATE_NODE, PRIMARY, STANDBY, UNKNOWN_MAC, addresses, fetched_script, kill_and_wait_for_restart,
+                       port_open_from_peer_and_closed_to_others, ssh, wait_for)
 
-from conftest import (ADDRESSES, KEA_HA_PORT, LATE_NODE, MENU_DEFAULT, NODES, POOL, PRIMARY, STANDBY, UNKNOWN_MAC, boot,
-                      booted_profile, fetched_script, ha_state, kea, kill_and_wait_for_restart, lab, lease_of,
-                      port_open_from_peer_and_closed_to_others, ssh, wait_for)
+LAB = lab_facts()
+NODES = LAB.nodes
 
 
 def _in_pool(address: str) -> bool:
-    return ipaddress.IPv4Address(POOL[0]) <= ipaddress.IPv4Address(address) <= ipaddress.IPv4Address(POOL[1])
+    return LAB.subnets[0].in_pool(address)
 
 
 def test_the_pair_is_in_hot_standby_and_only_the_primary_serves():
@@ -29,7 +32,7 @@ def test_the_pair_is_in_hot_standby_and_only_the_primary_serves():
 
 def test_each_server_answers_with_its_own_address():
     """The standby must work alone: its boot answers name itself, not the primary."""
-    for host, address in ADDRESSES.items():
+    for host, address in addresses().items():
         dhcp4 = kea(host, "config-get")["arguments"]["Dhcp4"]
         ha = next(h for h in dhcp4["hooks-libraries"] if h["library"].endswith("libdhcp_ha.so"))
         settings = ha["parameters"]["high-availability"][0]
@@ -48,7 +51,7 @@ def test_only_the_peers_reach_the_ha_port():
 
 def test_a_machine_boots_from_the_primary_and_the_standby_learns_its_dynamic_lease():
     result = boot(UNKNOWN_MAC, "bios")
-    assert booted_profile(result["line"]) == MENU_DEFAULT
+    assert booted_profile(result["line"]) == LAB.menu_default
     assert fetched_script(PRIMARY, UNKNOWN_MAC) and not fetched_script(STANDBY, UNKNOWN_MAC)
     primary_lease = lease_of(PRIMARY, UNKNOWN_MAC)
     assert _in_pool(primary_lease["ip-address"]), primary_lease
@@ -73,11 +76,11 @@ def test_the_standby_takes_over_when_the_primary_dhcp_stops():
 def test_with_the_primary_powered_off_a_new_machine_boots_from_the_standby():
     lab("stop", PRIMARY, timeout=120)
     node = NODES[LATE_NODE]
-    mac = node["macs"][0]
+    mac = node.macs[0]
     result = boot(mac, "bios")
-    assert booted_profile(result["line"]) == node["profile"]
+    assert booted_profile(result["line"]) == node.profile
     assert fetched_script(STANDBY, mac)
-    assert lease_of(STANDBY, mac)["ip-address"] == node["ip"]
+    assert lease_of(STANDBY, mac)["ip-address"] == node.ip
     # ... and the standby still knows the first machine's lease.
     assert _in_pool(lease_of(STANDBY, UNKNOWN_MAC)["ip-address"])
 
@@ -86,5 +89,5 @@ def test_the_primary_comes_back_and_learns_what_the_standby_leased():
     lab("start", PRIMARY, timeout=300)
     wait_for("the primary back in hot-standby", lambda: ha_state(PRIMARY) == "hot-standby", timeout=120)
     node = NODES[LATE_NODE]
-    assert lease_of(PRIMARY, node["macs"][0])["ip-address"] == node["ip"]
+    assert lease_of(PRIMARY, node.macs[0])["ip-address"] == node.ip
     wait_for("the standby back in hot-standby", lambda: ha_state(STANDBY) == "hot-standby", timeout=60)

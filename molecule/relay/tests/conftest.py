@@ -1,36 +1,39 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The relay scenario's verification: the shared lab helpers, the far network's nodes,
-and one boot of each far node, shared by every test that inspects what it left."""
+"""The relay scenario's verification (also run by relay-isc): the far network's nodes,
+read from this scenario's inventory, and one boot of each far node, shared by every
+test that inspects what it left.
+
+The shared helpers are labkit's, on PYTHONPATH through molecule's config (verifier.env).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from labkit.client import boot, lab, pxe_shell
+from labkit.common import FAR_NETWORK
+from labkit.facts import inventory_facts, lab_facts
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "resources"))
-from labclient import PROJECT, SERVER_ADDRESS, boot, booted_profile, lab, lab_exec, pxe_shell  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
-
-FAR_NETWORK = "198.51.100.0/24"
-FAR_POOL = ("198.51.100.100", "198.51.100.199")
-ROUTER_NEAR = "192.0.2.254"
-ROUTER_FAR = "198.51.100.1"
-
-# molecule/relay/inventory/hosts.yml: one BIOS node with a fixed address, one UEFI
-# node that takes an address from the far subnet's pool.
-FAR_NODES = {
-    "node05": {"profile": "control_plane", "mac": "52:54:00:00:05:01", "ip": "198.51.100.15", "firmware": "bios"},
-    "node06": {"profile": "all_in_one", "mac": "52:54:00:00:06:01", "ip": None, "firmware": "uefi"},
-}
+# The scenario's own inventory (the far subnet and its nodes), which converge adds to
+# inventories/lab; relay-isc runs these tests with the same inventory.
+RELAY_INVENTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "inventory")
+LAB = lab_facts(RELAY_INVENTORY)
+FAR_SUBNET = LAB.subnet(FAR_NETWORK)
+# The nodes of the scenario's inventory, the far network's: one BIOS node with a fixed
+# address, one UEFI node that takes an address from the far subnet's pool.
+FAR_NODES = {name: LAB.nodes[name] for name in inventory_facts([RELAY_INVENTORY]).hosts_of("pxe_nodes")}
+FIRMWARE = {"node05": "bios", "node06": "uefi"}
+assert sorted(FAR_NODES) == sorted(FIRMWARE), "the far nodes of %s: %s" % (RELAY_INVENTORY, sorted(FAR_NODES))
 
 
 @pytest.fixture(scope="session")
 def backend() -> str:
-    return "isc" if os.environ.get("MOLECULE_SCENARIO_NAME", "").endswith("isc") else "kea"
+    """The scenario's DHCP backend, as its inventory says (pxe_dhcp_backend)."""
+    return LAB.backend
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +65,6 @@ def counter_packets(rule: dict) -> int:
 def far_boots() -> dict:
     """Both far nodes PXE-boot at once (BIOS and UEFI), each on the far bridge."""
     with ThreadPoolExecutor(max_workers=len(FAR_NODES)) as pool:
-        futures = {name: pool.submit(boot, node["mac"], node["firmware"], "--network", "far")
+        futures = {name: pool.submit(boot, node.macs[0], FIRMWARE[name], "--network", "far")
                    for name, node in FAR_NODES.items()}
         return {name: future.result() for name, future in futures.items()}

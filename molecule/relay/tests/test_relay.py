@@ -9,10 +9,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import sys
 
 import pytest
-from conftest import (FAR_NETWORK, FAR_NODES, FAR_POOL, PROJECT, ROUTER_FAR, ROUTER_NEAR, SERVER_ADDRESS,
-                      booted_profile, counter_packets, in_router, lab_exec, on_pxe_host, router_rules)
+from conftest import FAR_NODES, FAR_SUBNET, LAB, counter_packets, in_router, on_pxe_host, router_rules
+from labkit.client import booted_profile, lab_exec
+from labkit.common import (BRIDGE, BRIDGE_NETWORK, FAR_BRIDGE, FAR_NETWORK, ROUTER_FAR_ADDRESS as ROUTER_FAR,
+                           ROUTER_NEAR_ADDRESS as ROUTER_NEAR)
+from labkit.facts import node_script_path
 
 NAMES = sorted(FAR_NODES)
 ACCESS_LOG = "/var/log/nginx/centra-pxe.access.log"
@@ -40,24 +44,24 @@ def test_a_far_machine_boots_its_profile(far_boots, name):
     node = FAR_NODES[name]
     result = far_boots[name]
     assert result["network"] == "far"
-    assert booted_profile(result["line"]) == node["profile"]
+    assert booted_profile(result["line"]) == node.profile
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_far_machine_gets_an_address_in_its_own_subnet(far_boots, backend, name):
     """The server chose the far subnet by giaddr: a fixed address, or one from its pool."""
     node = FAR_NODES[name]
-    address = ipaddress.IPv4Address(leased_address(backend, node["mac"]))
+    address = ipaddress.IPv4Address(leased_address(backend, node.macs[0]))
     assert address in ipaddress.IPv4Network(FAR_NETWORK)
-    if node["ip"]:
-        assert str(address) == node["ip"]
+    if node.ip:
+        assert str(address) == node.ip
     else:
-        assert ipaddress.IPv4Address(FAR_POOL[0]) <= address <= ipaddress.IPv4Address(FAR_POOL[1])
+        assert FAR_SUBNET.in_pool(str(address))
 
 
 def test_the_uefi_firmware_itself_got_a_far_address_and_loaded_ipxe_through_the_router(far_boots):
     """OVMF's own PXE client (option 93 = 7) prints its station address; ipxe.efi came
-    over TFTP from 192.0.2.2, which it reaches only through the router."""
+    over TFTP from the PXE host, which it reaches only through the router."""
     with open(far_boots["node06"]["log"], encoding="utf-8", errors="replace") as handle:
         serial = handle.read()
     assert "Start PXE over IPv4" in serial
@@ -71,7 +75,7 @@ def test_the_boot_script_and_the_kernel_were_fetched_from_the_far_address(far_bo
     """nginx saw the per-MAC script and the profile's kernel and initrd requested from
     the machine's 198.51.100.x address (no NAT anywhere: the router only routes)."""
     node = FAR_NODES[name]
-    address = leased_address(backend, node["mac"])
+    address = leased_address(backend, node.macs[0])
     fetched = {}
     for line in on_pxe_host("cat", ACCESS_LOG).splitlines():
         # $msec $remote_addr $status $request_completion $request_method $request_uri
@@ -79,8 +83,8 @@ def test_the_boot_script_and_the_kernel_were_fetched_from_the_far_address(far_bo
         fields = line.split()
         if len(fields) == 8 and fields[1] == address:
             fetched[fields[5]] = fields[2]
-    script = "/nodes/%s.ipxe" % node["mac"].replace(":", "-")
-    for path in (script, "/profiles/%s/vmlinuz" % node["profile"], "/profiles/%s/initrd" % node["profile"]):
+    script = node_script_path(node.macs[0])
+    for path in (script, "/profiles/%s/vmlinuz" % node.profile, "/profiles/%s/initrd" % node.profile):
         assert fetched.get(path) == "200", "%s did not fetch %s from %s: %s" % (name, path, address, fetched)
 
 
@@ -88,8 +92,8 @@ def test_dhcrelay_relayed_both_machines_to_the_pxe_host(far_boots, lab_state):
     with open(lab_state["far_network"]["dhcrelay_log"], encoding="utf-8", errors="replace") as handle:
         relay_log = handle.read()
     for node in FAR_NODES.values():
-        assert "BOOTREQUEST for %s to %s" % (node["mac"], SERVER_ADDRESS) in relay_log
-        assert "BOOTREPLY for %s" % node["mac"] in relay_log
+        assert "BOOTREQUEST for %s to %s" % (node.macs[0], LAB.server_address) in relay_log
+        assert "BOOTREPLY for %s" % node.macs[0] in relay_log
 
 
 def test_the_router_forwards_only_between_the_two_lab_networks(far_boots, lab_state):
@@ -101,8 +105,8 @@ def test_the_router_forwards_only_between_the_two_lab_networks(far_boots, lab_st
     assert found["chain"]["hook"] == "forward" and found["chain"]["policy"] == "drop"
     assert sorted(found["rules"]) == ["everything-else", "far-to-near", "near-to-far"]
     text = in_router("nft", "list", "chain", "inet", "centra_lab_router", "forward")
-    assert 'iifname "cpxe-near" oifname "cpxe-far" ip saddr 192.0.2.0/24 ip daddr 198.51.100.0/24' in text
-    assert 'iifname "cpxe-far" oifname "cpxe-near" ip saddr 198.51.100.0/24 ip daddr 192.0.2.0/24' in text
+    assert 'iifname "cpxe-near" oifname "cpxe-far" ip saddr %s ip daddr %s' % (BRIDGE_NETWORK, FAR_NETWORK) in text
+    assert 'iifname "cpxe-far" oifname "cpxe-near" ip saddr %s ip daddr %s' % (FAR_NETWORK, BRIDGE_NETWORK) in text
     assert counter_packets(found["rules"]["near-to-far"]) > 0
     assert counter_packets(found["rules"]["far-to-near"]) > 0
     # Forwarding is on in the router only; the router has no link and no route but the two.
@@ -111,12 +115,12 @@ def test_the_router_forwards_only_between_the_two_lab_networks(far_boots, lab_st
     links = sorted(link["ifname"] for link in json.loads(in_router("ip", "-j", "link", "show")))
     assert links == ["cpxe-far", "cpxe-near", "lo"]
     routes = sorted(route["dst"] for route in json.loads(in_router("ip", "-j", "-4", "route", "show")))
-    assert routes == ["192.0.2.0/24", "198.51.100.0/24"]
+    assert routes == sorted([BRIDGE_NETWORK, FAR_NETWORK])
 
 
 def test_the_pxe_host_reaches_the_far_network_through_the_router_and_nowhere_else(far_boots):
     routes = {route["dst"]: route.get("gateway") for route in json.loads(on_pxe_host("ip", "-j", "-4", "route", "show"))}
-    assert routes == {"192.0.2.0/24": None, FAR_NETWORK: ROUTER_NEAR}
+    assert routes == {BRIDGE_NETWORK: None, FAR_NETWORK: ROUTER_NEAR}
 
 
 def test_a_packet_between_other_networks_is_dropped_by_the_router(far_boots):
@@ -129,18 +133,19 @@ def test_a_packet_between_other_networks_is_dropped_by_the_router(far_boots):
         "from scapy.all import Ether, IP, UDP, sendp\n"
         "frames = [Ether(dst=%r) / IP(src='198.51.100.50', dst='198.51.100.60') / UDP(dport=9),\n"
         "          Ether(dst=%r) / IP(src='192.0.2.50', dst='192.0.2.60') / UDP(dport=9),\n"
-        "          Ether(dst=%r) / IP(src='203.0.113.7', dst='192.0.2.2') / UDP(dport=9)]\n"
-        "sendp(frames[0], iface='cpxebr1', count=%d, verbose=False)\n"
-        "sendp(frames[1], iface='cpxebr0', count=%d, verbose=False)\n"
-        "sendp(frames[2], iface='cpxebr1', count=%d, verbose=False)\n"
-    ) % (router_macs["cpxe-far"], router_macs["cpxe-near"], router_macs["cpxe-far"], count, count, count)
+        "          Ether(dst=%r) / IP(src='203.0.113.7', dst=%r) / UDP(dport=9)]\n"
+        "sendp(frames[0], iface=%r, count=%d, verbose=False)\n"
+        "sendp(frames[1], iface=%r, count=%d, verbose=False)\n"
+        "sendp(frames[2], iface=%r, count=%d, verbose=False)\n"
+    ) % (router_macs["cpxe-far"], router_macs["cpxe-near"], router_macs["cpxe-far"], LAB.server_address,
+         FAR_BRIDGE, count, BRIDGE, count, FAR_BRIDGE, count)
     # The accept rules also count the lab's own traffic between the networks (a late TCP
     # segment of a far node's boot, a relayed DHCP packet): a window in which they moved
     # proves nothing either way, so up to three windows are tried, and in a quiet one the
     # test packets must all have hit the drop rule and none the accept rules.
     windows = []
     for _attempt in range(3):
-        lab_exec("%s/.venv/bin/python" % PROJECT, "-c", script)
+        lab_exec(sys.executable, "-c", script)
         after = {name: counter_packets(rule) for name, rule in router_rules()["rules"].items()}
         windows.append({name: after[name] - before[name] for name in after})
         before = after

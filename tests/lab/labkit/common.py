@@ -74,8 +74,9 @@ SSH_KEY = CACHE_DIR / "ssh" / "id_ed25519"
 # (~/.ansible/cp/<host>-<port>-<user>-lab-<name>, see .config/molecule/config.yml).
 ANSIBLE_CP_DIR = Path("~/.ansible/cp").expanduser()
 ANSIBLE_CONTROL_SOCKETS = (f"{NETNS}/*", f"*-lab-{LAB_NAME or 'main'}")
-# ssh reaches the PXE hosts through a relay that enters the lab namespace.
-SSH_PROXY_COMMAND = f"/usr/bin/python3 {LAB_DIR / 'nsproxy.py'} {NETNS} %h %p"
+# ssh reaches the PXE hosts through a relay that enters the lab namespace. Debian's own
+# python runs it by path: it needs nothing but the standard library.
+SSH_PROXY_COMMAND = f"/usr/bin/python3 {LAB_DIR / 'labkit' / 'nsproxy.py'} {NETNS} %h %p"
 SSH_COMMON_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                    f'-o ProxyCommand="{SSH_PROXY_COMMAND}"')
 

@@ -1,6 +1,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What the HA scenarios' verification shares: the pair, commands on its hosts, waiting."""
+"""What the HA scenarios' verification shares: the pair, commands on its hosts, waiting.
+
+The pair's names and addresses come from the scenario's inventory (labkit.facts).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,20 @@ import shlex
 import time
 from typing import Any, Callable
 
-from labclient import lab_exec, pxe_shell, unit_state, wait_for_new_main_pid
+from .client import lab_exec, pxe_shell, unit_state, wait_for_new_main_pid
+from .facts import lab_facts, node_script_path
 
-PRIMARY, STANDBY = "pxe01", "pxe02"
-ADDRESSES = {PRIMARY: "192.0.2.2", STANDBY: "192.0.2.3"}
-POOL = ("192.0.2.100", "192.0.2.199")  # inventories/lab
+PRIMARY, STANDBY = "pxe01", "pxe02"  # the order of molecule/ha's platforms
 UNKNOWN_MAC = "52:54:00:00:99:11"  # a machine the inventory does not know: a dynamic lease
 LATE_NODE = "node01"  # a node that boots only once the primary is gone
+
+
+def addresses() -> dict[str, str]:
+    """Each server of the pair -> its address (the scenario's inventory)."""
+    servers = lab_facts().servers
+    assert sorted(servers) == sorted((PRIMARY, STANDBY)), servers
+    return servers
+
 
 _PORT_PROBE = ("import socket,sys\n"
                "try:\n"
@@ -42,7 +52,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90, every: fl
 
 def fetched_script(host: str, mac: str) -> bool:
     """Whether the host's nginx served the boot script of this MAC."""
-    path = "/nodes/%s.ipxe" % mac.replace(":", "-")
+    path = node_script_path(mac)
     run = ssh(host, "grep -c %s /var/log/nginx/centra-pxe.access.log" % shlex.quote(path), check=False)
     return run.stdout.strip() not in ("", "0")
 
@@ -57,8 +67,9 @@ def kill_and_wait_for_restart(host: str, unit: str) -> int:
 
 def port_open_from_peer_and_closed_to_others(port: int) -> None:
     """The HA peer link: the standby reaches the primary's port, the lab network (192.0.2.1) does not."""
-    command = "python3 -c %s %s %d" % (shlex.quote(_PORT_PROBE), ADDRESSES[PRIMARY], port)
+    primary = addresses()[PRIMARY]
+    command = "python3 -c %s %s %d" % (shlex.quote(_PORT_PROBE), primary, port)
     from_peer = ssh(STANDBY, command).stdout
     assert from_peer.startswith("open"), from_peer
-    from_lab = lab_exec("python3", "-c", _PORT_PROBE, ADDRESSES[PRIMARY], str(port)).stdout
+    from_lab = lab_exec("python3", "-c", _PORT_PROBE, primary, str(port)).stdout
     assert from_lab.startswith("closed"), from_lab

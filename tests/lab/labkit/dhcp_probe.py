@@ -2,14 +2,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Send DHCPDISCOVERs the way PXE firmware does and print what the server answered.
 
-Run inside the lab network (lab.py exec): one DISCOVER per case, each from its own
+Run inside the lab network (``lab.py exec -- python -m labkit.dhcp_probe ...``, with
+labkit and the collection on PYTHONPATH): one DISCOVER per case, each from its own
 random locally administered MAC (no reservation matches), broadcast flag set; the
 OFFER's BOOTP file and siaddr fields and option 60 are printed as JSON, one line per
 case. The test compares them with centra.pxe's boot policy (decide()).
 
 --mac sends every case from that MAC instead; --request completes the exchange
 (REQUEST, ACK) so that the server commits a lease. dhcp_frame() is the one DHCP
-frame builder of the lab tests (wire_fuzz.py builds its malformed frames with it).
+frame builder of the lab tests (labkit.wire_fuzz builds its malformed frames with it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import random
 import sys
 import time
 
+from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac, parse_mac
 from scapy.all import BOOTP, DHCP, IP, UDP, AsyncSniffer, Ether, Raw, conf, get_if_hwaddr, sendp  # pylint: disable=no-name-in-module
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
@@ -137,10 +139,11 @@ def main() -> int:
     parser.add_argument("--iface", required=True)
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--case", action="append", help="only these cases (default: all)")
-    parser.add_argument("--mac", help="client MAC, aa:bb:cc:dd:ee:ff (default: a random locally administered one per case)")
+    parser.add_argument("--mac", help="client MAC, any notation the collection reads (default: a random locally "
+                        "administered one per case)")
     parser.add_argument("--request", action="store_true", help="complete the exchange: REQUEST the offer, report the ACK")
     args = parser.parse_args()
-    chaddr = bytes.fromhex(args.mac.replace(":", "")) if args.mac else None
+    chaddr = bytes.fromhex(format_mac(parse_mac(args.mac), "bare")) if args.mac else None
     conf.verb = 0
     for name, arch, user_class, option_175, vendor in CASES:
         if args.case and name not in args.case:

@@ -8,7 +8,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import HTTP_BASE, NODES, SERVER_ADDRESS, lab_exec
+from labkit.client import lab_exec
+from labkit.facts import lab_facts, node_script_path
+
+LAB = lab_facts()
+NODES = LAB.nodes
+HTTP_BASE = LAB.http_base
+SERVER_ADDRESS = LAB.server_address
 
 DHCP_SERVICE = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
 
@@ -88,9 +94,9 @@ def test_healthz_checksums_match_the_served_assets():
 @pytest.mark.parametrize("name", sorted(NODES))
 def test_every_mac_of_a_node_has_its_script(name):
     node = NODES[name]
-    for mac in node["macs"]:
-        code, body = curl("/nodes/%s.ipxe" % mac.replace(":", "-"))
-        assert code == 200 and "centra.profile=%s" % node["profile"] in body and "Node %s " % name in body
+    for mac in node.macs:
+        code, body = curl(node_script_path(mac))
+        assert code == 200 and "centra.profile=%s" % node.profile in body and "Node %s " % name in body
 
 
 def test_an_unknown_mac_gets_the_menu():

@@ -22,9 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
-from conftest import NODES, PROJECT, SERVER_ADDRESS, boot, booted_profile, lab_exec
-from labclient import (LAB_INVENTORY, ansible_playbook, host_state, recap, scenario_inventory, state_changes,
-                       task_results)
+from labkit.client import boot, booted_profile, host_state, lab_exec, state_changes
+from labkit.facts import LAB_INVENTORY, PROJECT, lab_facts, scenario_inventory
+from labkit.playbook import ansible_playbook, recap, task_results
+
+LAB = lab_facts()
+NODES = LAB.nodes
+SERVER_ADDRESS = LAB.server_address
 
 BROKEN = os.path.join(PROJECT, "tests", "fixtures", "broken")
 PLAN_TASK = "Build the boot plan from the inventory (once, on the controller)"
@@ -201,10 +205,7 @@ REJECTED = {
 }
 
 
-SCENARIO_BACKEND = "isc" if os.environ.get("MOLECULE_SCENARIO_NAME") == "isc" else "kea"
-
-
-@pytest.mark.parametrize("case", sorted(c for c in REJECTED if SCENARIO_BACKEND in REJECTED[c][1]))
+@pytest.mark.parametrize("case", sorted(c for c in REJECTED if LAB.backend in REJECTED[c][1]))
 def test_a_config_the_daemon_rejects_fails_the_play_and_the_old_one_keeps_running(case):
     extra_vars, _backends, tag, task, words = REJECTED[case]
     before = host_state()
@@ -278,9 +279,9 @@ def test_https_with_an_operator_certificate_verified_against_its_ca(tmp_path):
         assert script.returncode == 0 and script.stdout.startswith("#!ipxe"), script.stdout + script.stderr
         node = NODES["node02"]
         kernel = lab_exec("sh", "-c", "curl -sS --cacert %s https://%s/profiles/%s/vmlinuz | sha256sum"
-                          % (certs["ca.pem"], SERVER_ADDRESS, node["profile"]))
+                          % (certs["ca.pem"], SERVER_ADDRESS, node.profile))
         health = https("/healthz", "--cacert", certs["ca.pem"])
-        assert "sha256:" + kernel.stdout.split()[0] == json.loads(health.stdout)["assets"]["%s/vmlinuz" % node["profile"]]
+        assert "sha256:" + kernel.stdout.split()[0] == json.loads(health.stdout)["assets"]["%s/vmlinuz" % node.profile]
         # Without the CA, curl cannot verify the server: exit 60.
         assert https("/boot.ipxe").returncode == 60
     finally:
@@ -298,4 +299,4 @@ def test_a_machine_boots_afterwards_from_the_host_as_converged(converged_state):
     and the HTTPS round trip, the host serves what converge made, and a node boots its profile."""
     assert state_changes(converged_state, host_state()) == []
     node = NODES["node01"]
-    assert booted_profile(boot(node["macs"][0], "bios")["line"]) == node["profile"]
+    assert booted_profile(boot(node.macs[0], "bios")["line"]) == node.profile

@@ -8,24 +8,24 @@ from; the received answers come from the running daemon, over the wire."""
 from __future__ import annotations
 
 import json
-import os
+import sys
 
 import pytest
-from conftest import HTTP_BASE, PROJECT, SERVER_ADDRESS, lab_exec
-from labclient import pxe_shell
+from labkit.client import lab_exec, pxe_shell
+from labkit.common import BRIDGE
+from labkit.facts import lab_facts
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BootServer, decide
 
+LAB = lab_facts()
 # The loaders of the lab host: the role defaults (Debian's ipxe package has no 32-bit
 # or ARM EFI build, so those architectures get no boot file).
-SERVER = BootServer(SERVER_ADDRESS, HTTP_BASE, {"bios": "undionly.kpxe", "efi64": "ipxe.efi"})
-PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dhcp_probe.py")
+SERVER = BootServer(LAB.server_address, LAB.http_base, {"bios": "undionly.kpxe", "efi64": "ipxe.efi"})
 
 
 @pytest.fixture(scope="module")
 def answers():
-    python = os.path.join(PROJECT, ".venv", "bin", "python")
-    run = lab_exec(python, PROBE, "--iface", "cpxebr0", timeout=300)
+    run = lab_exec(sys.executable, "-m", "labkit.dhcp_probe", "--iface", BRIDGE, timeout=300)
     return {a["case"]: a for a in (json.loads(line) for line in run.stdout.splitlines() if line.startswith("{"))}
 
 
@@ -41,10 +41,10 @@ def test_answer_matches_the_policy(answers, case):
                       option_175=got["option_175"])
     assert got["file"] == (expected.filename or ""), (case, got, expected)
     if expected.kind == "tftp":
-        assert got["siaddr"] == SERVER_ADDRESS
+        assert got["siaddr"] == LAB.server_address
     if expected.kind == "http":
         assert got["vendor_class"] == "HTTPClient"
-    assert got["yiaddr"].startswith("192.0.2.")
+    assert LAB.subnets[0].in_pool(got["yiaddr"]), got
 
 
 def test_kea_logs_leases_but_no_class_verdicts_at_info(answers, backend):

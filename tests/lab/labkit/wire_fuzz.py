@@ -5,15 +5,19 @@
 Run inside the lab network (lab.py exec), against the lab's PXE host only, bounded in
 count and rate. Prints one JSON object: what was sent, by kind, and what came back.
 
-  wire_fuzz.py dhcp --iface cpxebr0 --server-mac M --count 10000 --rate 500
-      Raw frames on the lab bridge (scapy, built with dhcp_probe.dhcp_frame): truncated
+  python -m labkit.wire_fuzz dhcp --iface cpxebr0 --server A --server-mac M --count 10000 --rate 500
+      Raw frames on the lab bridge (scapy, built with labkit.dhcp_probe.dhcp_frame): truncated
       option 93, oversized options, bogus user classes, random BOOTP header fields,
       wrong lengths (options, BOOTP, UDP, IP), bad message types, random bytes. The
       client identities come from a small set (16 MACs 02:cf:..., a few absurd
-      htype/hlen pairs), so at most a few dozen pool addresses are ever offered; every address in a packet is 0.0.0.0, broadcast or in 192.0.2.0/24.
+      htype/hlen pairs), so at most a few dozen pool addresses are ever offered; every
+      address in a packet is 0.0.0.0, broadcast or in the lab network.
 
-  wire_fuzz.py tftp --iface cpxebr0 --server-mac M --count 10000 --rate 500 --reference FILE...
-      Read and write requests from UDP sockets on 192.0.2.1: path traversal, absolute
+The server's address (--server) is the test's to give: it reads it from the lab's
+inventory (labkit.facts).
+
+  python -m labkit.wire_fuzz tftp --iface cpxebr0 --server A --server-mac M --count 10000 --rate 500 --reference FILE...
+      Read and write requests from UDP sockets on the lab bridge's address: path traversal, absolute
       paths, WRQs, absurd/zero/negative blksize, tsize and timeout, unknown opcodes,
       missing terminators, garbage, and (raw frames) wrong UDP/IP lengths. Requests
       for a loader by its name go out of "loader" sockets, everything else out of
@@ -26,6 +30,7 @@ count and rate. Prints one JSON object: what was sent, by kind, and what came ba
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import posixpath
@@ -37,15 +42,18 @@ import sys
 import time
 from collections import Counter
 
-from dhcp_probe import dhcp_frame
 from scapy.all import IP, UDP, Ether, Raw, conf, get_if_hwaddr  # pylint: disable=no-name-in-module
 from scapy.layers.tftp import TFTP, TFTP_WRQ, TFTP_Option, TFTP_Options, TFTP_RRQ
 
-SERVER = "192.0.2.2"
-CLIENT = "192.0.2.1"  # the lab bridge's address: replies to the sockets below come back here
+from labkit.common import BRIDGE_ADDRESS, BRIDGE_NETWORK
+from labkit.dhcp_probe import dhcp_frame
+
+CLIENT = BRIDGE_ADDRESS  # the lab bridge's address: replies to the sockets below come back here
 FUZZ_MACS = [bytes([0x02, 0xCF, 0, 0, 0, i]) for i in range(16)]
-# Lab addresses outside the pool (192.0.2.100-199), the servers and the nodes.
-SPARE_ADDRESSES = ["192.0.2.%d" % i for i in range(230, 255)]
+_LAB_NETWORK = ipaddress.ip_network(BRIDGE_NETWORK)
+# Lab addresses above the lab inventory's pool (.100-.199), its servers (.2-.9) and nodes (.10-).
+SPARE_ADDRESSES = [str(_LAB_NETWORK[i]) for i in range(230, 255)]
+RELAY_ADDRESS = str(_LAB_NETWORK[250])  # a giaddr on the lab network that nothing holds
 
 
 class Pacer:
@@ -78,7 +86,7 @@ def _random_bytes(rng: random.Random, low: int, high: int) -> bytes:
     return rng.randbytes(rng.randint(low, high))
 
 
-def dhcp_truncated_option_93(rng: random.Random) -> tuple[bytes, bool]:
+def dhcp_truncated_option_93(rng: random.Random, _server: str) -> tuple[bytes, bool]:
     """Option 93 with no, one or three bytes, or cut off by the end of the packet."""
     variant = rng.randrange(6)
     if variant == 0:
@@ -94,7 +102,7 @@ def dhcp_truncated_option_93(rng: random.Random) -> tuple[bytes, bool]:
     return DISCOVER + b"\x5d", False  # the code and nothing else
 
 
-def dhcp_oversized_option(rng: random.Random) -> tuple[bytes, bool]:
+def dhcp_oversized_option(rng: random.Random, _server: str) -> tuple[bytes, bool]:
     """Options at their maximum length (255), up to four of them. Not option 61: a random
     client identifier is a new client, and ISC dhcpd holds an offered address for each
     (DHCP starvation, which no DHCP server configuration prevents)."""
@@ -105,7 +113,7 @@ def dhcp_oversized_option(rng: random.Random) -> tuple[bytes, bool]:
     return options + b"\xff", True
 
 
-def dhcp_bogus_user_class(rng: random.Random) -> tuple[bytes, bool]:
+def dhcp_bogus_user_class(rng: random.Random, _server: str) -> tuple[bytes, bool]:
     """Option 77 empty, iPXE with garbage, RFC 3004 lengths that lie, random, repeated."""
     values = [b"", b"iPXE" + _random_bytes(rng, 1, 40), b"\x04iPXE", b"\xffiPXE", b"\x10iPXE",
               _random_bytes(rng, 1, 255), b"iPXE\x00\x00", b"IPXE", b"\x00" * rng.randint(1, 255)]
@@ -117,12 +125,12 @@ def dhcp_bogus_user_class(rng: random.Random) -> tuple[bytes, bool]:
     return options + b"\xff", True
 
 
-def dhcp_random_options(rng: random.Random) -> tuple[bytes, bool]:
+def dhcp_random_options(rng: random.Random, _server: str) -> tuple[bytes, bool]:
     """Random bytes where the options should be."""
     return _random_bytes(rng, 0, 900), rng.random() < 0.5
 
 
-def dhcp_bad_message_type(rng: random.Random) -> tuple[bytes, bool]:
+def dhcp_bad_message_type(rng: random.Random, server: str) -> tuple[bytes, bool]:
     """Unknown, missing, empty or doubled message types; REQUEST, INFORM, RELEASE and
     DECLINE naming addresses nobody holds."""
     variant = rng.randrange(6)
@@ -138,7 +146,7 @@ def dhcp_bad_message_type(rng: random.Random) -> tuple[bytes, bool]:
     elif variant == 4:
         options = _option(53, bytes([rng.choice([4, 7, 8])])) + _option(50, socket.inet_aton(rng.choice(SPARE_ADDRESSES)))
     else:
-        options = _option(53, b"\x03") + _option(54, socket.inet_aton(SERVER)) + _option(50, b"\x00\x00\x00")
+        options = _option(53, b"\x03") + _option(54, socket.inet_aton(server)) + _option(50, b"\x00\x00\x00")
     return options + b"\xff", True
 
 
@@ -159,20 +167,20 @@ def _dhcp_fields(rng: random.Random) -> dict:
     return {"xid": rng.getrandbits(32), "chaddr": rng.choice(FUZZ_MACS) + bytes(10)}
 
 
-def _addressing(rng: random.Random, server_mac: str) -> dict:
+def _addressing(rng: random.Random, server: str, server_mac: str) -> dict:
     """Mostly broadcast from 0.0.0.0, as clients do; sometimes unicast to the server."""
     if rng.random() < 0.8:
         return {}
-    return {"src": CLIENT, "dst": SERVER, "dst_mac": server_mac}
+    return {"src": CLIENT, "dst": server, "dst_mac": server_mac}
 
 
-def dhcp_packet(kind: str, rng: random.Random, src_mac: str, server_mac: str) -> bytes:
+def dhcp_packet(kind: str, rng: random.Random, src_mac: str, server: str, server_mac: str) -> bytes:
     fields = _dhcp_fields(rng)
     chaddr = fields.pop("chaddr")
     xid = fields.pop("xid")
-    addressing = _addressing(rng, server_mac)
+    addressing = _addressing(rng, server, server_mac)
     if kind in DHCP_OPTION_KINDS:
-        raw, _complete = DHCP_OPTION_KINDS[kind](rng)
+        raw, _complete = DHCP_OPTION_KINDS[kind](rng, server)
         return bytes(dhcp_frame(src_mac, chaddr, xid, raw_options=raw, **addressing))
     if kind == "random_bootp":
         # Random header fields; addresses only 0.0.0.0 or lab addresses (a relay
@@ -186,7 +194,7 @@ def dhcp_packet(kind: str, rng: random.Random, src_mac: str, server_mac: str) ->
         header = {"op": rng.choice([1, 2, rng.randint(0, 255)]), "htype": htype, "hlen": hlen, "hops": rng.randint(0, 255),
                   "secs": rng.randint(0, 65535), "flags": rng.randint(0, 65535),
                   "ciaddr": _lab_address(rng), "yiaddr": _lab_address(rng), "siaddr": _lab_address(rng),
-                  "giaddr": rng.choice(["0.0.0.0", CLIENT, "192.0.2.250"]),
+                  "giaddr": rng.choice(["0.0.0.0", CLIENT, RELAY_ADDRESS]),
                   "sname": rng.randbytes(64), "file": rng.randbytes(128)}
         return bytes(dhcp_frame(src_mac, chaddr, xid, raw_options=DISCOVER + _option(93, b"\x00\x07") + b"\xff",
                                 **addressing, **header))
@@ -225,7 +233,7 @@ def fuzz_dhcp(args: argparse.Namespace) -> dict:
     pacer = Pacer(args.rate)
     try:
         for kind in kinds:
-            frame = dhcp_packet(kind, rng, src_mac, args.server_mac)  # built while the pacer would wait anyway
+            frame = dhcp_packet(kind, rng, src_mac, args.server, args.server_mac)  # built while the pacer would wait anyway
             pacer.wait()
             sock.send(frame)
             sent[kind] += 1
@@ -374,7 +382,7 @@ def fuzz_tftp(args: argparse.Namespace) -> dict:
                     if block and not any(block in reference for reference in references):
                         violations.append({"what": "DATA that is no part of a loader", "kind": request[0],
                                            "request": request[1][:80].hex(), "answer": payload[:64].hex()})
-                if opcode in (3, 6) and peer[0] == SERVER:
+                if opcode in (3, 6) and peer[0] == args.server:
                     # End the transfer the server started: its child exits at once.
                     sock.sendto(b"\x00\x05\x00\x00centra fuzz: abort\x00", peer)
 
@@ -384,7 +392,7 @@ def fuzz_tftp(args: argparse.Namespace) -> dict:
             if kind == "wrong_length":
                 sock = rng.choice(groups["other"])
                 payload = bytes(TFTP() / TFTP_RRQ(filename=rng.choice(TRAVERSALS[:4]).encode(), mode=b"octet"))
-                frame = Ether(src=src_mac, dst=args.server_mac) / IP(src=CLIENT, dst=SERVER) \
+                frame = Ether(src=src_mac, dst=args.server_mac) / IP(src=CLIENT, dst=args.server) \
                     / UDP(sport=sock.getsockname()[1], dport=69) / Raw(load=payload)
                 if rng.random() < 0.5:
                     frame[UDP].len = rng.choice([0, 8, 9, 10, len(payload) + 8 + rng.randint(1, 500), 65535])
@@ -398,7 +406,7 @@ def fuzz_tftp(args: argparse.Namespace) -> dict:
                 sock = rng.choice(groups["loader" if reads_loader else "other"])
                 last_request[sock.fileno()] = (kind, payload)
                 pacer.wait()
-                sock.sendto(payload, (SERVER, 69))
+                sock.sendto(payload, (args.server, 69))
             sent[kind] += 1
             receive(0)
         drain_until = time.monotonic() + args.drain
@@ -419,6 +427,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("protocol", choices=["dhcp", "tftp"])
     parser.add_argument("--iface", required=True)
+    parser.add_argument("--server", required=True, help="the PXE host's address (from the lab inventory)")
     parser.add_argument("--server-mac", required=True, help="the PXE host's MAC on the lab bridge")
     parser.add_argument("--count", type=int, default=10000)
     parser.add_argument("--rate", type=float, default=500.0, help="packets per second (at most)")

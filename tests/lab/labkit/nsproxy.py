@@ -1,7 +1,9 @@
 """SSH ProxyCommand into the lab network namespace: ``nsproxy.py [NETNS] HOST PORT``.
 
-Without NETNS, the namespace of the lab that CENTRA_LAB_NAME names (see
-labkit.common): molecule's config uses that form, so one config serves every lab.
+Run by path with Debian's python (``/usr/bin/python3 tests/lab/labkit/nsproxy.py``), so
+it imports nothing, not even the rest of labkit. Without NETNS, the namespace of the lab
+that CENTRA_LAB_NAME names (the rule of labkit.common.NETNS): molecule's config uses
+that form, so one config serves every lab.
 
 The PXE hosts live on 192.0.2.0/24 inside the ``cpxe-lab`` network namespace, which
 the build machine cannot route to (it may use 192.0.2.0/24 itself). The inventory

@@ -25,13 +25,18 @@ import tempfile
 import time
 
 import pytest
-from conftest import HTTP_BASE, NODES, PROJECT, SERVER_ADDRESS, boot, booted_profile, lab, lab_exec
-from labclient import foreign_client, pxe_shell, tree_digest, unit_state, wait_for_new_main_pid
+from labkit.client import (LAB_PY, boot, booted_profile, foreign_client, lab, lab_exec, pxe_shell, tree_digest, unit_state,
+                           wait_for_new_main_pid)
+from labkit.common import BRIDGE
+from labkit.facts import LAB_INVENTORY, PROJECT, lab_facts
+from labkit.playbook import recap
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BootServer, decide
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-PYTHON = os.path.join(PROJECT, ".venv", "bin", "python")
+LAB = lab_facts()
+NODES = LAB.nodes
+HTTP_BASE = LAB.http_base
+SERVER_ADDRESS = LAB.server_address
 DHCP_SERVICE = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
 DHCP_CONFIG = {"kea": "/etc/kea/kea-dhcp4.conf", "isc": "/etc/dhcp/dhcpd.conf"}
 LEASE_FILE = {"kea": "/var/lib/kea/kea-leases4.csv", "isc": "/var/lib/dhcp/dhcpd.leases"}
@@ -94,7 +99,7 @@ def assert_serving(backend: str) -> None:
 
 
 def probe(case: str, *extra: str) -> dict:
-    run = lab_exec(PYTHON, os.path.join(TESTS, "dhcp_probe.py"), "--iface", "cpxebr0", "--case", case, *extra,
+    run = lab_exec(sys.executable, "-m", "labkit.dhcp_probe", "--iface", BRIDGE, "--case", case, *extra,
                    timeout=120)
     return json.loads([line for line in run.stdout.splitlines() if line.startswith("{")][-1])
 
@@ -188,11 +193,11 @@ def test_hostile_dhcp_and_tftp_packets_change_nothing(backend):
         before_tree = tree_digest(TFTP_ROOT, HTTP_ROOT)
         pxe_shell("touch /run/centra-fuzz-marker")
         mac = server_mac()
-        fuzz = os.path.join(TESTS, "wire_fuzz.py")
-        common = ["--iface", "cpxebr0", "--server-mac", mac, "--count", str(FUZZ_COUNT), "--rate", str(FUZZ_RATE)]
+        common = ["--iface", BRIDGE, "--server", SERVER_ADDRESS, "--server-mac", mac, "--count", str(FUZZ_COUNT),
+                  "--rate", str(FUZZ_RATE)]
         # Both at once (each rate-bounded): the daemons also see each other's load.
-        runs = [subprocess.Popen([sys.executable, os.path.join(PROJECT, "tests", "lab", "lab.py"), "exec", "--", PYTHON,
-                                  fuzz, protocol, *common, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        runs = [subprocess.Popen([sys.executable, LAB_PY, "exec", "--", sys.executable, "-m", "labkit.wire_fuzz",
+                                  protocol, *common, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
                 for protocol, extra in (("dhcp", []), ("tftp", references))]
         results = {}
@@ -245,7 +250,7 @@ def dynamic_lease(backend) -> str:
     answer = probe("arch0", "--mac", LEASE_MAC, "--request")
     assert answer["offer"] and answer["ack"], answer
     address = answer["ack_yiaddr"]
-    assert re.fullmatch(r"192\.0\.2\.1\d\d", address), address  # from the pool
+    assert LAB.subnets[0].in_pool(address), address
     assert lease_recorded(backend, address), "the lease of %s is not in %s" % (LEASE_MAC, LEASE_FILE[backend])
     return address
 
@@ -279,23 +284,23 @@ def ansible_playbook(*, stdout=subprocess.PIPE) -> subprocess.Popen:
     """site.yml, run as molecule's converge runs it (its inventory and ansible.cfg)."""
     inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
     command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "--inventory", inventory,
-               "--inventory", os.path.join(PROJECT, "inventories", "lab"),
+               "--inventory", LAB_INVENTORY,
                os.path.join(PROJECT, "molecule", "resources", "converge.yml")]
     return subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"))
 
 
 def recap_changed(output: str) -> int:
-    match = re.search(r"^pxe01\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", output, re.M)
-    assert match, output[-3000:]
-    return int(match.group(1))
+    stats = recap(output).get("pxe01")
+    assert stats and stats["unreachable"] == 0 and stats["failed"] == 0, output[-3000:]
+    return stats["changed"]
 
 
 # Three site.yml runs cost more than everything else here. The run is killed inside
 # pxe_http, before pxe_dhcp: up to there both backends run the same tasks, and each
 # scenario's own converge + idempotence already covers its DHCP role. So: once, in the
 # default (Kea) scenario.
-@pytest.mark.skipif(os.environ.get("MOLECULE_SCENARIO_NAME") == "isc",
+@pytest.mark.skipif(LAB.backend != "kea",
                     reason="backend-independent up to the kill point: runs in the default (Kea) scenario only")
 def test_a_converge_killed_midway_is_completed_by_the_next_run(backend):
     converged = tree_digest(*CONVERGED_PATHS)
@@ -345,8 +350,8 @@ def test_a_converge_killed_midway_is_completed_by_the_next_run(backend):
 def test_a_machine_boots_after_all_of_it():
     """OVMF's PXE client: DHCP, ipxe.efi by TFTP, script, kernel and initrd by HTTP."""
     node = NODES["node02"]
-    result = boot(node["macs"][0], "uefi")
-    assert booted_profile(result["line"]) == node["profile"]
+    result = boot(node.macs[0], "uefi")
+    assert booted_profile(result["line"]) == node.profile
     with open(result["log"], encoding="utf-8", errors="replace") as handle:
         assert "Start PXE over IPv4" in handle.read()
     report("boot_after_faults", {"node": "node02", "firmware": "uefi", "seconds": result["seconds"]})

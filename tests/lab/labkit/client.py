@@ -1,45 +1,31 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What every scenario's verification uses: the lab harness and the lab inventory's nodes.
+"""The lab from a test's side: lab.py's commands, boots, commands on a PXE host, its state.
 
-Each scenario's tests directory puts this folder on sys.path (see its conftest.py).
+Every scenario's verification imports this (molecule's config puts tests/lab and the
+collection on PYTHONPATH). Lab facts (addresses, nodes) come from labkit.facts;
+ansible-playbook runs and their output from labkit.playbook.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 
-PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", ".."))
-LAB = os.path.join(PROJECT, "tests", "lab", "lab.py")
-SERVER_ADDRESS = "192.0.2.2"
-HTTP_BASE = "http://%s" % SERVER_ADDRESS
+from .common import BRIDGE, LAB_DIR
+from .facts import lab_facts
 
-# The lab inventory's nodes (inventories/lab/hosts.yml).
-NODES = {
-    "node01": {"profile": "control_plane", "macs": ["52:54:00:00:01:01"], "ip": "192.0.2.11"},
-    "node02": {"profile": "worker", "macs": ["52:54:00:00:02:01"], "ip": "192.0.2.12"},
-    "node03": {"profile": "all_in_one", "macs": ["52:54:00:00:03:01"], "ip": "192.0.2.13"},
-    "node04": {"profile": "worker", "macs": ["52:54:00:00:04:01", "52:54:00:00:04:02"], "ip": "192.0.2.14"},
-}
-MENU_DEFAULT = "worker"
-
-sys.path.insert(0, os.path.join(PROJECT, ".ansible", "collections"))
-sys.path.insert(0, os.path.join(PROJECT, "tests", "lab"))
-from labkit.common import NETNS  # noqa: E402  pylint: disable=wrong-import-position
+LAB_PY = str(LAB_DIR / "lab.py")
 
 
 def lab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, LAB, *args], capture_output=True, text=True, timeout=timeout, check=check)
+    return subprocess.run([sys.executable, LAB_PY, *args], capture_output=True, text=True, timeout=timeout, check=check)
 
 
 def lab_exec(*command: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -111,7 +97,7 @@ def tree_digest(*paths: str, host: str = "pxe01") -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def foreign_client(address: str = "203.0.113.10", server: str = SERVER_ADDRESS,
+def foreign_client(address: str = "203.0.113.10", server: str | None = None,
                    server_interface: str = "host0") -> Iterator[str]:
     """A client on the lab wire with an address outside every allowed subnet.
 
@@ -121,6 +107,7 @@ def foreign_client(address: str = "203.0.113.10", server: str = SERVER_ADDRESS,
     missing route. Nothing is routed or forwarded. Yields the namespace name;
     everything is removed afterwards.
     """
+    server = server or lab_facts().server_address
     lab_ns = lab_netns()
     netns = lab_ns.replace("cpxe-lab", "cpxe-out", 1)
     lab_end, client_end = "cpxeo0", "cpxeo1"
@@ -139,7 +126,7 @@ def foreign_client(address: str = "203.0.113.10", server: str = SERVER_ADDRESS,
         ip("netns", "add", netns)
         ip("-n", netns, "link", "set", "lo", "up")
         ip("-n", lab_ns, "link", "add", lab_end, "type", "veth", "peer", "name", client_end, "netns", netns)
-        ip("-n", lab_ns, "link", "set", lab_end, "master", "cpxebr0", "up")
+        ip("-n", lab_ns, "link", "set", lab_end, "master", BRIDGE, "up")
         ip("-n", netns, "addr", "add", address + "/24", "dev", client_end)
         ip("-n", netns, "link", "set", client_end, "up")
         ip("-n", netns, "route", "add", server + "/32", "dev", client_end)
@@ -147,80 +134,6 @@ def foreign_client(address: str = "203.0.113.10", server: str = SERVER_ADDRESS,
         yield netns
     finally:
         remove()
-
-
-# --- ansible-playbook on the lab, as an operator runs it --------------------------------
-
-PLAYBOOKS = os.path.join(PROJECT, "playbooks")
-LAB_INVENTORY = os.path.join(PROJECT, "inventories", "lab")
-RECAP_LINE = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)"
-                        r"\s+rescued=(\d+)\s+ignored=(\d+)", re.M)
-
-
-def scenario_inventory() -> str:
-    """Molecule's inventory of the running scenario: how to reach the lab's PXE host(s),
-    and the scenario's group vars (its DHCP backend). Converge uses it with inventories/lab."""
-    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")
-    path = os.path.join(ephemeral, "inventory")
-    assert ephemeral and os.path.isdir(path), "no molecule inventory (MOLECULE_EPHEMERAL_DIRECTORY=%r)" % ephemeral
-    return path
-
-
-def ansible_playbook(playbook: str, *args: str, inventories: tuple[str, ...] | None = None,
-                     extra_vars: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    """ansible-playbook from the repository, with its ansible.cfg, as the README runs it.
-
-    inventories: by default what converge uses (the scenario's inventory, then
-    inventories/lab). extra_vars: passed as one -e @file. The default callback, with
-    results as JSON (task_results() reads them)."""
-    if inventories is None:
-        inventories = (scenario_inventory(), LAB_INVENTORY)
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook")]
-    for inventory in inventories:
-        command += ["-i", inventory]
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_PYTHON_INTERPRETER="auto_silent", ANSIBLE_RETRY_FILES_ENABLED="0",
-               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-               # Labs side by side all have a pxe01 at 192.0.2.2: ssh masters of this lab only.
-               ANSIBLE_SSH_CONTROL_PATH_DIR=os.path.expanduser("~/.ansible/cp/%s" % NETNS))
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="centra-extra-vars-") as handle:
-        if extra_vars:
-            json.dump(extra_vars, handle)
-            handle.flush()
-            command += ["-e", "@" + handle.name]
-        command += [*args, os.path.join(PLAYBOOKS, playbook)]
-        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=PROJECT, timeout=timeout,
-                              check=False)
-
-
-def recap(stdout: str) -> dict[str, dict[str, int]]:
-    """The PLAY RECAP of a default-callback run: host -> ok, changed, unreachable, failed, ..."""
-    keys = ("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
-    return {m.group(1): dict(zip(keys, map(int, m.groups()[1:]))) for m in RECAP_LINE.finditer(stdout)}
-
-
-TASK_HEADER = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?:[^\]:]+ : )?(.*?)\] \**$", re.M)
-HOST_RESULT = re.compile(r"^(ok|changed|skipping|fatal|failed|unreachable): \[([^\]]+)\](?:: (?:FAILED|UNREACHABLE)!)?"
-                         r"(?: => )?", re.M)
-
-
-def task_results(stdout: str) -> list[tuple[str, str, str, dict]]:
-    """(task name, status, host, result) of each task a default-callback run printed, in
-    order; result is the JSON the callback printed after "=>" ({} when none)."""
-    found = []
-    headers = list(TASK_HEADER.finditer(stdout))
-    decoder = json.JSONDecoder()
-    for index, header in enumerate(headers):
-        end = headers[index + 1].start() if index + 1 < len(headers) else len(stdout)
-        for match in HOST_RESULT.finditer(stdout, header.end(), end):
-            result = {}
-            if match.group(0).endswith("=> "):
-                try:
-                    result = decoder.raw_decode(stdout[match.end():end])[0]
-                except ValueError:
-                    pass
-            found.append((header.group(1), match.group(1), match.group(2), result))
-    return found
 
 
 # --- the state of a PXE host, to prove that a run changed nothing --------------------------

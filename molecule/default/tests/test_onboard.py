@@ -9,11 +9,13 @@ Kea takes the new reservation by a reload (same process); ISC dhcpd restarts."""
 from __future__ import annotations
 
 import pytest
-from conftest import boot, booted_profile
-from labclient import LAB_INVENTORY, ansible_playbook, pxe_shell, recap, scenario_inventory, unit_state
+from labkit.client import boot, booted_profile, pxe_shell, unit_state
+from labkit.facts import LAB_INVENTORY, node_script_path, scenario_inventory
+from labkit.playbook import ansible_playbook, recap
 
+# The node this test adds to the inventory (and takes out again).
 NAME, MAC, ADDRESS, PROFILE = "node09", "52:54:00:00:09:01", "192.0.2.19", "worker"
-SCRIPT = "/srv/centra-pxe/http/nodes/%s.ipxe" % MAC.replace(":", "-")
+SCRIPT = "/srv/centra-pxe/http" + node_script_path(MAC)
 DHCP_CONFIGS = {"kea": "/etc/kea/kea-dhcp4.conf", "isc": "/etc/dhcp/dhcpd.conf"}
 DHCP_UNITS = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
 
@@ -48,8 +50,8 @@ def test_onboard_a_node_boot_it_then_take_it_out(backend, new_node_inventory):
     result = boot(MAC, "bios")
     assert booted_profile(result["line"]) == PROFILE
     # Its script came from its reserved address: the reservation is live.
-    access = pxe_shell("grep ' %s 200 .* /nodes/%s.ipxe ' /var/log/nginx/centra-pxe.access.log || true"
-                       % (ADDRESS, MAC.replace(":", "-"))).stdout
+    access = pxe_shell("grep ' %s 200 .* %s ' /var/log/nginx/centra-pxe.access.log || true"
+                       % (ADDRESS, node_script_path(MAC))).stdout
     assert access.strip(), "no fetch of node09's script from %s in nginx's access log" % ADDRESS
 
     removed = onboard()
