@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, then runs every test, from
 # unit tests to the lab (molecule: real PXE hosts, real BIOS and UEFI clients).
-# Usage: scripts/test.sh [stage ...]   stages: unit lint sanity lab (default: all)
+# Usage: scripts/test.sh [stage ...]   stages: unit lint sanity harness lab (default: all)
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 2
@@ -11,7 +11,7 @@ bash scripts/setup.sh || exit 1
 export ANSIBLE_NOCOLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
 
 stages=("$@")
-((${#stages[@]})) || stages=(unit lint sanity lab)
+((${#stages[@]})) || stages=(unit lint sanity harness lab)
 passed=0 failed=0 failed_names=()
 
 run_stage() {
@@ -99,6 +99,10 @@ for stage in "${stages[@]}"; do
     unit) run_stage unit python -m pytest -q -p no:cacheprovider tests/unit ;;
     lint) run_stage ansible-lint ansible-lint --profile production --offline ;;
     sanity) run_stage ansible-test-sanity bash scripts/sanity.sh ;;
+    # The lab harness's own tests (tests/lab: its self-test on a lab of its own, "st",
+    # and the labkit helpers), before the scenarios rely on it.
+    harness) run_stage lab-harness env CENTRA_LAB=1 CENTRA_LAB_NAME=st \
+      PYTHONPATH="$here/tests/lab:$ANSIBLE_COLLECTIONS_PATH" python -m pytest -q -p no:cacheprovider tests/lab ;;
     lab) run_lab_stage ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac
