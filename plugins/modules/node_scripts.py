@@ -12,9 +12,9 @@ description:
   - Renders one iPXE script per MAC of every node of the boot plan into O(dest), named
     C(<mac with hyphens>.ipxe) (iPXE's C(${mac:hexhyp})), and removes the scripts of MACs
     no longer in the plan.
-  - The script of a node whose C(pxe_boot) is C(install) boots the local disk: the node
+  - The script of a node whose C(pxe_boot) is C(install) boots the local disk. The node
     lifecycle service serves the install script (see O(lifecycle_dest)) until the node's
-    installer reports C(installed), and nginx falls back on this one only without it.
+    installer reports that it is installed; nginx falls back on this one only without it.
   - One task for all nodes. A template loop would cost a task iteration per node, minutes
     for ten thousand.
   - Each file is written to a temporary file and renamed into place, so a client never
@@ -43,7 +43,7 @@ options:
   lifecycle_dest:
     description:
       - Also write, in the same module run, the two scripts per MAC of every node whose C(pxe_boot) is
-        C(install), which the node lifecycle service picks from by the node's state:
+        C(install), which the node lifecycle service picks from by the node's state,
         C(install/<mac>.ipxe) (the profile, with C(centra.node=) and the placeholders for the callback
         URL and the token the service fills in) and C(local/<mac>.ipxe) (the local disk).
       - The role M(centra.pxe.pxe_ipxe) writes C(nodes/) and these this way, so a run carries the

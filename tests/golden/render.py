@@ -1,12 +1,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The golden renderer: every config the roles write, for every case, into one tree.
 
-    python tests/golden/render.py --update     rewrite tests/golden/expected/
+    python tests/golden/render.py --update     rewrite tests/golden/expected/<case>.golden
     python tests/golden/render.py --check      render into a temporary directory and compare
     python tests/golden/render.py --out DIR    render into DIR
 
 Each case is a list of inventory sources; render.yml runs once per case over its
-pxe_servers and writes <out>/<case>/<server>/<path on the host>.
+pxe_servers and writes <out>/<case>/<server>/<path on the host>. The expected tree of a
+case is kept as one bundle file, expected/<case>.golden: a header line
+"=== <server>/<path> <length in bytes>" before each file's bytes (the iPXE scripts start
+with #!ipxe, which ansible-test's shebang check refuses in a file of their own).
 tests/unit/test_golden.py renders and compares on every unit run.
 """
 
@@ -124,6 +127,45 @@ def files(tree: Path) -> dict[str, Path]:
     return {p.relative_to(tree).as_posix(): p for p in sorted(tree.rglob("*")) if p.is_file()}
 
 
+BUNDLE_SUFFIX = ".golden"
+HEADER = re.compile(rb"=== (\S+) (\d+)\n")
+
+
+def pack(tree: Path) -> bytes:
+    """The files under tree as one bundle, in path order."""
+    out = bytearray()
+    for name, path in files(tree).items():
+        data = path.read_bytes()
+        out += b"=== %s %d\n" % (name.encode("utf-8"), len(data)) + data + b"\n"
+    return bytes(out)
+
+
+def unpack(bundle: bytes, tree: Path) -> None:
+    """Write the files of a bundle under tree."""
+    at = 0
+    while at < len(bundle):
+        match = HEADER.match(bundle, at)
+        if not match:
+            raise ValueError("not a golden bundle at byte %d" % at)
+        start = match.end()
+        end = start + int(match.group(2))
+        path = tree / match.group(1).decode("utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bundle[start:end])
+        at = end + 1
+
+
+def expected_tree(out: Path, cases: list[str] | None = None) -> Path:
+    """Unpack the expected bundles (default: every one there is) into out/<case>/...; returns out."""
+    names = cases or sorted(p.name[:-len(BUNDLE_SUFFIX)] for p in EXPECTED.glob("*" + BUNDLE_SUFFIX))
+    for name in names:
+        bundle = EXPECTED / (name + BUNDLE_SUFFIX)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        if bundle.exists():
+            unpack(bundle.read_bytes(), out / name)
+    return out
+
+
 def compare(expected: Path, actual: Path, max_diffs: int = 5) -> list[str]:
     """The differences between two trees: missing and extra files, then unified diffs
     of the first max_diffs files whose bytes differ. Empty when identical."""
@@ -137,8 +179,8 @@ def compare(expected: Path, actual: Path, max_diffs: int = 5) -> list[str]:
         diff = "".join(difflib.unified_diff(before, after, "expected/" + name, "rendered/" + name))
         report.append("different: %s\n%s" % (name, diff or "(same text, different bytes)"))
     if len(differing) > max_diffs:
-        report.append("... and %d more different files: %s" % (len(differing) - max_diffs,
-                                                                ", ".join(differing[max_diffs:])))
+        more = differing[max_diffs:]
+        report.append("... and %d more different files: %s" % (len(more), ", ".join(more)))
     return report
 
 
@@ -157,16 +199,18 @@ def main() -> int:
             render(Path(tmp))
             if EXPECTED.exists():
                 shutil.rmtree(EXPECTED)
-            shutil.copytree(tmp, EXPECTED)
-        print("rewrote %s: %d files" % (EXPECTED, len(files(EXPECTED))))
+            EXPECTED.mkdir()
+            for name in CASES:
+                (EXPECTED / (name + BUNDLE_SUFFIX)).write_bytes(pack(Path(tmp) / name))
+            count = len(files(Path(tmp)))
+        print("rewrote %s: %d files in %d bundles" % (EXPECTED, count, len(CASES)))
         return 0
     if args.out:
         render(args.out.resolve(), args.case)
         return 0
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as want:
         render(Path(tmp), args.case)
-        report = compare(EXPECTED, Path(tmp)) if not args.case else [
-            line for case in args.case for line in compare(EXPECTED / case, Path(tmp) / case)]
+        report = compare(expected_tree(Path(want), args.case), Path(tmp))
     print("\n".join(report) or "identical")
     return 1 if report else 0
 

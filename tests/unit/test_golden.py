@@ -24,22 +24,24 @@ def _load_renderer():
 
 def test_every_rendered_file_matches_the_golden_tree(tmp_path):
     renderer = _load_renderer()
-    assert renderer.files(renderer.EXPECTED), "tests/golden/expected is empty: run tests/golden/render.py --update"
-    renderer.render(tmp_path)
-    report = renderer.compare(renderer.EXPECTED, tmp_path)
+    expected = renderer.expected_tree(tmp_path / "expected")
+    assert renderer.files(expected), "tests/golden/expected is empty: run tests/golden/render.py --update"
+    renderer.render(tmp_path / "rendered")
+    report = renderer.compare(expected, tmp_path / "rendered")
     assert not report, "rendered files differ from tests/golden/expected " \
         "(intended? python tests/golden/render.py --update):\n" + "\n".join(report)
 
 
-def test_every_case_renders_every_server():
+def test_every_case_renders_every_server(tmp_path):
     """A case whose servers rendered nothing would pass the comparison only if expected/
     were empty too: the expected tree must hold each case's DHCP, HTTP and boot files."""
     renderer = _load_renderer()
+    expected = renderer.expected_tree(tmp_path, list(renderer.CASES))
     for case in renderer.CASES:
-        servers = sorted(p.name for p in (renderer.EXPECTED / case).iterdir())
+        servers = sorted(p.name for p in (expected / case).iterdir())
         assert servers, case
         for server in servers:
-            names = renderer.files(renderer.EXPECTED / case / server)
+            names = renderer.files(expected / case / server)
             dhcp = {"etc/kea/kea-dhcp4.conf", "etc/dhcp/dhcpd.conf"} & names.keys()
             assert len(dhcp) == 1, (case, server, sorted(names))
             for needed in ("etc/nginx/sites-available/centra-pxe", "etc/default/tftpd-hpa",
@@ -63,3 +65,16 @@ def test_compare_reports_missing_extra_and_different_files(tmp_path):
     assert report[2].startswith("different: case/srv/b\n") and "-old\n+new" in report[2]
     assert len(report) == 3
     assert renderer.compare(expected, expected) == []
+
+
+def test_a_bundle_keeps_every_byte(tmp_path):
+    renderer = _load_renderer()
+    tree = tmp_path / "tree"
+    files = {"pxe01/srv/a.ipxe": b"#!ipxe\nexit\n", "pxe01/etc/empty": b"", "pxe02/no-newline": b"x === y 3\n=== z"}
+    for name, data in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(data)
+    bundle = renderer.pack(tree)
+    assert not bundle.startswith(b"#!")
+    renderer.unpack(bundle, tmp_path / "back")
+    assert {n: p.read_bytes() for n, p in renderer.files(tmp_path / "back").items()} == files
