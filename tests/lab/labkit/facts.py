@@ -46,6 +46,7 @@ class Node:
     profile: str
     macs: tuple[str, ...]  # canonical (colon, lower case), in the inventory's order
     ip: str | None  # pxe_ip, None for a node that takes a pool address
+    boot: str = "install"  # pxe_boot
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ class LabFacts:
             macs = variables["pxe_mac"]
             macs = macs if isinstance(macs, list) else [macs]
             ip = variables.get("pxe_ip")
-            nodes[name] = Node(name, profiles[0], tuple(parse_mac(mac) for mac in macs), str(ip) if ip else None)
+            nodes[name] = Node(name, profiles[0], tuple(parse_mac(mac) for mac in macs), str(ip) if ip else None,
+                               str(variables.get("pxe_boot", "install")))
         return nodes
 
 
