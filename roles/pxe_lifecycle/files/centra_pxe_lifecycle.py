@@ -524,9 +524,12 @@ class Store:
             self.on_change([record])
         return {"ok": True, "node": name, "state": target_state, "generation": row["generation"]}
 
-    def rearm(self, names: Sequence[str], dry_run: bool = False) -> Dict[str, Any]:
+    def rearm(self, names: Sequence[str], dry_run: bool = False, generation: Optional[int] = None) -> Dict[str, Any]:
         """New generation, state install, install script served again.
 
+        generation: the generation to re-arm to (the servers of an HA pair are given the
+        same one, so that they agree whatever a peer pull brought first); a node already
+        at it or beyond is left alone. Without it: the node's generation + 1.
         dry_run: check the nodes and report what a rearm would change, change nothing."""
         changed: Dict[str, Any] = {}
         records = []
@@ -540,19 +543,21 @@ class Store:
                     if row["boot"] != "install":
                         raise LifecycleError("node %s boots %s, not install: set pxe_boot: install to reinstall it"
                                              % (name, row["boot"]))
-                    rows[name] = row
+                    if generation is None or row["generation"] < generation:
+                        rows[name] = row
+                targets = {name: row["generation"] + 1 if generation is None else generation for name, row in rows.items()}
                 if dry_run:
-                    changed = {name: {"generation": [row["generation"], row["generation"] + 1],
+                    changed = {name: {"generation": [row["generation"], targets[name]],
                                       "state": [row["state"], "install"]} for name, row in rows.items()}
                     return {"changed": bool(changed), "nodes": changed, "dry_run": True}
                 at = now()
                 for name, row in rows.items():
-                    generation = row["generation"] + 1
+                    target = targets[name]
                     db.execute("UPDATE nodes SET generation = ?, state = 'install', state_at = ?, last_event = NULL, "
                                "last_event_at = NULL, message = NULL, install_started_at = NULL, installed_at = NULL "
-                               "WHERE name = ?", (generation, at, name))
-                    self._event(db, name, generation, "rearm", at, None, "admin")
-                    changed[name] = {"generation": [row["generation"], generation], "state": [row["state"], "install"]}
+                               "WHERE name = ?", (target, at, name))
+                    self._event(db, name, target, "rearm", at, None, "admin")
+                    changed[name] = {"generation": [row["generation"], target], "state": [row["state"], "install"]}
                     records.append(self._record(self.node_row(name, db)))
             self._materialize(names=list(rows))
         if self.on_change is not None and records:
@@ -1364,7 +1369,7 @@ def cmd_rearm(args: argparse.Namespace) -> int:
         raise LifecycleError("no state in %s: the service has not run here yet" % args.state_dir)
     store = _open_store(args)
     try:
-        print(json.dumps(store.rearm(args.nodes, dry_run=args.dry_run), sort_keys=True))
+        print(json.dumps(store.rearm(args.nodes, dry_run=args.dry_run, generation=args.generation), sort_keys=True))
     finally:
         store.close()
     return 0
@@ -1442,6 +1447,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sync", help="reconcile the state with the plan, write the boot files").set_defaults(func=cmd_sync)
     rearm = sub.add_parser("rearm", help="reinstall nodes: new generation and token, install script served")
     rearm.add_argument("--dry-run", action="store_true", help="check the nodes and report, change nothing")
+    rearm.add_argument("--generation", type=int, help="re-arm to this generation (nodes already there are left alone)")
     rearm.add_argument("nodes", nargs="+")
     rearm.set_defaults(func=cmd_rearm)
     forget = sub.add_parser("forget", help="drop the recorded state of nodes")

@@ -108,3 +108,21 @@ def test_rearm_dry_run_changes_nothing(env):
     assert out.returncode == 1 and "unknown node" in out.stderr
     out = run(env, "rearm", "n1")
     assert json.loads(out.stdout)["nodes"]["n1"]["generation"] == [1, 2]
+
+
+def test_rearm_to_a_generation_is_idempotent(env):
+    # The servers of an HA pair are re-armed to one generation: the one a peer pull
+    # already brought is left alone, so both end at the same token.
+    env.write_plan([node("n1", [M1]), node("n2", [mac_of(2)])])
+    run(env, "sync")
+    out = run(env, "rearm", "--generation", "3", "n1", "n2")
+    assert json.loads(out.stdout) == {"changed": True, "nodes": {
+        "n1": {"generation": [1, 3], "state": ["install", "install"]},
+        "n2": {"generation": [1, 3], "state": ["install", "install"]}}}
+    assert "centra.token=%s\n" % env.token("n1", 3) in env.boot_file(M1)
+    assert json.loads(run(env, "rearm", "--generation", "3", "n1").stdout) == {"changed": False, "nodes": {}}
+    assert json.loads(run(env, "rearm", "--dry-run", "--generation", "2", "n1").stdout)["changed"] is False
+    out = run(env, "rearm", "--dry-run", "--generation", "4", "n1")
+    assert json.loads(out.stdout)["nodes"] == {"n1": {"generation": [3, 4], "state": ["install", "install"]}}
+    shown = json.loads(run(env, "show", "n1").stdout)
+    assert shown["generation"] == 3 and [e["event"] for e in shown["events"]] == ["rearm"]
