@@ -9,7 +9,8 @@ writes, per MAC, the iPXE script nginx serves: the install script with the node'
 token while the node must install, the local-boot script once it has installed.
 nginx serves static files only, so boot decisions never wait on this process.
 
-Subcommands (see --help): serve, sync, rearm, forget, show.
+Subcommands (see --help): serve, sync, rearm, forget, show; check-config, check-plan,
+init-secret, install-secret (for the converge).
 Standard library only: it runs with the host's /usr/bin/python3.
 
 Tokens are HMAC-SHA256("<node>:<generation>") under the server secret, never
@@ -170,6 +171,28 @@ def load_or_create_secret(state_dir: str) -> bytes:
     if len(secret) < 32:
         raise LifecycleError("%s holds %d bytes; the secret must be at least 32 random bytes" % (path, len(secret)))
     return secret
+
+
+def install_secret(state_dir: str, secret: bytes) -> bool:
+    """Write the server secret (an HA peer's copy), mode 0600, atomically; True when it changed."""
+    if len(secret) < 32:
+        raise LifecycleError("a secret must be at least 32 bytes, got %d" % len(secret))
+    path = os.path.join(state_dir, "secret")
+    try:
+        with open(path, "rb") as handle:
+            if hmac.compare_digest(handle.read(4096), secret):
+                return False
+    except FileNotFoundError:
+        pass
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, secret)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    return True
 
 
 def load_config(path: Optional[str]) -> Dict[str, Any]:
@@ -501,8 +524,13 @@ class Store:
             self.on_change([record])
         return {"ok": True, "node": name, "state": target_state, "generation": row["generation"]}
 
-    def rearm(self, names: Sequence[str]) -> Dict[str, Any]:
-        """New generation, state install, install script served again."""
+    def rearm(self, names: Sequence[str], dry_run: bool = False, generation: Optional[int] = None) -> Dict[str, Any]:
+        """New generation, state install, install script served again.
+
+        generation: the generation to re-arm to (the servers of an HA pair are given the
+        same one, so that they agree whatever a peer pull brought first); a node already
+        at it or beyond is left alone. Without it: the node's generation + 1.
+        dry_run: check the nodes and report what a rearm would change, change nothing."""
         changed: Dict[str, Any] = {}
         records = []
         with self._exclusive():
@@ -515,15 +543,21 @@ class Store:
                     if row["boot"] != "install":
                         raise LifecycleError("node %s boots %s, not install: set pxe_boot: install to reinstall it"
                                              % (name, row["boot"]))
-                    rows[name] = row
+                    if generation is None or row["generation"] < generation:
+                        rows[name] = row
+                targets = {name: row["generation"] + 1 if generation is None else generation for name, row in rows.items()}
+                if dry_run:
+                    changed = {name: {"generation": [row["generation"], targets[name]],
+                                      "state": [row["state"], "install"]} for name, row in rows.items()}
+                    return {"changed": bool(changed), "nodes": changed, "dry_run": True}
                 at = now()
                 for name, row in rows.items():
-                    generation = row["generation"] + 1
+                    target = targets[name]
                     db.execute("UPDATE nodes SET generation = ?, state = 'install', state_at = ?, last_event = NULL, "
                                "last_event_at = NULL, message = NULL, install_started_at = NULL, installed_at = NULL "
-                               "WHERE name = ?", (generation, at, name))
-                    self._event(db, name, generation, "rearm", at, None, "admin")
-                    changed[name] = {"generation": [row["generation"], generation], "state": [row["state"], "install"]}
+                               "WHERE name = ?", (target, at, name))
+                    self._event(db, name, target, "rearm", at, None, "admin")
+                    changed[name] = {"generation": [row["generation"], target], "state": [row["state"], "install"]}
                     records.append(self._record(self.node_row(name, db)))
             self._materialize(names=list(rows))
         if self.on_change is not None and records:
@@ -1330,11 +1364,48 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_rearm(args: argparse.Namespace) -> int:
+    if args.dry_run and not os.path.exists(os.path.join(args.state_dir, "lifecycle.db")):
+        # A dry run creates nothing, not even an empty store.
+        raise LifecycleError("no state in %s: the service has not run here yet" % args.state_dir)
     store = _open_store(args)
     try:
-        print(json.dumps(store.rearm(args.nodes), sort_keys=True))
+        print(json.dumps(store.rearm(args.nodes, dry_run=args.dry_run, generation=args.generation), sort_keys=True))
     finally:
         store.close()
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Exit 0 when the config file is valid (Ansible's validate: before it is installed)."""
+    if not os.path.exists(args.config):
+        raise LifecycleError("no config file %s" % args.config)
+    load_config(args.config)
+    return 0
+
+
+def cmd_check_plan(args: argparse.Namespace) -> int:
+    """Exit 0 when the plan file is one sync would apply (Ansible's validate: before it is installed)."""
+    digest, nodes = load_plan(args.plan)
+    print(json.dumps({"plan_digest": digest, "nodes": len(nodes)}, sort_keys=True))
+    return 0
+
+
+def cmd_init_secret(args: argparse.Namespace) -> int:
+    """Create the server secret if it is missing; prints whether it did, never the secret."""
+    path = os.path.join(args.state_dir, "secret")
+    existed = os.path.exists(path)
+    load_or_create_secret(args.state_dir)
+    print(json.dumps({"changed": not existed}))
+    return 0
+
+
+def cmd_install_secret(args: argparse.Namespace) -> int:
+    """Install the secret given base64-encoded on stdin (an HA peer's); prints whether it changed."""
+    try:
+        secret = base64.b64decode(sys.stdin.buffer.read(8192).strip(), validate=True)
+    except ValueError:
+        raise LifecycleError("the secret on stdin is not base64") from None
+    print(json.dumps({"changed": install_secret(args.state_dir, secret)}))
     return 0
 
 
@@ -1375,6 +1446,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("sync", help="reconcile the state with the plan, write the boot files").set_defaults(func=cmd_sync)
     rearm = sub.add_parser("rearm", help="reinstall nodes: new generation and token, install script served")
+    rearm.add_argument("--dry-run", action="store_true", help="check the nodes and report, change nothing")
+    rearm.add_argument("--generation", type=int, help="re-arm to this generation (nodes already there are left alone)")
     rearm.add_argument("nodes", nargs="+")
     rearm.set_defaults(func=cmd_rearm)
     forget = sub.add_parser("forget", help="drop the recorded state of nodes")
@@ -1383,6 +1456,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the state of every node, or of one (name or MAC), as JSON")
     show.add_argument("node", nargs="?")
     show.set_defaults(func=cmd_show)
+    sub.add_parser("check-config", help="check the config file (--config), change nothing"
+                   ).set_defaults(func=cmd_check_config, store=False)
+    sub.add_parser("check-plan", help="check the plan file (--plan), change nothing"
+                   ).set_defaults(func=cmd_check_plan, store=False)
+    sub.add_parser("init-secret", help="create the server secret if it is missing (never prints it)"
+                   ).set_defaults(func=cmd_init_secret)
+    sub.add_parser("install-secret", help="install the secret read base64-encoded from stdin (HA peers share one)"
+                   ).set_defaults(func=cmd_install_secret)
     return parser
 
 
@@ -1390,7 +1471,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(threadName)s: %(message)s", stream=sys.stderr)
     os.umask(0o022)
-    if args.command != "serve":
+    # The checks read files only root may read (Ansible's temporary copies): they keep
+    # their user. The other admin commands act as the owner of the state.
+    if args.command != "serve" and getattr(args, "store", True):
         _drop_to_state_owner(args.state_dir)
     try:
         return args.func(args)

@@ -17,10 +17,15 @@ from conftest import ROOT, UnixHTTPConnection, mac_of, node
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
-TEMPLATES = os.path.join(ROOT, "roles", "pxe_lifecycle", "templates")
+# pxe_http owns the site: its http-level part (conf.d) and the lifecycle locations the
+# site includes, rendered with the values the server context and the role give them.
+TEMPLATES = os.path.join(ROOT, "roles", "pxe_http", "templates")
+LIFECYCLE = {"socket": "/run/centra-pxe-lifecycle/lifecycle.sock", "boot_dir": "/var/lib/centra-pxe-lifecycle/boot",
+             "peer_addresses": ["192.0.2.3"]}
 VALUES = {
-    "ansible_managed": "test", "pxe_lifecycle_peer_addresses": ["192.0.2.3"],
-    "pxe_lifecycle_callback_zone_size": "1m", "pxe_lifecycle_callback_rate": "10r/s", "pxe_lifecycle_callback_burst": 20,
+    "ansible_managed": "test", "centra_pxe_server": {"lifecycle": LIFECYCLE},
+    "_pxe_http_lifecycle_conf": "/etc/nginx/conf.d/centra-pxe-lifecycle.conf",
+    "pxe_http_callback_zone_size": "1m", "pxe_http_callback_rate": "10r/s", "pxe_http_callback_burst": 20,
 }
 
 
@@ -42,10 +47,9 @@ def front(env, serve, short_dir):
         handle.write("#!ipxe\n# menu\n")
     with open(os.path.join(static, "nodes", "52-54-00-00-02-01.ipxe"), "w") as handle:
         handle.write("#!ipxe\n# static n2\n")
-    http_part = render("nginx-lifecycle-http.conf.j2").replace(
-        "/run/centra-pxe-lifecycle/lifecycle.sock", server.client.path)
-    server_part = render("nginx-lifecycle.conf.j2").replace(
-        "/var/lib/centra-pxe-lifecycle/boot", os.path.join(env.state_dir, "boot"))
+    lifecycle = dict(LIFECYCLE, socket=server.client.path, boot_dir=os.path.join(env.state_dir, "boot"))
+    http_part = render("centra-pxe-lifecycle-http.conf.j2", centra_pxe_server={"lifecycle": lifecycle})
+    server_part = render("centra-pxe-lifecycle-locations.conf.j2", centra_pxe_server={"lifecycle": lifecycle})
     for name, text in (("http.conf", http_part), ("server.conf", server_part)):
         with open(os.path.join(short_dir, name), "w") as handle:
             handle.write(text)
