@@ -21,8 +21,13 @@ import re
 import time
 
 import pytest
-from labclient import (HTTP_BASE, LAB_INVENTORY, NODES, ansible_playbook, lab_exec, pxe_shell, recap,
-                       scenario_inventory, unit_state, wait_for_new_main_pid)
+from labkit.client import lab_exec, pxe_shell, unit_state, wait_for_new_main_pid
+from labkit.facts import LAB_INVENTORY, lab_facts, node_script_path, scenario_inventory
+from labkit.playbook import ansible_playbook, recap
+
+LAB = lab_facts()
+HTTP_BASE = LAB.http_base
+NODES = {name: {"macs": list(n.macs), "profile": n.profile} for name, n in LAB.nodes.items()}
 
 UNIT = "centra-pxe-lifecycle"
 STATE_DIR = "/var/lib/centra-pxe-lifecycle"
@@ -31,13 +36,9 @@ RATE_PER_SECOND, BURST = 10, 20
 NEW_NODE, NEW_MAC = "node10", "52:54:00:00:0a:01"
 
 
-def hyphen(mac: str) -> str:
-    return mac.replace(":", "-")
-
-
 def script(mac: str) -> str:
     """The iPXE script nginx serves a machine with this MAC."""
-    return lab_exec("curl", "-sS", "-f", "%s/nodes/%s.ipxe" % (HTTP_BASE, hyphen(mac))).stdout
+    return lab_exec("curl", "-sS", "-f", HTTP_BASE + node_script_path(mac)).stdout
 
 
 def credentials(name: str) -> tuple[str, str]:
@@ -259,7 +260,7 @@ def test_converge_with_a_changed_inventory_keeps_the_states(changed_inventory):
     assert lab_exec("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                     "%s/api/v1/nodes/%s" % (HTTP_BASE, NEW_NODE)).stdout == "404"
     assert pxe_shell("test -e %s/boot/nodes/%s.ipxe && echo present || echo absent"
-                     % (STATE_DIR, hyphen(NEW_MAC))).stdout.strip() == "absent"
+                     % (STATE_DIR, node_script_path(NEW_MAC)[len("/nodes/"):-len(".ipxe")])).stdout.strip() == "absent"
     # node03 is back in install mode, in a new generation (no earlier token is valid again).
     assert after["node03"][0] == "install" and after["node03"][1] > before["node03"][1]
     assert {k: v for k, v in after.items() if k != "node03"} == {k: v for k, v in before.items() if k != "node03"}
