@@ -134,7 +134,7 @@ def test_reinstall_installs_again_and_refuses_the_old_token():
 def test_a_netboot_node_boots_its_profile_on_every_boot():
     node = next(n for n in NODES.values() if n.boot == "netboot")
     mac = node.macs[0]
-    for _ in range(2):
+    for _attempt in range(2):
         start = clock()
         result = boot(mac, "bios")
         assert "centra.profile=%s" % node.profile in result["line"] and "centra.token" not in result["line"]

@@ -16,7 +16,6 @@ The machine boots (BIOS/UEFI with a disk) are in the boot tests."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 
