@@ -9,6 +9,8 @@ costs 25-40 s under TCG).
 
 from __future__ import annotations
 
+import json
+
 from conftest import KEA_HA_PORT, ha_state, kea, lease_of
 from labkit.client import boot, booted_profile, lab
 from labkit.facts import lab_facts
@@ -17,6 +19,19 @@ from labkit.ha import (LATE_NODE, PRIMARY, STANDBY, UNKNOWN_MAC, addresses, fetc
 
 LAB = lab_facts()
 NODES = LAB.nodes
+# Installs through the primary, then boots its disk through the standby (issue 12).
+INSTALLED_NODE = "node02"
+assert INSTALLED_NODE != LATE_NODE
+
+
+def node_state(host: str, mac: str) -> dict:
+    """The lifecycle service's record of a node, as one server of the pair answers it."""
+    run = lab("exec", "--", "curl", "-sS", "--max-time", "10",
+              "http://%s/api/v1/nodes/%s" % (addresses()[host], mac), check=False)
+    try:
+        return json.loads(run.stdout)
+    except ValueError:
+        return {}
 
 
 def _in_pool(address: str) -> bool:
@@ -66,6 +81,20 @@ def test_a_killed_dhcp_daemon_is_restarted_and_rejoins_the_pair():
     assert lease_of(PRIMARY, UNKNOWN_MAC), "the restarted primary lost the lease"
 
 
+def test_a_node_installs_through_the_primary_and_the_standby_learns_it():
+    node = NODES[INSTALLED_NODE]
+    mac = node.macs[0]
+    result = boot(mac, "bios", "--disk", INSTALLED_NODE, "--fresh-disk", "--until",
+                  "LOCAL-BOOT-OK %s" % INSTALLED_NODE, timeout=900)
+    seen = [m["line"].split()[0] for m in result["markers"]]
+    assert "INSTALL-OK" in seen and seen[-1] == "LOCAL-BOOT-OK", seen
+    assert "centra.callback=http://%s/" % addresses()[PRIMARY] in result["cmdline"]
+    assert node_state(PRIMARY, mac)["state"] == "installed"
+    # The primary forwards the callback to its peer.
+    wait_for("the standby's record of the install", lambda: node_state(STANDBY, mac).get("state") == "installed",
+             timeout=60)
+
+
 def test_the_standby_takes_over_when_the_primary_dhcp_stops():
     ssh(PRIMARY, "systemctl stop kea-dhcp4-server")
     # heartbeat 1 s, max-response-delay 3 s, max-unacked-clients 0 (molecule.yml): seconds.
@@ -77,12 +106,22 @@ def test_with_the_primary_powered_off_a_new_machine_boots_from_the_standby():
     lab("stop", PRIMARY, timeout=120)
     node = NODES[LATE_NODE]
     mac = node.macs[0]
-    result = boot(mac, "bios")
-    assert booted_profile(result["line"]) == node.profile
+    # Its installer runs (no disk: it reports failed to the standby, which the primary,
+    # off now, learns when it is back).
+    result = boot(mac, "bios", "--until", "INSTALL-FAILED")
+    assert booted_profile(result["cmdline"]) == node.profile
     assert fetched_script(STANDBY, mac)
     assert lease_of(STANDBY, mac)["ip-address"] == node.ip
     # ... and the standby still knows the first machine's lease.
     assert _in_pool(lease_of(STANDBY, UNKNOWN_MAC)["ip-address"])
+
+
+def test_with_the_primary_powered_off_an_installed_node_boots_its_disk_through_the_standby():
+    mac = NODES[INSTALLED_NODE].macs[0]
+    result = boot(mac, "bios", "--disk", INSTALLED_NODE, "--until", "LOCAL-BOOT-OK %s" % INSTALLED_NODE, timeout=600)
+    assert [m["line"].split()[0] for m in result["markers"]] == ["LOCAL-BOOT-OK"] or all(
+        m["boot"] == 1 and m["line"].startswith("LOCAL-BOOT") for m in result["markers"]), result["markers"]
+    assert fetched_script(STANDBY, mac)
 
 
 def test_the_primary_comes_back_and_learns_what_the_standby_leased():
@@ -91,3 +130,10 @@ def test_the_primary_comes_back_and_learns_what_the_standby_leased():
     node = NODES[LATE_NODE]
     assert lease_of(PRIMARY, node.macs[0])["ip-address"] == node.ip
     wait_for("the standby back in hot-standby", lambda: ha_state(STANDBY) == "hot-standby", timeout=60)
+    # The late node reported to the standby alone (its installer found no disk: failed);
+    # the primary was off then and catches up from its peer once it is back.
+    late_mac = node.macs[0]
+    on_standby = node_state(STANDBY, late_mac)
+    assert on_standby["state"] == "failed", on_standby
+    wait_for("the primary's record of the late node", lambda: node_state(PRIMARY, late_mac).get("state") == "failed",
+             timeout=180)
