@@ -130,6 +130,8 @@ def test_the_primary_comes_back_and_learns_what_the_standby_leased():
     node = NODES[LATE_NODE]
     assert lease_of(PRIMARY, node.macs[0])["ip-address"] == node.ip
     wait_for("the standby back in hot-standby", lambda: ha_state(STANDBY) == "hot-standby", timeout=60)
+    # What was recorded before the primary went down survived its power-off.
+    assert node_state(PRIMARY, NODES[INSTALLED_NODE].macs[0])["state"] == "installed"
     # The late node reported to the standby alone (its installer found no disk: failed);
     # the primary was off then and catches up from its peer once it is back.
     late_mac = node.macs[0]
