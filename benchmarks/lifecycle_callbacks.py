@@ -77,22 +77,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=64, help="installers sending at the same moment")
+    parser.add_argument("--program", default=PROGRAM,
+                        help="the lifecycle program to measure (default: this checkout's); e.g. an older version's")
     args = parser.parse_args()
+    program = os.path.abspath(args.program)
     with tempfile.TemporaryDirectory(prefix="centra-bench-lifecycle-") as base:
         pairs = prepare(base, args.nodes)
         common = ["--state-dir", os.path.join(base, "state"), "--plan", os.path.join(base, "plan.json"),
                   "--scripts-dir", os.path.join(base, "scripts"), "--config", os.path.join(base, "lifecycle.json")]
         sock = os.path.join(base, "api.sock")
         # Debian's python, as on the PXE host; the service syncs the plan at start.
-        server = subprocess.Popen(["/usr/bin/python3", PROGRAM, *common, "serve", "--socket", sock],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file, as to the journal on the host: a pipe nobody reads
+        # fills up (64 KiB) and blocks the service's logging, and every worker with it.
+        log = open(os.path.join(base, "service.log"), "w+b")  # pylint: disable=consider-using-with
+        server = subprocess.Popen(["/usr/bin/python3", program, *common, "serve", "--socket", sock],
+                                  stdout=subprocess.DEVNULL, stderr=log)
         try:
             boot_dir = os.path.join(base, "state", "boot", "nodes")
             last = os.path.join(boot_dir, pairs[-1][1].replace(":", "-") + ".ipxe")
             deadline = time.monotonic() + 300
             while not (os.path.exists(sock) and os.path.exists(last)) and time.monotonic() < deadline:
                 if server.poll() is not None:
-                    raise RuntimeError("the service stopped: %s" % server.stderr.read().decode()[-2000:])
+                    log.seek(0)
+                    raise RuntimeError("the service stopped: %s" % log.read().decode()[-2000:])
                 time.sleep(0.2)
             tokens = {}
             for name, mac in pairs:
@@ -136,10 +143,11 @@ def main() -> int:
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - began
-            shown = json.loads(subprocess.run(["/usr/bin/python3", PROGRAM, *common, "show"], capture_output=True,
+            shown = json.loads(subprocess.run(["/usr/bin/python3", program, *common, "show"], capture_output=True,
                                               text=True, check=True).stdout)
             records = shown["nodes"] if isinstance(shown, dict) else shown
             installed = sum(1 for r in records if r["state"] == "installed")
+            log_bytes = os.fstat(log.fileno()).st_size
         finally:
             server.terminate()
             try:
@@ -152,10 +160,10 @@ def main() -> int:
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
-    print(json.dumps({"nodes": args.nodes, "clients": args.clients, "load": load(), "seconds": round(elapsed, 2),
+    print(json.dumps({"program": program, "nodes": args.nodes, "clients": args.clients, "load": load(), "seconds": round(elapsed, 2),
                       "callbacks_per_second": round(len(latencies) / elapsed, 1), "p50_ms": round(pct(0.50), 1),
                       "p99_ms": round(pct(0.99), 1), "failed": len(failures), "failures": failures[:5],
-                      "installed_afterwards": installed}, indent=1))
+                      "installed_afterwards": installed, "service_log_bytes": log_bytes}, indent=1))
     return 0 if not failures and installed == args.nodes else 1
 
 
