@@ -80,6 +80,7 @@ MAX_SCRIPT = 1 << 20
 MAX_PEER_BODY = 64 << 20
 DRAIN_LIMIT = 64 << 10
 PEER_CLOCK_WINDOW = 300.0
+GROUP_COMMIT_MAX = 64  # callbacks per transaction at most (the batch holds the lock)
 PEER_SIGNING_LABEL = b"centra-pxe-lifecycle peer signing key v1"
 
 DEFAULT_CONFIG_VALUES: Dict[str, Any] = {
@@ -324,6 +325,19 @@ class Conflict(Exception):
     """The event does not apply to the node's state (HTTP 409)."""
 
 
+class _Ticket:
+    """One installer callback waiting for (and then carrying the outcome of) a group commit."""
+
+    __slots__ = ("name", "token", "event", "message", "done", "result", "record", "error")
+
+    def __init__(self, name: str, token: str, event: str, message: Optional[str]):
+        self.name, self.token, self.event, self.message = name, token, event, message
+        self.done = False
+        self.result: Optional[Dict[str, Any]] = None
+        self.record: Optional[Dict[str, Any]] = None
+        self.error: Optional[Exception] = None
+
+
 class Store:
     """SQLite state in WAL mode. Every write is one transaction, taken under a
     process lock and a file lock, so that the serving process and a CLI run
@@ -347,6 +361,8 @@ class Store:
         self._db = self._connect()
         self._readers = threading.local()
         self._warned: Dict[str, bool] = {}
+        self._pending: List[_Ticket] = []  # callbacks waiting for the next group commit
+        self._pending_lock = threading.Lock()
         self.on_change: Optional[Callable[[List[Dict[str, Any]]], None]] = None
         with self._exclusive():
             self._migrate()
@@ -495,34 +511,80 @@ class Store:
             return db.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
 
     def callback(self, name: str, token: str, event: str, message: Optional[str]) -> Dict[str, Any]:
-        """Apply an installer event. Raises PermissionError (403) or Conflict (409)."""
-        target_state = TRANSITIONS[event][1]
+        """Apply an installer event. Raises PermissionError (403) or Conflict (409).
+
+        Group commit: callbacks that arrive while another batch holds the lock wait in
+        `_pending`; whoever takes the lock next applies all of them in one transaction
+        (one savepoint each, so a refused one changes nothing) with one commit, one WAL
+        fsync, then writes their boot files. Each caller returns only once its own
+        callback is committed and its boot files are durable, as before.
+        """
+        ticket = _Ticket(name, token, event, message)
+        with self._pending_lock:
+            self._pending.append(ticket)
         with self._exclusive():
-            with self._transaction() as db:
-                row = self.node_row(name, db) if NODE_NAME_RE.match(name) else None
-                if row is None:
-                    # Same work as for a known node: the answer time does not tell which it was.
-                    token_matches(self.secret, "-", 0, token)
-                    raise PermissionError("refused")
-                if not token_matches(self.secret, name, row["generation"], token):
-                    raise PermissionError("refused")
-                if row["boot"] != "install":
-                    raise Conflict("%s boots %s: it takes no installer events" % (name, row["boot"]))
-                if row["state"] not in TRANSITIONS[event][0]:
-                    raise Conflict("%s is %s in generation %d: %s does not apply"
-                                   % (name, row["state"], row["generation"], event))
-                at = now()
-                started = at if event == "started" else row["install_started_at"]
-                installed = at if event == "installed" else None
-                db.execute("UPDATE nodes SET state = ?, state_at = ?, last_event = ?, last_event_at = ?, message = ?, "
-                           "install_started_at = ?, installed_at = ? WHERE name = ?",
-                           (target_state, at, event, at, message, started, installed, name))
-                self._event(db, name, row["generation"], event, at, message, "callback")
-                record = self._record(self.node_row(name, db))
-            self._materialize(names=[name])
+            while not ticket.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending[:GROUP_COMMIT_MAX], self._pending[GROUP_COMMIT_MAX:]
+                self._apply_callbacks(batch)
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.record is not None and ticket.result is not None
         if self.on_change is not None:
-            self.on_change([record])
-        return {"ok": True, "node": name, "state": target_state, "generation": row["generation"]}
+            self.on_change([ticket.record])
+        return ticket.result
+
+    def _apply_callbacks(self, batch: List["_Ticket"]) -> None:
+        """One transaction and one commit for the batch, then its boot files; under the lock."""
+        applied: List[_Ticket] = []
+        try:
+            with self._transaction() as db:
+                for ticket in batch:
+                    db.execute("SAVEPOINT callback")
+                    try:
+                        ticket.result, ticket.record = self._apply_callback(db, ticket)
+                    except (PermissionError, Conflict) as exc:
+                        db.execute("ROLLBACK TO callback")
+                        ticket.error = exc
+                    else:
+                        applied.append(ticket)
+                    db.execute("RELEASE callback")
+            self._materialize(names=sorted({t.name for t in applied}))
+        except BaseException as exc:
+            # Not committed, or committed without its boot files: every caller of the
+            # batch gets the error (a 500), as a lone callback did before.
+            for ticket in batch:
+                if ticket.error is None:
+                    ticket.error = exc if isinstance(exc, Exception) else RuntimeError("interrupted")
+            raise
+        finally:
+            for ticket in batch:
+                ticket.done = True
+
+    def _apply_callback(self, db: sqlite3.Connection, ticket: "_Ticket") -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        name, event, message = ticket.name, ticket.event, ticket.message
+        target_state = TRANSITIONS[event][1]
+        row = self.node_row(name, db) if NODE_NAME_RE.match(name) else None
+        if row is None:
+            # Same work as for a known node: the answer time does not tell which it was.
+            token_matches(self.secret, "-", 0, ticket.token)
+            raise PermissionError("refused")
+        if not token_matches(self.secret, name, row["generation"], ticket.token):
+            raise PermissionError("refused")
+        if row["boot"] != "install":
+            raise Conflict("%s boots %s: it takes no installer events" % (name, row["boot"]))
+        if row["state"] not in TRANSITIONS[event][0]:
+            raise Conflict("%s is %s in generation %d: %s does not apply"
+                           % (name, row["state"], row["generation"], event))
+        at = now()
+        started = at if event == "started" else row["install_started_at"]
+        installed = at if event == "installed" else None
+        db.execute("UPDATE nodes SET state = ?, state_at = ?, last_event = ?, last_event_at = ?, message = ?, "
+                   "install_started_at = ?, installed_at = ? WHERE name = ?",
+                   (target_state, at, event, at, message, started, installed, name))
+        self._event(db, name, row["generation"], event, at, message, "callback")
+        record = self._record(self.node_row(name, db))
+        return {"ok": True, "node": name, "state": target_state, "generation": row["generation"]}, record
 
     def rearm(self, names: Sequence[str], dry_run: bool = False, generation: Optional[int] = None) -> Dict[str, Any]:
         """New generation, state install, install script served again.
@@ -1079,6 +1141,9 @@ class PoolServer(socketserver.UnixStreamServer):
 
     def __init__(self, path: str, handler: type, workers: int, queue_size: int, mode: int = 0o666):
         self._queue: "queue.Queue[Optional[Tuple[Any, Any]]]" = queue.Queue(maxsize=queue_size)
+        # The listen backlog matches the queue: a burst the queue would take is not
+        # refused by the kernel first, and what waits in it is bounded the same way.
+        self.request_queue_size = max(queue_size, self.request_queue_size)
         if os.path.exists(path) and not os.path.isdir(path):
             os.unlink(path)  # a stale socket of an earlier run
         super().__init__(path, handler, bind_and_activate=True)
