@@ -49,6 +49,13 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (a figure the machine's load does not skew)."""
+    with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def prepare(base: str, count: int) -> list[tuple[str, str]]:
     """Plan, scripts and config in base; returns (node, mac) pairs."""
     import_collection()
@@ -135,6 +142,7 @@ def main() -> int:
                         if status != 200:
                             failures.append("%s: %s" % (name, status))
 
+            cpu_before = cpu_seconds(server.pid)
             threads = [threading.Thread(target=installer) for _ in range(args.clients)]
             for thread in threads:
                 thread.start()
@@ -143,6 +151,7 @@ def main() -> int:
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - began
+            server_cpu = cpu_seconds(server.pid) - cpu_before
             shown = json.loads(subprocess.run(["/usr/bin/python3", program, *common, "show"], capture_output=True,
                                               text=True, check=True).stdout)
             records = shown["nodes"] if isinstance(shown, dict) else shown
@@ -163,7 +172,8 @@ def main() -> int:
     print(json.dumps({"program": program, "nodes": args.nodes, "clients": args.clients, "load": load(), "seconds": round(elapsed, 2),
                       "callbacks_per_second": round(len(latencies) / elapsed, 1), "p50_ms": round(pct(0.50), 1),
                       "p99_ms": round(pct(0.99), 1), "failed": len(failures), "failures": failures[:5],
-                      "installed_afterwards": installed, "service_log_bytes": log_bytes}, indent=1))
+                      "installed_afterwards": installed, "service_log_bytes": log_bytes,
+                      "service_cpu_ms_per_callback": round(server_cpu * 1000 / max(1, len(latencies)), 2)}, indent=1))
     return 0 if not failures and installed == args.nodes else 1
 
 

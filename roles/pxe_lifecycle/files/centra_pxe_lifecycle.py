@@ -81,6 +81,7 @@ MAX_PEER_BODY = 64 << 20
 DRAIN_LIMIT = 64 << 10
 PEER_CLOCK_WINDOW = 300.0
 GROUP_COMMIT_MAX = 64  # callbacks per transaction at most (the batch holds the lock)
+DURABLE_CHUNK = 64     # boot files written, then fsynced, together (open descriptors)
 PEER_SIGNING_LABEL = b"centra-pxe-lifecycle peer signing key v1"
 
 DEFAULT_CONFIG_VALUES: Dict[str, Any] = {
@@ -748,23 +749,46 @@ class Store:
             for mac in self.node_macs(row["name"], db):
                 desired[mac_hyphen(mac) + ".ipxe"] = self._script(row, mac)
         written, removed = [], []
-        # One node: each file is made durable before the answer. All nodes (sync): one
-        # sync() at the end instead of an fsync per file (10,000 files: seconds, not
-        # minutes); the next sync repairs a file a crash may have lost meanwhile.
+        # Some nodes (callbacks, rearm): every file is durable before the answer; they are
+        # written first, then fsynced, then renamed, in chunks (a bounded number of open
+        # files), and one fsync of the directory makes the renames and removals durable.
+        # All nodes (sync): one sync() at the end instead of an fsync per file (10,000
+        # files: seconds, not minutes); the next sync repairs a file a crash may have lost.
         bulk = names is None
-        for filename, content in sorted(desired.items()):
-            path = os.path.join(self.boot_dir, filename)
-            if content is None:
-                if _unlink(path):
-                    removed.append(filename)
-            elif _write_if_different(path, content, durable=not bulk):
-                written.append(filename)
+        changes = sorted(desired.items())
+        for first in range(0, len(changes), 1 if bulk else DURABLE_CHUNK):
+            staged: List[Tuple[str, str, int]] = []
+            try:
+                for filename, content in changes[first:first + (1 if bulk else DURABLE_CHUNK)]:
+                    path = os.path.join(self.boot_dir, filename)
+                    if content is None:
+                        if _unlink(path):
+                            removed.append(filename)
+                        continue
+                    tmp_fd = _stage_if_different(path, content)
+                    if tmp_fd is not None:
+                        staged.append((tmp_fd[0], path, tmp_fd[1]))
+                        written.append(filename)
+                if not bulk:
+                    for _tmp, _path, fd in staged:
+                        os.fsync(fd)
+            except BaseException:
+                for tmp, _path, _fd in staged:
+                    _unlink(tmp)
+                raise
+            finally:
+                for _tmp, _path, fd in staged:
+                    os.close(fd)
+            for tmp, path, _fd in staged:
+                os.replace(tmp, path)
         if bulk:
             for entry in os.listdir(self.boot_dir):
                 if desired.get(entry) is None and _unlink(os.path.join(self.boot_dir, entry)):
                     removed.append(entry)
             if written or removed:
                 os.sync()
+        elif written or removed:
+            _fsync_directory(self.boot_dir)
         return {"files_written": written, "files_removed": sorted(set(removed))}
 
     def _script(self, row: sqlite3.Row, mac: str) -> Optional[bytes]:
@@ -852,12 +876,14 @@ def _unlink(path: str) -> bool:
         return False
 
 
-def _write_if_different(path: str, content: bytes, durable: bool = True) -> bool:
+def _stage_if_different(path: str, content: bytes) -> Optional[Tuple[str, int]]:
+    """None if path already holds content (mode 0644); else a temporary file next to it
+    with the content written (not yet fsynced), as (its path, its open descriptor)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             if os.fstat(fd).st_mode & 0o777 == 0o644 and os.read(fd, len(content) + 1) == content:
-                return False
+                return None
         finally:
             os.close(fd)
     except OSError:
@@ -869,12 +895,19 @@ def _write_if_different(path: str, content: bytes, durable: bool = True) -> bool
         view = memoryview(content)
         while view:
             view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink(tmp)
+        raise
+    return tmp, fd
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
-    return True
 
 
 # -- peers --------------------------------------------------------------------------
