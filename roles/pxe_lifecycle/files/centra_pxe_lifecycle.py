@@ -1165,6 +1165,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
 
+_OVERLOADED_BODY = b'{"error": "busy, retry later"}\n'
+OVERLOADED_ANSWER = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nRetry-After: 1\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s"
+                     % (len(_OVERLOADED_BODY), _OVERLOADED_BODY))
+
+
 class PoolServer(socketserver.UnixStreamServer):
     """A Unix-socket HTTP server with a fixed pool of worker threads and a bounded queue:
     a flood costs a refused connection, never a thread or unbounded memory."""
@@ -1189,8 +1195,10 @@ class PoolServer(socketserver.UnixStreamServer):
         try:
             self._queue.put_nowait((request, client_address))
         except queue.Full:
+            # Answered at once, without reading the request: the client is not left
+            # waiting, and an installer retries after Retry-After (docs/lifecycle.md).
             try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                request.sendall(OVERLOADED_ANSWER)
             except OSError:
                 pass
             self.shutdown_request(request)

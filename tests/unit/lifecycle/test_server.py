@@ -354,8 +354,12 @@ def test_full_queue_refuses_with_503(env, serve):
         sock.sendall(b"GET /api/v1/status HTTP/1.1\r\n")
         holders.append(sock)
         time.sleep(0.2)
+    began = time.monotonic()
     answer = server.client.raw(b"GET /api/v1/status HTTP/1.1\r\n\r\n")
+    assert time.monotonic() - began < 1  # at once, not after the socket timeout
     assert answer.startswith(b"HTTP/1.1 503 ")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"\r\nRetry-After: 1\r\n" in head and json.loads(body) == {"error": "busy, retry later"}
     for sock in holders:
         sock.close()
     assert wait_for(lambda: _status(server.client) == 200)
