@@ -13,7 +13,8 @@ p50/p99, failures, and whether every node is `installed` afterwards (nothing los
 This measures the service itself. Behind nginx the per-address limit_req applies, which
 a rack of machines (one address each) does not meet; one address sending 1,000 would.
 
-    python benchmarks/lifecycle_callbacks.py [--nodes 1000] [--clients 64]
+    python benchmarks/lifecycle_callbacks.py [--nodes 1000] [--clients 64] [--retries 0]
+        [--program PATH] [--workers N] [--queue N]
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def prepare(base: str, count: int) -> list[tuple[str, str]]:
+def prepare(base: str, count: int, service: dict[str, int]) -> list[tuple[str, str]]:
     """Plan, scripts and config in base; returns (node, mac) pairs."""
     import_collection()
     # pylint: disable=import-outside-toplevel
@@ -76,7 +77,7 @@ def prepare(base: str, count: int) -> list[tuple[str, str]]:
             with open(os.path.join(base, "scripts", kind, name), "w", encoding="utf-8") as handle:
                 handle.write(text)
     with open(os.path.join(base, "lifecycle.json"), "w", encoding="utf-8") as handle:
-        json.dump({"callback_base": "http://198.18.0.1"}, handle)
+        json.dump({"callback_base": "http://198.18.0.1", **service}, handle)
     return [(n["name"], n["macs"][0]) for n in plan["nodes"]]
 
 
@@ -86,10 +87,16 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=64, help="installers sending at the same moment")
     parser.add_argument("--program", default=PROGRAM,
                         help="the lifecycle program to measure (default: this checkout's); e.g. an older version's")
+    parser.add_argument("--workers", type=int, help="the service's worker threads (default: its own default)")
+    parser.add_argument("--queue", type=int, help="the service's connection queue (default: its own default)")
+    parser.add_argument("--retries", type=int, default=0,
+                        help="retry a 503/429 or a timeout this many times, after Retry-After (as the installer "
+                             "snippets' curl does); default 0: every non-200 counts as a failure")
     args = parser.parse_args()
     program = os.path.abspath(args.program)
     with tempfile.TemporaryDirectory(prefix="centra-bench-lifecycle-") as base:
-        pairs = prepare(base, args.nodes)
+        service = {key: value for key, value in (("workers", args.workers), ("queue", args.queue)) if value is not None}
+        pairs = prepare(base, args.nodes, service)
         common = ["--state-dir", os.path.join(base, "state"), "--plan", os.path.join(base, "plan.json"),
                   "--scripts-dir", os.path.join(base, "scripts"), "--config", os.path.join(base, "lifecycle.json")]
         sock = os.path.join(base, "api.sock")
@@ -114,6 +121,7 @@ def main() -> int:
                     tokens[name] = re.search(r"centra\.token=(\S+)", handle.read()).group(1)
             latencies: list[float] = []
             failures: list[str] = []
+            retried: list[object] = []
             lock = threading.Lock()
             start_gate = threading.Event()
             work = list(pairs)
@@ -127,15 +135,26 @@ def main() -> int:
                         name, _mac = work.pop()
                     body = json.dumps({"event": "installed", "message": "benchmark"})
                     began = time.perf_counter()
-                    try:
-                        conn = UnixConnection(sock)
-                        conn.request("POST", "/api/v1/callback/%s" % name, body=body,
-                                     headers={"Authorization": "Bearer " + tokens[name],
-                                              "Content-Type": "application/json"})
-                        status = conn.getresponse().status
-                        conn.close()
-                    except OSError as exc:
-                        status = str(exc)
+                    status: object = None
+                    for attempt in range(args.retries + 1):
+                        wait = 1.0
+                        try:
+                            conn = UnixConnection(sock)
+                            conn.request("POST", "/api/v1/callback/%s" % name, body=body,
+                                         headers={"Authorization": "Bearer " + tokens[name],
+                                                  "Content-Type": "application/json"})
+                            answer = conn.getresponse()
+                            status = answer.status
+                            wait = float(answer.getheader("Retry-After") or 1)
+                            conn.close()
+                        except OSError as exc:
+                            status = str(exc)
+                        if status == 200 or (status not in (503, 429) and isinstance(status, int)):
+                            break
+                        if attempt < args.retries:
+                            with lock:
+                                retried.append(status)
+                            time.sleep(min(wait, 2 ** attempt))
                     took = time.perf_counter() - began
                     with lock:
                         latencies.append(took)
@@ -172,6 +191,7 @@ def main() -> int:
     print(json.dumps({"program": program, "nodes": args.nodes, "clients": args.clients, "load": load(), "seconds": round(elapsed, 2),
                       "callbacks_per_second": round(len(latencies) / elapsed, 1), "p50_ms": round(pct(0.50), 1),
                       "p99_ms": round(pct(0.99), 1), "failed": len(failures), "failures": failures[:5],
+                      "retried": {k: list(map(str, retried)).count(k) for k in sorted(set(map(str, retried)))},
                       "installed_afterwards": installed, "service_log_bytes": log_bytes,
                       "service_cpu_ms_per_callback": round(server_cpu * 1000 / max(1, len(latencies)), 2)}, indent=1))
     return 0 if not failures and installed == args.nodes else 1

@@ -82,6 +82,8 @@ DRAIN_LIMIT = 64 << 10
 PEER_CLOCK_WINDOW = 300.0
 GROUP_COMMIT_MAX = 64  # callbacks per transaction at most (the batch holds the lock)
 DURABLE_CHUNK = 64     # boot files written, then fsynced, together (open descriptors)
+REFUSED_LINGER_SECONDS = 2.0  # a 503-answered connection is drained this long at most
+REFUSED_LINGER_MAX = 256      # and so many at once; beyond, closed at once
 PEER_SIGNING_LABEL = b"centra-pxe-lifecycle peer signing key v1"
 
 DEFAULT_CONFIG_VALUES: Dict[str, Any] = {
@@ -1183,6 +1185,7 @@ class PoolServer(socketserver.UnixStreamServer):
         # The listen backlog matches the queue: a burst the queue would take is not
         # refused by the kernel first, and what waits in it is bounded the same way.
         self.request_queue_size = max(queue_size, self.request_queue_size)
+        self._refused: List[Tuple[float, Any]] = []  # (close by, socket) of 503-answered connections
         if os.path.exists(path) and not os.path.isdir(path):
             os.unlink(path)  # a stale socket of an earlier run
         super().__init__(path, handler, bind_and_activate=True)
@@ -1195,13 +1198,46 @@ class PoolServer(socketserver.UnixStreamServer):
         try:
             self._queue.put_nowait((request, client_address))
         except queue.Full:
-            # Answered at once, without reading the request: the client is not left
-            # waiting, and an installer retries after Retry-After (docs/lifecycle.md).
-            try:
-                request.sendall(OVERLOADED_ANSWER)
-            except OSError:
-                pass
+            self._refuse(request)
+
+    def _refuse(self, request: Any) -> None:
+        """503 at once, without waiting for the request: the client is not left hanging,
+        and an installer retries after Retry-After (docs/lifecycle.md). The socket stays
+        open for reading a moment (drained by service_actions) so that a client still
+        sending its request gets the 503 rather than a broken pipe (behind nginx: a 502)."""
+        try:
+            request.setblocking(False)
+            request.send(OVERLOADED_ANSWER)
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
             self.shutdown_request(request)
+            return
+        if len(self._refused) >= REFUSED_LINGER_MAX:
+            self.shutdown_request(request)
+            return
+        self._refused.append((time.monotonic() + REFUSED_LINGER_SECONDS, request))
+
+    def service_actions(self) -> None:
+        """Between accepts, and every poll interval: drop what refused clients sent, and
+        close their connections once they closed theirs or their time is up."""
+        if not self._refused:
+            return
+        moment = time.monotonic()
+        keep = []
+        for deadline, request in self._refused:
+            done = moment >= deadline
+            try:
+                while not done:
+                    done = not request.recv(65536)  # b"": the client closed
+            except BlockingIOError:
+                pass
+            except OSError:
+                done = True
+            if done:
+                self.shutdown_request(request)
+            else:
+                keep.append((deadline, request))
+        self._refused = keep
 
     def _work(self) -> None:
         while True:
@@ -1218,6 +1254,9 @@ class PoolServer(socketserver.UnixStreamServer):
 
     def server_close(self) -> None:
         super().server_close()
+        for _deadline, request in self._refused:
+            self.shutdown_request(request)
+        self._refused = []
         for _worker in self._workers:
             self._queue.put(None)
         for worker in self._workers:
