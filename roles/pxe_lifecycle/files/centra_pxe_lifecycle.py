@@ -553,13 +553,13 @@ class Store:
                         applied.append(ticket)
                     db.execute("RELEASE callback")
             self._materialize(names=sorted({t.name for t in applied}))
-        except BaseException as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to each caller, raised there
             # Not committed, or committed without its boot files: every caller of the
-            # batch gets the error (a 500), as a lone callback did before.
+            # batch gets the error (a 500), as a lone callback did before. Not raised
+            # here: the thread that ran the batch may still have its own callback to do.
             for ticket in batch:
                 if ticket.error is None:
-                    ticket.error = exc if isinstance(exc, Exception) else RuntimeError("interrupted")
-            raise
+                    ticket.error = exc
         finally:
             for ticket in batch:
                 ticket.done = True

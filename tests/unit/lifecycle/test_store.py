@@ -460,3 +460,43 @@ def test_concurrent_callbacks_share_one_commit_and_a_refused_one_changes_nothing
         thread.join(10)
     assert sorted(results) == ["Conflict", "installed"]
     store.close()
+
+
+def test_a_failed_group_commit_answers_every_caller_and_leaves_nobody_waiting(env):
+    names = ["n1", "n2", "n3"]
+    env.write_plan([node(name, [mac_of(i + 1)]) for i, name in enumerate(names)])
+    store = env.store()
+    store.sync(env.plan)
+    real_materialize = store._materialize
+    failures = []
+
+    def failing_once(names=None):
+        if not failures:
+            failures.append(names)
+            raise OSError("disk full")
+        return real_materialize(names)
+
+    store._materialize = failing_once
+    outcomes = {}
+    threads = []
+    with store._exclusive():
+        for name in ("n1", "n2"):
+            def call(name=name):
+                try:
+                    outcomes[name] = store.callback(name, env.token(name, 1), "started", None)["state"]
+                except OSError as exc:
+                    outcomes[name] = str(exc)
+            thread = threading.Thread(target=call)
+            thread.start()
+            threads.append(thread)
+        deadline = time.monotonic() + 10
+        while len(store._pending) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(10)
+    assert outcomes == {"n1": "disk full", "n2": "disk full"} and store._pending == []
+    # The next callback is applied as usual, and sync repairs the boot files the failure skipped.
+    assert store.callback("n3", env.token("n3", 1), "installed", None)["state"] == "installed"
+    assert "sanboot" in env.boot_file(mac_of(3))
+    store.sync(env.plan)
+    store.close()
