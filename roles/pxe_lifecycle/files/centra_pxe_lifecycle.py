@@ -82,8 +82,9 @@ DRAIN_LIMIT = 64 << 10
 PEER_CLOCK_WINDOW = 300.0
 GROUP_COMMIT_MAX = 64  # callbacks per transaction at most (the batch holds the lock)
 DURABLE_CHUNK = 64     # boot files written, then fsynced, together (open descriptors)
-REFUSED_LINGER_SECONDS = 2.0  # a 503-answered connection is drained this long at most
-REFUSED_LINGER_MAX = 256      # and so many at once; beyond, closed at once
+REFUSED_LINGER_SECONDS = 1.0  # a 503-answered connection is drained this long at most
+REFUSED_LINGER_MAX = 512      # and so many at once (descriptors); beyond, closed at once
+LISTEN_BACKLOG = 1024         # connections the kernel holds until accepted (capped by somaxconn)
 PEER_SIGNING_LABEL = b"centra-pxe-lifecycle peer signing key v1"
 
 DEFAULT_CONFIG_VALUES: Dict[str, Any] = {
@@ -1182,9 +1183,11 @@ class PoolServer(socketserver.UnixStreamServer):
 
     def __init__(self, path: str, handler: type, workers: int, queue_size: int, mode: int = 0o666):
         self._queue: "queue.Queue[Optional[Tuple[Any, Any]]]" = queue.Queue(maxsize=queue_size)
-        # The listen backlog matches the queue: a burst the queue would take is not
-        # refused by the kernel first, and what waits in it is bounded the same way.
-        self.request_queue_size = max(queue_size, self.request_queue_size)
+        # The listen backlog holds a connection only until the acceptor takes it (and
+        # queues it or answers 503), so it is sized for a burst, not for the queue: a
+        # full backlog makes connect() fail (EAGAIN), which nginx turns into a 502.
+        self.request_queue_size = max(queue_size, LISTEN_BACKLOG)
+        self._next_drain = 0.0
         self._refused: List[Tuple[float, Any]] = []  # (close by, socket) of 503-answered connections
         if os.path.exists(path) and not os.path.isdir(path):
             os.unlink(path)  # a stale socket of an earlier run
@@ -1213,16 +1216,20 @@ class PoolServer(socketserver.UnixStreamServer):
             self.shutdown_request(request)
             return
         if len(self._refused) >= REFUSED_LINGER_MAX:
-            self.shutdown_request(request)
-            return
+            self._next_drain = 0.0
+            self.service_actions()  # most have their answer and are gone by now
+            if len(self._refused) >= REFUSED_LINGER_MAX:
+                self.shutdown_request(request)
+                return
         self._refused.append((time.monotonic() + REFUSED_LINGER_SECONDS, request))
 
     def service_actions(self) -> None:
         """Between accepts, and every poll interval: drop what refused clients sent, and
         close their connections once they closed theirs or their time is up."""
-        if not self._refused:
-            return
         moment = time.monotonic()
+        if not self._refused or moment < self._next_drain:
+            return
+        self._next_drain = moment + 0.02  # not on every accept: the acceptor stays quick
         keep = []
         for deadline, request in self._refused:
             done = moment >= deadline
