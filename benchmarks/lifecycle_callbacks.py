@@ -13,7 +13,8 @@ p50/p99, failures, and whether every node is `installed` afterwards (nothing los
 This measures the service itself. Behind nginx the per-address limit_req applies, which
 a rack of machines (one address each) does not meet; one address sending 1,000 would.
 
-    python benchmarks/lifecycle_callbacks.py [--nodes 1000] [--clients 64]
+    python benchmarks/lifecycle_callbacks.py [--nodes 1000] [--clients 64] [--retries 0]
+        [--program PATH] [--workers N] [--queue N]
 """
 
 from __future__ import annotations
@@ -49,7 +50,14 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def prepare(base: str, count: int) -> list[tuple[str, str]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (a figure the machine's load does not skew)."""
+    with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def prepare(base: str, count: int, service: dict[str, int]) -> list[tuple[str, str]]:
     """Plan, scripts and config in base; returns (node, mac) pairs."""
     import_collection()
     # pylint: disable=import-outside-toplevel
@@ -69,7 +77,7 @@ def prepare(base: str, count: int) -> list[tuple[str, str]]:
             with open(os.path.join(base, "scripts", kind, name), "w", encoding="utf-8") as handle:
                 handle.write(text)
     with open(os.path.join(base, "lifecycle.json"), "w", encoding="utf-8") as handle:
-        json.dump({"callback_base": "http://198.18.0.1"}, handle)
+        json.dump({"callback_base": "http://198.18.0.1", **service}, handle)
     return [(n["name"], n["macs"][0]) for n in plan["nodes"]]
 
 
@@ -77,22 +85,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=64, help="installers sending at the same moment")
+    parser.add_argument("--program", default=PROGRAM,
+                        help="the lifecycle program to measure (default: this checkout's); e.g. an older version's")
+    parser.add_argument("--workers", type=int, help="the service's worker threads (default: its own default)")
+    parser.add_argument("--queue", type=int, help="the service's connection queue (default: its own default)")
+    parser.add_argument("--retries", type=int, default=0,
+                        help="retry a 503/429 or a timeout this many times, after Retry-After (as the installer "
+                             "snippets' curl does); default 0: every non-200 counts as a failure")
     args = parser.parse_args()
+    program = os.path.abspath(args.program)
     with tempfile.TemporaryDirectory(prefix="centra-bench-lifecycle-") as base:
-        pairs = prepare(base, args.nodes)
+        service = {key: value for key, value in (("workers", args.workers), ("queue", args.queue)) if value is not None}
+        pairs = prepare(base, args.nodes, service)
         common = ["--state-dir", os.path.join(base, "state"), "--plan", os.path.join(base, "plan.json"),
                   "--scripts-dir", os.path.join(base, "scripts"), "--config", os.path.join(base, "lifecycle.json")]
         sock = os.path.join(base, "api.sock")
         # Debian's python, as on the PXE host; the service syncs the plan at start.
-        server = subprocess.Popen(["/usr/bin/python3", PROGRAM, *common, "serve", "--socket", sock],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file, as to the journal on the host: a pipe nobody reads
+        # fills up (64 KiB) and blocks the service's logging, and every worker with it.
+        log = open(os.path.join(base, "service.log"), "w+b")  # pylint: disable=consider-using-with
+        server = subprocess.Popen(["/usr/bin/python3", program, *common, "serve", "--socket", sock],
+                                  stdout=subprocess.DEVNULL, stderr=log)
         try:
             boot_dir = os.path.join(base, "state", "boot", "nodes")
             last = os.path.join(boot_dir, pairs[-1][1].replace(":", "-") + ".ipxe")
             deadline = time.monotonic() + 300
             while not (os.path.exists(sock) and os.path.exists(last)) and time.monotonic() < deadline:
                 if server.poll() is not None:
-                    raise RuntimeError("the service stopped: %s" % server.stderr.read().decode()[-2000:])
+                    log.seek(0)
+                    raise RuntimeError("the service stopped: %s" % log.read().decode()[-2000:])
                 time.sleep(0.2)
             tokens = {}
             for name, mac in pairs:
@@ -100,6 +121,7 @@ def main() -> int:
                     tokens[name] = re.search(r"centra\.token=(\S+)", handle.read()).group(1)
             latencies: list[float] = []
             failures: list[str] = []
+            retried: list[object] = []
             lock = threading.Lock()
             start_gate = threading.Event()
             work = list(pairs)
@@ -113,21 +135,33 @@ def main() -> int:
                         name, _mac = work.pop()
                     body = json.dumps({"event": "installed", "message": "benchmark"})
                     began = time.perf_counter()
-                    try:
-                        conn = UnixConnection(sock)
-                        conn.request("POST", "/api/v1/callback/%s" % name, body=body,
-                                     headers={"Authorization": "Bearer " + tokens[name],
-                                              "Content-Type": "application/json"})
-                        status = conn.getresponse().status
-                        conn.close()
-                    except OSError as exc:
-                        status = str(exc)
+                    status: object = None
+                    for attempt in range(args.retries + 1):
+                        wait = 1.0
+                        try:
+                            conn = UnixConnection(sock)
+                            conn.request("POST", "/api/v1/callback/%s" % name, body=body,
+                                         headers={"Authorization": "Bearer " + tokens[name],
+                                                  "Content-Type": "application/json"})
+                            answer = conn.getresponse()
+                            status = answer.status
+                            wait = float(answer.getheader("Retry-After") or 1)
+                            conn.close()
+                        except OSError as exc:
+                            status = str(exc)
+                        if status == 200 or (status not in (503, 429) and isinstance(status, int)):
+                            break
+                        if attempt < args.retries:
+                            with lock:
+                                retried.append(status)
+                            time.sleep(min(wait, 2 ** attempt))
                     took = time.perf_counter() - began
                     with lock:
                         latencies.append(took)
                         if status != 200:
                             failures.append("%s: %s" % (name, status))
 
+            cpu_before = cpu_seconds(server.pid)
             threads = [threading.Thread(target=installer) for _ in range(args.clients)]
             for thread in threads:
                 thread.start()
@@ -136,10 +170,12 @@ def main() -> int:
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - began
-            shown = json.loads(subprocess.run(["/usr/bin/python3", PROGRAM, *common, "show"], capture_output=True,
+            server_cpu = cpu_seconds(server.pid) - cpu_before
+            shown = json.loads(subprocess.run(["/usr/bin/python3", program, *common, "show"], capture_output=True,
                                               text=True, check=True).stdout)
             records = shown["nodes"] if isinstance(shown, dict) else shown
             installed = sum(1 for r in records if r["state"] == "installed")
+            log_bytes = os.fstat(log.fileno()).st_size
         finally:
             server.terminate()
             try:
@@ -152,10 +188,12 @@ def main() -> int:
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
-    print(json.dumps({"nodes": args.nodes, "clients": args.clients, "load": load(), "seconds": round(elapsed, 2),
+    print(json.dumps({"program": program, "nodes": args.nodes, "clients": args.clients, "load": load(), "seconds": round(elapsed, 2),
                       "callbacks_per_second": round(len(latencies) / elapsed, 1), "p50_ms": round(pct(0.50), 1),
                       "p99_ms": round(pct(0.99), 1), "failed": len(failures), "failures": failures[:5],
-                      "installed_afterwards": installed}, indent=1))
+                      "retried": {k: list(map(str, retried)).count(k) for k in sorted(set(map(str, retried)))},
+                      "installed_afterwards": installed, "service_log_bytes": log_bytes,
+                      "service_cpu_ms_per_callback": round(server_cpu * 1000 / max(1, len(latencies)), 2)}, indent=1))
     return 0 if not failures and installed == args.nodes else 1
 
 

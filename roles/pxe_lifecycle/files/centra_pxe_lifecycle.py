@@ -80,6 +80,11 @@ MAX_SCRIPT = 1 << 20
 MAX_PEER_BODY = 64 << 20
 DRAIN_LIMIT = 64 << 10
 PEER_CLOCK_WINDOW = 300.0
+GROUP_COMMIT_MAX = 64  # callbacks per transaction at most (the batch holds the lock)
+DURABLE_CHUNK = 64     # boot files written, then fsynced, together (open descriptors)
+REFUSED_LINGER_SECONDS = 1.0  # a 503-answered connection is drained this long at most
+REFUSED_LINGER_MAX = 512      # and so many at once (descriptors); beyond, closed at once
+LISTEN_BACKLOG = 1024         # connections the kernel holds until accepted (capped by somaxconn)
 PEER_SIGNING_LABEL = b"centra-pxe-lifecycle peer signing key v1"
 
 DEFAULT_CONFIG_VALUES: Dict[str, Any] = {
@@ -324,6 +329,19 @@ class Conflict(Exception):
     """The event does not apply to the node's state (HTTP 409)."""
 
 
+class _Ticket:
+    """One installer callback waiting for (and then carrying the outcome of) a group commit."""
+
+    __slots__ = ("name", "token", "event", "message", "done", "result", "record", "error")
+
+    def __init__(self, name: str, token: str, event: str, message: Optional[str]):
+        self.name, self.token, self.event, self.message = name, token, event, message
+        self.done = False
+        self.result: Optional[Dict[str, Any]] = None
+        self.record: Optional[Dict[str, Any]] = None
+        self.error: Optional[Exception] = None
+
+
 class Store:
     """SQLite state in WAL mode. Every write is one transaction, taken under a
     process lock and a file lock, so that the serving process and a CLI run
@@ -347,6 +365,8 @@ class Store:
         self._db = self._connect()
         self._readers = threading.local()
         self._warned: Dict[str, bool] = {}
+        self._pending: List[_Ticket] = []  # callbacks waiting for the next group commit
+        self._pending_lock = threading.Lock()
         self.on_change: Optional[Callable[[List[Dict[str, Any]]], None]] = None
         with self._exclusive():
             self._migrate()
@@ -495,34 +515,80 @@ class Store:
             return db.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
 
     def callback(self, name: str, token: str, event: str, message: Optional[str]) -> Dict[str, Any]:
-        """Apply an installer event. Raises PermissionError (403) or Conflict (409)."""
-        target_state = TRANSITIONS[event][1]
+        """Apply an installer event. Raises PermissionError (403) or Conflict (409).
+
+        Group commit: callbacks that arrive while another batch holds the lock wait in
+        `_pending`; whoever takes the lock next applies all of them in one transaction
+        (one savepoint each, so a refused one changes nothing) with one commit, one WAL
+        fsync, then writes their boot files. Each caller returns only once its own
+        callback is committed and its boot files are durable, as before.
+        """
+        ticket = _Ticket(name, token, event, message)
+        with self._pending_lock:
+            self._pending.append(ticket)
         with self._exclusive():
-            with self._transaction() as db:
-                row = self.node_row(name, db) if NODE_NAME_RE.match(name) else None
-                if row is None:
-                    # Same work as for a known node: the answer time does not tell which it was.
-                    token_matches(self.secret, "-", 0, token)
-                    raise PermissionError("refused")
-                if not token_matches(self.secret, name, row["generation"], token):
-                    raise PermissionError("refused")
-                if row["boot"] != "install":
-                    raise Conflict("%s boots %s: it takes no installer events" % (name, row["boot"]))
-                if row["state"] not in TRANSITIONS[event][0]:
-                    raise Conflict("%s is %s in generation %d: %s does not apply"
-                                   % (name, row["state"], row["generation"], event))
-                at = now()
-                started = at if event == "started" else row["install_started_at"]
-                installed = at if event == "installed" else None
-                db.execute("UPDATE nodes SET state = ?, state_at = ?, last_event = ?, last_event_at = ?, message = ?, "
-                           "install_started_at = ?, installed_at = ? WHERE name = ?",
-                           (target_state, at, event, at, message, started, installed, name))
-                self._event(db, name, row["generation"], event, at, message, "callback")
-                record = self._record(self.node_row(name, db))
-            self._materialize(names=[name])
+            while not ticket.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending[:GROUP_COMMIT_MAX], self._pending[GROUP_COMMIT_MAX:]
+                self._apply_callbacks(batch)
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.record is not None and ticket.result is not None
         if self.on_change is not None:
-            self.on_change([record])
-        return {"ok": True, "node": name, "state": target_state, "generation": row["generation"]}
+            self.on_change([ticket.record])
+        return ticket.result
+
+    def _apply_callbacks(self, batch: List["_Ticket"]) -> None:
+        """One transaction and one commit for the batch, then its boot files; under the lock."""
+        applied: List[_Ticket] = []
+        try:
+            with self._transaction() as db:
+                for ticket in batch:
+                    db.execute("SAVEPOINT callback")
+                    try:
+                        ticket.result, ticket.record = self._apply_callback(db, ticket)
+                    except (PermissionError, Conflict) as exc:
+                        db.execute("ROLLBACK TO callback")
+                        ticket.error = exc
+                    else:
+                        applied.append(ticket)
+                    db.execute("RELEASE callback")
+            self._materialize(names=sorted({t.name for t in applied}))
+        except Exception as exc:  # noqa: BLE001 - handed to each caller, raised there
+            # Not committed, or committed without its boot files: every caller of the
+            # batch gets the error (a 500), as a lone callback did before. Not raised
+            # here: the thread that ran the batch may still have its own callback to do.
+            for ticket in batch:
+                if ticket.error is None:
+                    ticket.error = exc
+        finally:
+            for ticket in batch:
+                ticket.done = True
+
+    def _apply_callback(self, db: sqlite3.Connection, ticket: "_Ticket") -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        name, event, message = ticket.name, ticket.event, ticket.message
+        target_state = TRANSITIONS[event][1]
+        row = self.node_row(name, db) if NODE_NAME_RE.match(name) else None
+        if row is None:
+            # Same work as for a known node: the answer time does not tell which it was.
+            token_matches(self.secret, "-", 0, ticket.token)
+            raise PermissionError("refused")
+        if not token_matches(self.secret, name, row["generation"], ticket.token):
+            raise PermissionError("refused")
+        if row["boot"] != "install":
+            raise Conflict("%s boots %s: it takes no installer events" % (name, row["boot"]))
+        if row["state"] not in TRANSITIONS[event][0]:
+            raise Conflict("%s is %s in generation %d: %s does not apply"
+                           % (name, row["state"], row["generation"], event))
+        at = now()
+        started = at if event == "started" else row["install_started_at"]
+        installed = at if event == "installed" else None
+        db.execute("UPDATE nodes SET state = ?, state_at = ?, last_event = ?, last_event_at = ?, message = ?, "
+                   "install_started_at = ?, installed_at = ? WHERE name = ?",
+                   (target_state, at, event, at, message, started, installed, name))
+        self._event(db, name, row["generation"], event, at, message, "callback")
+        record = self._record(self.node_row(name, db))
+        return {"ok": True, "node": name, "state": target_state, "generation": row["generation"]}, record
 
     def rearm(self, names: Sequence[str], dry_run: bool = False, generation: Optional[int] = None) -> Dict[str, Any]:
         """New generation, state install, install script served again.
@@ -686,23 +752,46 @@ class Store:
             for mac in self.node_macs(row["name"], db):
                 desired[mac_hyphen(mac) + ".ipxe"] = self._script(row, mac)
         written, removed = [], []
-        # One node: each file is made durable before the answer. All nodes (sync): one
-        # sync() at the end instead of an fsync per file (10,000 files: seconds, not
-        # minutes); the next sync repairs a file a crash may have lost meanwhile.
+        # Some nodes (callbacks, rearm): every file is durable before the answer; they are
+        # written first, then fsynced, then renamed, in chunks (a bounded number of open
+        # files), and one fsync of the directory makes the renames and removals durable.
+        # All nodes (sync): one sync() at the end instead of an fsync per file (10,000
+        # files: seconds, not minutes); the next sync repairs a file a crash may have lost.
         bulk = names is None
-        for filename, content in sorted(desired.items()):
-            path = os.path.join(self.boot_dir, filename)
-            if content is None:
-                if _unlink(path):
-                    removed.append(filename)
-            elif _write_if_different(path, content, durable=not bulk):
-                written.append(filename)
+        changes = sorted(desired.items())
+        for first in range(0, len(changes), 1 if bulk else DURABLE_CHUNK):
+            staged: List[Tuple[str, str, int]] = []
+            try:
+                for filename, content in changes[first:first + (1 if bulk else DURABLE_CHUNK)]:
+                    path = os.path.join(self.boot_dir, filename)
+                    if content is None:
+                        if _unlink(path):
+                            removed.append(filename)
+                        continue
+                    tmp_fd = _stage_if_different(path, content)
+                    if tmp_fd is not None:
+                        staged.append((tmp_fd[0], path, tmp_fd[1]))
+                        written.append(filename)
+                if not bulk:
+                    for _tmp, _path, fd in staged:
+                        os.fsync(fd)
+            except BaseException:
+                for tmp, _path, _fd in staged:
+                    _unlink(tmp)
+                raise
+            finally:
+                for _tmp, _path, fd in staged:
+                    os.close(fd)
+            for tmp, path, _fd in staged:
+                os.replace(tmp, path)
         if bulk:
             for entry in os.listdir(self.boot_dir):
                 if desired.get(entry) is None and _unlink(os.path.join(self.boot_dir, entry)):
                     removed.append(entry)
             if written or removed:
                 os.sync()
+        elif written or removed:
+            _fsync_directory(self.boot_dir)
         return {"files_written": written, "files_removed": sorted(set(removed))}
 
     def _script(self, row: sqlite3.Row, mac: str) -> Optional[bytes]:
@@ -790,12 +879,14 @@ def _unlink(path: str) -> bool:
         return False
 
 
-def _write_if_different(path: str, content: bytes, durable: bool = True) -> bool:
+def _stage_if_different(path: str, content: bytes) -> Optional[Tuple[str, int]]:
+    """None if path already holds content (mode 0644); else a temporary file next to it
+    with the content written (not yet fsynced), as (its path, its open descriptor)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             if os.fstat(fd).st_mode & 0o777 == 0o644 and os.read(fd, len(content) + 1) == content:
-                return False
+                return None
         finally:
             os.close(fd)
     except OSError:
@@ -807,12 +898,19 @@ def _write_if_different(path: str, content: bytes, durable: bool = True) -> bool
         view = memoryview(content)
         while view:
             view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink(tmp)
+        raise
+    return tmp, fd
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
-    return True
 
 
 # -- peers --------------------------------------------------------------------------
@@ -1070,6 +1168,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
 
+_OVERLOADED_BODY = b'{"error": "busy, retry later"}\n'
+OVERLOADED_ANSWER = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nRetry-After: 1\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s"
+                     % (len(_OVERLOADED_BODY), _OVERLOADED_BODY))
+
+
 class PoolServer(socketserver.UnixStreamServer):
     """A Unix-socket HTTP server with a fixed pool of worker threads and a bounded queue:
     a flood costs a refused connection, never a thread or unbounded memory."""
@@ -1079,6 +1183,12 @@ class PoolServer(socketserver.UnixStreamServer):
 
     def __init__(self, path: str, handler: type, workers: int, queue_size: int, mode: int = 0o666):
         self._queue: "queue.Queue[Optional[Tuple[Any, Any]]]" = queue.Queue(maxsize=queue_size)
+        # The listen backlog holds a connection only until the acceptor takes it (and
+        # queues it or answers 503), so it is sized for a burst, not for the queue: a
+        # full backlog makes connect() fail (EAGAIN), which nginx turns into a 502.
+        self.request_queue_size = max(queue_size, LISTEN_BACKLOG)
+        self._next_drain = 0.0
+        self._refused: List[Tuple[float, Any]] = []  # (close by, socket) of 503-answered connections
         if os.path.exists(path) and not os.path.isdir(path):
             os.unlink(path)  # a stale socket of an earlier run
         super().__init__(path, handler, bind_and_activate=True)
@@ -1091,11 +1201,50 @@ class PoolServer(socketserver.UnixStreamServer):
         try:
             self._queue.put_nowait((request, client_address))
         except queue.Full:
-            try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            except OSError:
-                pass
+            self._refuse(request)
+
+    def _refuse(self, request: Any) -> None:
+        """503 at once, without waiting for the request: the client is not left hanging,
+        and an installer retries after Retry-After (docs/lifecycle.md). The socket stays
+        open for reading a moment (drained by service_actions) so that a client still
+        sending its request gets the 503 rather than a broken pipe (behind nginx: a 502)."""
+        try:
+            request.setblocking(False)
+            request.send(OVERLOADED_ANSWER)
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
             self.shutdown_request(request)
+            return
+        if len(self._refused) >= REFUSED_LINGER_MAX:
+            self._next_drain = 0.0
+            self.service_actions()  # most have their answer and are gone by now
+            if len(self._refused) >= REFUSED_LINGER_MAX:
+                self.shutdown_request(request)
+                return
+        self._refused.append((time.monotonic() + REFUSED_LINGER_SECONDS, request))
+
+    def service_actions(self) -> None:
+        """Between accepts, and every poll interval: drop what refused clients sent, and
+        close their connections once they closed theirs or their time is up."""
+        moment = time.monotonic()
+        if not self._refused or moment < self._next_drain:
+            return
+        self._next_drain = moment + 0.02  # not on every accept: the acceptor stays quick
+        keep = []
+        for deadline, request in self._refused:
+            done = moment >= deadline
+            try:
+                while not done:
+                    done = not request.recv(65536)  # b"": the client closed
+            except BlockingIOError:
+                pass
+            except OSError:
+                done = True
+            if done:
+                self.shutdown_request(request)
+            else:
+                keep.append((deadline, request))
+        self._refused = keep
 
     def _work(self) -> None:
         while True:
@@ -1112,6 +1261,9 @@ class PoolServer(socketserver.UnixStreamServer):
 
     def server_close(self) -> None:
         super().server_close()
+        for _deadline, request in self._refused:
+            self.shutdown_request(request)
+        self._refused = []
         for _worker in self._workers:
             self._queue.put(None)
         for worker in self._workers:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
+import threading
+import time
 
 import pytest
 import yaml
@@ -91,12 +94,12 @@ def test_snippet_reports_installed(lab, name, tmp_path):
     if name == "preseed":
         with open(calls + ".wget") as handle:
             args = handle.read().splitlines()
-        assert args == ["-q", "-O", "/dev/null", "--header=Authorization: Bearer %s" % token,
+        assert args == ["-q", "-T", "30", "-O", "/dev/null", "--header=Authorization: Bearer %s" % token,
                         "--header=Content-Type: application/json", '--post-data={"event":"installed"}',
                         "http://192.0.2.2/api/v1/callback/%s" % name]
         status, _answer = Client(server.client.path).request(
-            "POST", "/api/v1/callback/" + name, body=args[5].split("=", 1)[1],
-            headers=dict(h.split("=", 1)[1].split(": ", 1) for h in args[3:5]))
+            "POST", "/api/v1/callback/" + name, body=args[7].split("=", 1)[1],
+            headers=dict(h.split("=", 1)[1].split(": ", 1) for h in args[5:7]))
         assert status == 200
     else:
         assert json.loads(result.stdout)["state"] == "installed"
@@ -111,3 +114,119 @@ def test_snippet_does_nothing_without_the_parameters(lab, name, tmp_path):
     run(argv_of(name, snippets()[name], str(cmdline)), shims)
     assert not os.path.exists(calls)
     assert server.store.show(name)["state"] == "install"
+
+
+# -- retries: a 503, a 429, a timeout, a refused connection ---------------------------
+
+CURL_NAMES = tuple(name for name in NAMES if name != "preseed")
+
+
+class ScriptedServer:
+    """A Unix-socket HTTP server that answers its connections as scripted, in order:
+    a status code, or "hang" (read the request, answer nothing until the client leaves)."""
+
+    def __init__(self, path, script, listen_after=0.0):
+        self.path, self.script, self.seen = path, list(script), []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)  # bound, not yet listening: a connection is refused
+        self.listen_after = listen_after
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        time.sleep(self.listen_after)
+        self.sock.listen(8)
+        for action in self.script:
+            conn, _addr = self.sock.accept()
+            with conn:
+                conn.settimeout(60)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(65536)
+                self.seen.append((time.monotonic(), action, request.split(b"\r\n", 1)[0].decode()))
+                if action == "hang":
+                    while conn.recv(65536):
+                        pass
+                    continue
+                body = b'{"state": "installed"}\n' if action == 200 else b'{"error": "busy"}\n'
+                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                             b"Retry-After: 1\r\nConnection: close\r\n\r\n%s" % (action, len(body), body))
+
+    def close(self):
+        self.sock.close()
+
+
+def curl_shim(shims, socket_path):
+    os.makedirs(shims, exist_ok=True)
+    path = os.path.join(shims, "curl")
+    with open(path, "w") as handle:
+        handle.write('#!/bin/sh\nexec /usr/bin/curl --unix-socket "%s" "$@"\n' % socket_path)
+    os.chmod(path, stat.S_IRWXU)
+
+
+def cmdline_file(tmp_path, name):
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("centra.callback=http://192.0.2.2/api/v1/callback/%s centra.token=%s\n" % (name, "T" * 43))
+    return str(cmdline)
+
+
+@pytest.mark.parametrize("name", CURL_NAMES)
+def test_curl_snippets_retry_a_503_and_a_429(name, short_dir, tmp_path):
+    server = ScriptedServer(os.path.join(short_dir, "r.sock"), [503, 429, 200])
+    curl_shim(os.path.join(short_dir, "bin"), server.path)
+    try:
+        result = run(argv_of(name, snippets()[name], cmdline_file(tmp_path, name)), os.path.join(short_dir, "bin"))
+    finally:
+        server.close()
+    assert result.returncode == 0, result.stderr
+    assert [action for _at, action, _line in server.seen] == [503, 429, 200]
+    assert all(line == "POST /api/v1/callback/%s HTTP/1.1" % name for _at, _action, line in server.seen)
+    # The 503 and the 429 each said Retry-After: 1, and curl waited for it.
+    assert server.seen[2][0] - server.seen[0][0] >= 1.9
+
+
+def test_curl_snippet_retries_a_timeout_and_a_refused_connection(short_dir, tmp_path):
+    """The same flags; the per-attempt limit cut from 30 s to 2 s to keep the test short."""
+    text = snippets()["posix"]
+    assert " -m 30 " in text
+    text = text.replace(" -m 30 ", " -m 2 ")
+    socket_path = os.path.join(short_dir, "r.sock")
+    curl_shim(os.path.join(short_dir, "bin"), socket_path)
+    server = ScriptedServer(socket_path, ["hang", 200], listen_after=1.5)
+    try:
+        result = run(argv_of("posix", text, cmdline_file(tmp_path, "posix")), os.path.join(short_dir, "bin"))
+    finally:
+        server.close()
+    assert result.returncode == 0, result.stderr
+    assert [action for _at, action, _line in server.seen] == ["hang", 200]
+    assert "Couldn't connect" in result.stderr or "Failed to connect" in result.stderr
+    assert "timed out" in result.stderr
+
+
+def wget_shims(shims, failures):
+    """wget fails its first `failures` calls (as BusyBox wget does on a 503 or a timeout);
+    sleep records its argument and returns at once."""
+    os.makedirs(shims, exist_ok=True)
+    log = os.path.join(shims, "log")
+    for tool, body in (
+            ("wget", 'printf "wget\\n" >>"%s"\n[ "$(grep -c wget "%s")" -gt %d ]\n' % (log, log, failures)),
+            ("sleep", 'printf "sleep %%s\\n" "$1" >>"%s"\n' % log)):
+        path = os.path.join(shims, tool)
+        with open(path, "w") as handle:
+            handle.write("#!/bin/sh\n" + body)
+        os.chmod(path, stat.S_IRWXU)
+    return log
+
+
+@pytest.mark.parametrize("failures, calls, returncode", [
+    (2, ["wget", "sleep 1", "wget", "sleep 2", "wget"], 0),
+    (99, ["wget", "sleep 1", "wget", "sleep 2", "wget", "sleep 4", "wget", "sleep 8", "wget", "sleep 16", "wget",
+          "sleep 0"], 1),
+])
+def test_wget_snippet_retries_with_a_bounded_backoff(failures, calls, returncode, short_dir, tmp_path):
+    shims = os.path.join(short_dir, "bin")
+    log = wget_shims(shims, failures)
+    result = run(argv_of("preseed", snippets()["preseed"], cmdline_file(tmp_path, "preseed")), shims)
+    with open(log) as handle:
+        assert handle.read().splitlines() == calls
+    assert (result.returncode != 0) == bool(returncode), result.stderr

@@ -354,8 +354,27 @@ def test_full_queue_refuses_with_503(env, serve):
         sock.sendall(b"GET /api/v1/status HTTP/1.1\r\n")
         holders.append(sock)
         time.sleep(0.2)
+    began = time.monotonic()
     answer = server.client.raw(b"GET /api/v1/status HTTP/1.1\r\n\r\n")
+    assert time.monotonic() - began < 1  # at once, not after the socket timeout
     assert answer.startswith(b"HTTP/1.1 503 ")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"\r\nRetry-After: 1\r\n" in head and json.loads(body) == {"error": "busy, retry later"}
+    # A client still sending its request when the 503 comes (nginx forwarding a body)
+    # can finish sending, then reads the answer: no broken pipe (which nginx turns into a 502).
+    late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    late.settimeout(5)
+    late.connect(server.client.path)
+    time.sleep(0.3)  # the 503 is sent and the server's side half-closed by now
+    late.sendall(b"POST /api/v1/callback/n1 HTTP/1.1\r\nContent-Length: 3000\r\n\r\n" + b"x" * 3000)
+    received = b""
+    while True:
+        chunk = late.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    late.close()
+    assert received.startswith(b"HTTP/1.1 503 ")
     for sock in holders:
         sock.close()
     assert wait_for(lambda: _status(server.client) == 200)

@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import stat
+import threading
 import time
 
 import pytest
@@ -390,3 +391,112 @@ def test_find_by_name_that_looks_like_a_mac(env):
     assert store.show(M1.replace(":", "").upper())["name"] == "cafe00000001"
     assert store.show(M3.replace(":", "-"))["name"] == "n2"
     assert store.show("52:54:00:99:99:99") is None and store.show("../n2") is None
+
+
+# -- group commit ---------------------------------------------------------------------
+
+def test_concurrent_callbacks_share_one_commit_and_a_refused_one_changes_nothing(env):
+    """Callbacks that wait while the lock is held are applied together by the next holder:
+    each gets its own answer, a refused or conflicting one leaves no trace, the rest apply
+    and every applied node has its boot file before its caller returns."""
+    names = ["n%d" % i for i in range(1, 7)]
+    env.write_plan([node(name, [mac_of(i + 1)]) for i, name in enumerate(names)])
+    store = env.store()
+    store.sync(env.plan)
+    commits = []
+    real_transaction = store._transaction
+
+    def counting_transaction():
+        commits.append(1)
+        return real_transaction()
+
+    store._transaction = counting_transaction
+    calls = {"n1": (env.token("n1", 1), "installed"), "n2": (env.token("n2", 1), "started"),
+             "n3": (env.token("n4", 1), "installed"),   # another node's token: refused
+             "n4": (env.token("n4", 1), "installed"), "n5": (env.token("n5", 1), "installed"),
+             "n6": (env.token("n6", 1), "installed")}
+    outcomes = {}
+    threads = []
+    with store._exclusive():  # hold the lock: every callback queues behind it
+        for name, (token, event) in calls.items():
+            def call(name=name, token=token, event=event):
+                try:
+                    outcomes[name] = store.callback(name, token, event, "msg")["state"]
+                except (PermissionError, lc.Conflict) as exc:
+                    outcomes[name] = type(exc).__name__
+            thread = threading.Thread(target=call)
+            thread.start()
+            threads.append(thread)
+        deadline = time.monotonic() + 10
+        while len(store._pending) < len(calls) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(store._pending) == len(calls)
+    for thread in threads:
+        thread.join(10)
+    assert outcomes == {"n1": "installed", "n2": "installing", "n3": "PermissionError", "n4": "installed",
+                        "n5": "installed", "n6": "installed"}
+    assert len(commits) == 1  # one transaction for all six
+    assert store.show("n3")["state"] == "install" and store.events("n3") == []
+    for i, name in enumerate(names):
+        expected = {"installed": "sanboot", "installing": "centra.token=", "PermissionError": "centra.token="}[outcomes[name]]
+        assert expected in env.boot_file(mac_of(i + 1)), name
+    # A second event for the same node in one batch sees the first one's effect.
+    store2_calls = [("n2", "installed"), ("n2", "installed")]
+    results = []
+    with store._exclusive():
+        for name, event in store2_calls:
+            def again(name=name, event=event):
+                try:
+                    results.append(store.callback(name, env.token(name, 1), event, None)["state"])
+                except lc.Conflict:
+                    results.append("Conflict")
+            thread = threading.Thread(target=again)
+            thread.start()
+            threads.append(thread)
+        deadline = time.monotonic() + 10
+        while len(store._pending) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results) == ["Conflict", "installed"]
+    store.close()
+
+
+def test_a_failed_group_commit_answers_every_caller_and_leaves_nobody_waiting(env):
+    names = ["n1", "n2", "n3"]
+    env.write_plan([node(name, [mac_of(i + 1)]) for i, name in enumerate(names)])
+    store = env.store()
+    store.sync(env.plan)
+    real_materialize = store._materialize
+    failures = []
+
+    def failing_once(names=None):
+        if not failures:
+            failures.append(names)
+            raise OSError("disk full")
+        return real_materialize(names)
+
+    store._materialize = failing_once
+    outcomes = {}
+    threads = []
+    with store._exclusive():
+        for name in ("n1", "n2"):
+            def call(name=name):
+                try:
+                    outcomes[name] = store.callback(name, env.token(name, 1), "started", None)["state"]
+                except OSError as exc:
+                    outcomes[name] = str(exc)
+            thread = threading.Thread(target=call)
+            thread.start()
+            threads.append(thread)
+        deadline = time.monotonic() + 10
+        while len(store._pending) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(10)
+    assert outcomes == {"n1": "disk full", "n2": "disk full"} and store._pending == []
+    # The next callback is applied as usual, and sync repairs the boot files the failure skipped.
+    assert store.callback("n3", env.token("n3", 1), "installed", None)["state"] == "installed"
+    assert "sanboot" in env.boot_file(mac_of(3))
+    store.sync(env.plan)
+    store.close()
