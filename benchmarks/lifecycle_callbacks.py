@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """1,000 nodes report `installed` at once to one lifecycle service (issue 12's speed goal).
 
@@ -162,7 +161,7 @@ def main() -> int:
                             failures.append("%s: %s" % (name, status))
 
             cpu_before = cpu_seconds(server.pid)
-            threads = [threading.Thread(target=installer) for _ in range(args.clients)]
+            threads = [threading.Thread(target=installer) for _client in range(args.clients)]
             for thread in threads:
                 thread.start()
             began = time.perf_counter()
