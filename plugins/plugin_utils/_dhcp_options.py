@@ -254,6 +254,9 @@ def _by_code(code: int, raw: Any) -> Tuple[Optional[DhcpOption], str, Any]:
     if refusal:
         raise _Bad(refusal)
     option = BY_CODE.get(code)
+    if option is None and code in KEA_DEFINED:
+        raise _Bad("code %d has a standard definition in Kea that the option table of centra.pxe lacks: "
+                   "it cannot be given by code (ask for it to be added to the table)" % code)
     if isinstance(raw, Mapping) and "type" in raw:
         if set(raw) != {"type", "value"}:
             raise _Bad("give {type: TYPE, value: VALUE}, got keys %s" % ", ".join(sorted(map(str, raw))))
@@ -265,9 +268,6 @@ def _by_code(code: int, raw: Any) -> Tuple[Optional[DhcpOption], str, Any]:
         return option, kind, raw["value"]
     if option is not None:
         return option, option.type, raw
-    if code in KEA_DEFINED:
-        raise _Bad("code %d has a standard definition in Kea that the option table of centra.pxe lacks: "
-                   "it cannot be given by code (ask for it to be added to the table)" % code)
     raise _Bad("an option by code needs its type: {type: TYPE, value: VALUE} with TYPE one of %s"
                % ", ".join(TYPES))
 
