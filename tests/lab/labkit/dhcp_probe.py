@@ -5,11 +5,13 @@
 Run inside the lab network (``lab.py exec -- python -m labkit.dhcp_probe ...``, with
 labkit and the collection on PYTHONPATH): one DISCOVER per case, each from its own
 random locally administered MAC (no reservation matches), broadcast flag set; the
-OFFER's BOOTP file and siaddr fields and option 60 are printed as JSON, one line per
-case. The test compares them with centra.pxe's boot policy (decide()).
+OFFER's BOOTP file and siaddr fields, option 60 and every option's raw payload are
+printed as JSON, one line per case. The test compares them with centra.pxe's boot
+policy (decide()) and the inventory's DHCP options.
 
 --mac sends every case from that MAC instead; --request completes the exchange
-(REQUEST, ACK) so that the server commits a lease. dhcp_frame() is the one DHCP
+(REQUEST, ACK) so that the server commits a lease; --ask CODE adds an option to the
+parameter request list. dhcp_frame() is the one DHCP
 frame builder of the lab tests (labkit.wire_fuzz builds its malformed frames with it).
 """
 
@@ -90,13 +92,34 @@ def dhcp_options(reply) -> dict:
     return dict((o[0], o[1]) for o in reply[DHCP].options if isinstance(o, tuple) and len(o) >= 2)
 
 
+def raw_options(reply) -> dict[int, str]:
+    """Every option of a reply as code -> payload in hex, as it came on the wire (scapy
+    decodes the ones it knows into its own forms; the tests compare bytes). Options
+    split in parts (RFC 3396) are joined."""
+    data = bytes(reply[DHCP]) if DHCP in reply else b""
+    found: dict[int, bytes] = {}
+    index = 0
+    while index < len(data):
+        code = data[index]
+        if code == 0:
+            index += 1
+            continue
+        if code == 255 or index + 1 >= len(data):
+            break
+        length = data[index + 1]
+        found[code] = found.get(code, b"") + data[index + 2:index + 2 + length]
+        index += 2 + length
+    return {code: payload.hex() for code, payload in found.items()}
+
+
 def message_type(reply) -> str:
     value = dhcp_options(reply).get("message-type") if DHCP in reply else None
     return MESSAGE_TYPES.get(value, str(value))
 
 
 def discover(iface: str, arch: bytes | None, user_class: bytes | None, option_175: bool, vendor: str,
-             timeout: float, chaddr: bytes | None = None, request: bool = False) -> dict:
+             timeout: float, chaddr: bytes | None = None, request: bool = False,
+             ask: tuple[int, ...] = ()) -> dict:
     mac = chaddr or random_client_mac()
     xid = random.getrandbits(32)
     options: list = [("message-type", "discover"), ("vendor_class_id", vendor.encode())]
@@ -106,7 +129,8 @@ def discover(iface: str, arch: bytes | None, user_class: bytes | None, option_17
         options.append(("user_class", user_class))
     if option_175:
         options.append((175, b"\x15\x01\x01"))  # iPXE's encapsulated "PXE extension support"
-    options += [("param_req_list", [1, 3, 6, 12, 15, 28, 43, 60, 66, 67, 93, 128, 175]), "end"]
+    wanted = [1, 3, 6, 12, 15, 28, 43, 60, 66, 67, 93, 128, 175]
+    options += [("param_req_list", wanted + [code for code in ask if code not in wanted]), "end"]
     reply = exchange(iface, dhcp_frame(get_if_hwaddr(iface), mac, xid, options), xid, timeout, {"offer"})
     if reply is None:
         return {"offer": False, "mac": mac.hex(":")}
@@ -119,6 +143,7 @@ def discover(iface: str, arch: bytes | None, user_class: bytes | None, option_17
         "siaddr": reply[BOOTP].siaddr,
         "file": reply[BOOTP].file.rstrip(b"\x00").decode("ascii", "replace"),
         "vendor_class": vendor_class.decode() if isinstance(vendor_class, bytes) else vendor_class,
+        "options": raw_options(reply),
     }
     if request:
         # Complete the exchange (REQUEST in the SELECTING state): the server commits a lease.
@@ -142,13 +167,17 @@ def main() -> int:
     parser.add_argument("--mac", help="client MAC, any notation the collection reads (default: a random locally "
                         "administered one per case)")
     parser.add_argument("--request", action="store_true", help="complete the exchange: REQUEST the offer, report the ACK")
+    parser.add_argument("--ask", type=int, action="append", default=[], metavar="CODE",
+                        help="also ask for this option in the parameter request list (55); servers send most "
+                        "options only when asked")
     args = parser.parse_args()
     chaddr = bytes.fromhex(format_mac(parse_mac(args.mac), "bare")) if args.mac else None
     conf.verb = 0
     for name, arch, user_class, option_175, vendor in CASES:
         if args.case and name not in args.case:
             continue
-        result = discover(args.iface, arch, user_class, option_175, vendor, args.timeout, chaddr, args.request)
+        result = discover(args.iface, arch, user_class, option_175, vendor, args.timeout, chaddr, args.request,
+                          tuple(args.ask))
         result.update(case=name, arch=None if arch is None else int.from_bytes(arch, "big"),
                       user_class=user_class.decode() if user_class else None, option_175=option_175)
         print(json.dumps(result), flush=True)
