@@ -23,6 +23,7 @@ from ansible_collections.centra.pxe.plugins.module_utils._mac import MacError, p
 from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES, PLAN_SCHEMA, plan_digest
 from ansible_collections.centra.pxe.plugins.plugin_utils._assets import file_sha256
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationships
+from ansible_collections.centra.pxe.plugins.plugin_utils._render_dnsmasq import proxy_problems
 
 NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot")
 # Other pxe_* variables a group holding nodes may carry: the contract's and the roles'.
@@ -424,6 +425,8 @@ def build_plan(
     node_list = builder.nodes(nodes, profile_map, profile_names, subnet_list)
     _group_var_problems(builder, group_vars or {})
     ha = ha_relationships(builder.problem, servers or {})
+    for where, field, message in proxy_problems([s.entry for s in subnet_list], node_list, servers or {}):
+        builder.problem(where, field, message)
     if builder.problems:
         raise PlanError(builder.problems)
     plan: Dict[str, Any] = {
