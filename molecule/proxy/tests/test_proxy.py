@@ -13,10 +13,12 @@ import re
 import sys
 
 import pytest
-from conftest import LAB
-from labkit.client import boot, booted_profile, lab, lab_exec, pxe_shell
+from conftest import LAB, PROXY_INVENTORY
+from labkit.client import boot, booted_profile, lab, lab_exec, pxe_shell, unit_state
 from labkit.common import BRIDGE
 from labkit.dhcp_probe import CASES
+from labkit.facts import scenario_inventory
+from labkit.playbook import ansible_playbook, recap
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BootServer, decide_proxy
 
@@ -104,3 +106,29 @@ def test_the_foreign_servers_leases_are_the_only_leases(booted):
     journal = pxe_shell("journalctl -u centra-pxe-proxydhcp --no-pager -o cat").stdout
     for name in BOOTS:
         assert re.search(r"PXE\(\S+\) (\S+ )?%s" % re.escape(NODES[name].macs[0]), journal), name
+
+
+def _converge_dhcp(backend: str) -> None:
+    """site.yml's install, DHCP and firewall parts with another backend (last: it changes the host)."""
+    run = ansible_playbook("site.yml", "--tags", "pxe_install,pxe_dhcp,pxe_firewall",
+                           inventories=(scenario_inventory(), PROXY_INVENTORY),
+                           extra_vars={"pxe_dhcp_backend": backend})
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert recap(run.stdout)["pxe01"]["failed"] == 0
+
+
+def _unit(name: str) -> tuple[str, str]:
+    state = unit_state(name)
+    return state.get("ActiveState", ""), state.get("UnitFileState", "")
+
+
+def test_switching_to_kea_and_back_stops_the_other_daemon(booted):
+    """kea -> proxy -> kea: every switch stops and disables the other daemon (all want port 67)."""
+    _converge_dhcp("kea")
+    assert _unit("kea-dhcp4-server") == ("active", "enabled")
+    assert _unit("centra-pxe-proxydhcp") == ("inactive", "disabled")
+    assert "4011" not in pxe_shell("nft list table inet centra_pxe").stdout
+    _converge_dhcp("proxy")
+    assert _unit("centra-pxe-proxydhcp") == ("active", "enabled")
+    assert _unit("kea-dhcp4-server") == ("inactive", "disabled")
+    assert "4011" in pxe_shell("nft list table inet centra_pxe").stdout
