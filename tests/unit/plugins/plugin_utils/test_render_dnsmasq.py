@@ -26,12 +26,12 @@ def _dnsmasq_choice(text, arch, ipxe):
     lines, then (as dnsmasq's find_boot does) the last dhcp-boot whose tags all match."""
     tags = {"centra_ipxe"} if ipxe else set()
     for line in _lines(text):
-        key, _, value = line.partition("=")
+        key, _sep, value = line.partition("=")
         if key == "dhcp-match" and value.split(",")[1:3] == ["option:client-arch", str(arch)]:
             tags.add(value.split(",")[0][len("set:"):])
     chosen = None
     for line in _lines(text):
-        key, _, value = line.partition("=")
+        key, _sep, value = line.partition("=")
         if key != "dhcp-boot":
             continue
         fields = value.split(",")
