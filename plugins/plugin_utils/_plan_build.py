@@ -24,6 +24,7 @@ from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES
 from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import check_options, merge_options
 from ansible_collections.centra.pxe.plugins.plugin_utils._assets import file_sha256
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationships
+from ansible_collections.centra.pxe.plugins.plugin_utils._render_dnsmasq import proxy_problems
 
 NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options")
 # A node's DHCP options: those its groups set (GROUP_OPTIONS_KEY in the node's entry, as
@@ -468,6 +469,8 @@ def build_plan(
     builder.option_types(subnet_list, node_list)
     _group_var_problems(builder, group_vars or {})
     ha = ha_relationships(builder.problem, servers or {})
+    for where, field, message in proxy_problems([s.entry for s in subnet_list], node_list, servers or {}):
+        builder.problem(where, field, message)
     if builder.problems:
         raise PlanError(builder.problems)
     plan: Dict[str, Any] = {
