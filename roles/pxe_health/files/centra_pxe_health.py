@@ -67,10 +67,13 @@ def load_config(path: str) -> Dict[str, Any]:
             raise ConfigError("%s: %s must be a %s" % (path, key, kind.__name__))
     if config["dhcp"].get("backend") not in ("kea", "isc"):
         raise ConfigError("%s: dhcp.backend must be kea or isc" % path)
-    for key, default in (("cache_seconds", 2.0), ("timeout", 2.0)):
+    if not all(isinstance(p, str) and p.startswith("/") for p in config["disk"]):
+        raise ConfigError("%s: disk must list absolute paths" % path)
+    for key, default in (("cache_seconds", 2.0), ("timeout", 2.0), ("min_free_mb", 0), ("min_free_percent", 0)):
         value = config.setdefault(key, default)
-        if not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError("%s: %s must be a positive number" % (path, key))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
+                or (value == 0 and key in ("cache_seconds", "timeout")):
+            raise ConfigError("%s: %s must be a %s number" % (path, key, "positive" if default else "non-negative"))
     return config
 
 
@@ -293,8 +296,7 @@ def check_firewall(config: Mapping[str, Any], host: Host) -> Dict[str, Any]:
 def check_disk(config: Mapping[str, Any], host: Host) -> Dict[str, Any]:
     paths: Dict[str, Any] = {}
     low = []
-    for entry in config["disk"]:
-        path = entry["path"]
+    for path in config["disk"]:
         try:
             stat = host.statvfs(path)
         except OSError as exc:
@@ -304,11 +306,12 @@ def check_disk(config: Mapping[str, Any], host: Host) -> Dict[str, Any]:
         free = stat.f_bavail * stat.f_frsize
         total = stat.f_blocks * stat.f_frsize
         percent = 100.0 * free / total if total else 0.0
-        ok = free >= entry.get("min_free_mb", 0) * (1 << 20) and percent >= entry.get("min_free_percent", 0)
+        ok = free >= config["min_free_mb"] * (1 << 20) and percent >= config["min_free_percent"]
         paths[path] = {"ok": ok, "free_mb": free >> 20, "free_percent": round(percent, 1)}
         if not ok:
             low.append(path)
-    result: Dict[str, Any] = {"ok": not low, "paths": paths}
+    result: Dict[str, Any] = {"ok": not low, "paths": paths,
+                              "min_free_mb": config["min_free_mb"], "min_free_percent": config["min_free_percent"]}
     if low:
         result["error"] = "low on space: %s" % ", ".join(low)
     return result

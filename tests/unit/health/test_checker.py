@@ -35,7 +35,7 @@ def config(backend="kea", firewall=True):
                  "files": ["ipxe.efi", "undionly.kpxe"]},
         "lifecycle": {"unit": "centra-pxe-lifecycle", "socket": "/run/lc.sock"},
         "firewall": {"family": "inet", "table": "centra_pxe"} if firewall else None,
-        "disk": [{"path": "/var/lib", "min_free_mb": 100, "min_free_percent": 5}],
+        "disk": ["/var/lib"], "min_free_mb": 100, "min_free_percent": 5,
         "cache_seconds": 2, "timeout": 1,
     }
 
@@ -204,9 +204,9 @@ def test_disk_space_thresholds(free_blocks, ok):
     host = FakeHost()
     host.free_blocks = free_blocks
     cfg = config()
-    cfg["disk"] = [{"path": "/var/lib", "min_free_mb": 0, "min_free_percent": 5}]
+    cfg.update(min_free_mb=0, min_free_percent=5)
     assert hc.check(cfg, host)["components"]["disk"]["ok"] is ok
-    cfg["disk"] = [{"path": "/var/lib", "min_free_mb": 100, "min_free_percent": 0}]
+    cfg.update(min_free_mb=100, min_free_percent=0)
     assert hc.check(cfg, host)["components"]["disk"]["ok"] is (free_blocks >= 25600)
 
 
@@ -239,6 +239,8 @@ def test_parse_units_strips_service():
     (lambda c: c.pop("dhcp"), "dhcp must be a dict"),
     (lambda c: c["dhcp"].update(backend="dnsmasq"), "kea or isc"),
     (lambda c: c.update(cache_seconds=0), "cache_seconds"),
+    (lambda c: c.update(min_free_mb=-1), "min_free_mb"),
+    (lambda c: c.update(disk=["var/log"]), "absolute paths"),
 ])
 def test_load_config_refuses_bad_files(tmp_path, mutate, message):
     cfg = config()
