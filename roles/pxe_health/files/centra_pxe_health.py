@@ -411,6 +411,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # What send_error needs when the request line itself was refused.
+        self.command, self.requestline, self.request_version = None, "", "HTTP/1.0"
         self.rfile = _LimitedReader(self.rfile, self.max_header_bytes)  # type: ignore[assignment]
 
     def handle_one_request(self) -> None:

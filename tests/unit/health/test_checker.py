@@ -316,6 +316,17 @@ def test_server_refuses_huge_headers(served):
     assert status == 431
 
 
+def test_server_refuses_a_huge_request_line(served):
+    path = served[0]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(path)
+        sock.sendall(b"GET /" + b"a" * 5000 + b" HTTP/1.0\r\n\r\n")
+        answer = sock.recv(200)
+    assert answer.startswith(b"HTTP/1.0 431")
+    assert get(path)[0] == 200  # and it still serves
+
+
 def test_a_flood_costs_one_check(served):
     path, host, checker = served
     results = []
