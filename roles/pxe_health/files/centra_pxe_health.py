@@ -237,7 +237,10 @@ def check_dhcp(config: Mapping[str, Any], host: Host, units: Mapping[str, Mappin
         return dict(detail, ok=False)
     try:
         if dhcp["backend"] == "kea":
-            detail["plan"] = host.kea_digest(dhcp["kea_socket"], config["timeout"])
+            try:
+                detail["plan"] = host.kea_digest(dhcp["kea_socket"], config["timeout"])
+            except OSError as exc:
+                raise OSError("Kea's control socket %s: %s" % (dhcp["kea_socket"], exc)) from exc
         else:
             match = ISC_DIGEST.search(host.read_text(dhcp["config_file"], 4096))
             detail["plan"] = match.group(1) if match else ""
@@ -444,7 +447,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = (json.dumps(result, sort_keys=True, indent=1) + "\n").encode()
         self.send_response(200 if result.get("status") == "ok" else 503)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if body:

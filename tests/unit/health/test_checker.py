@@ -272,7 +272,7 @@ def served():
     directory = tempfile.mkdtemp(prefix="hc")
     path = os.path.join(directory, "health.sock")
     handler = type("H", (hc.Handler,), {"checker": hc.CachedChecker(config(), host), "max_header_bytes": 2048})
-    server = hc.UnixServer(path, handler, 4, 5)
+    server = hc.UnixServer(path, handler, 16, 5)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield path, host, handler.checker
