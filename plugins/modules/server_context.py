@@ -21,7 +21,8 @@ description:
     C(dhcp_service), C(dhcp_services) (every backend's unit), C(ha) (this server's HA
     relationship with its C(role), or null), C(lifecycle) (the node lifecycle service's
     C(socket), C(state_dir), C(boot_dir), C(scripts_dir), C(callback_base), and its HA C(peers)
-    and C(peer_addresses)) and C(plan) (C(digest), C(subnets), C(profiles):
+    and C(peer_addresses)), C(health) (the health service's C(socket) and C(plan_file), the plan
+    document the converge writes last) and C(plan) (C(digest), C(subnets), C(profiles):
     the plan without its nodes)."
   - Built once per server in Python, so no role recomputes or reads another role's
     internal facts.

@@ -13,6 +13,8 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
      "ha": this server's HA relationship (the plan's, plus "role": this server's) or None,
      "lifecycle": {"socket", "state_dir", "boot_dir", "scripts_dir", "callback_base",
                    "peers": the other HA servers' HTTP bases, "peer_addresses"},
+     "health": {"socket": the health service's (nginx proxies /healthz to it),
+                "plan_file": the plan document the converge writes last (what it expects)},
      "plan": {"digest", "subnets", "profiles"}: the plan without its nodes, decoded once}
 """
 
@@ -27,6 +29,8 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import LOA
 # (centra.pxe.pxe_http) serves or talks to.
 LIFECYCLE_STATE_DIR = "/var/lib/centra-pxe-lifecycle"
 LIFECYCLE_SOCKET = "/run/centra-pxe-lifecycle/lifecycle.sock"
+# The health service (centra.pxe.pxe_health), which nginx proxies /healthz to.
+HEALTH_SOCKET = "/run/centra-pxe-health/health.sock"
 
 # The DHCP server unit of each backend: pxe_server installs and checks it, pxe_dhcp
 # runs one and stops the other (both want port 67).
@@ -85,6 +89,12 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
             "callback_base": http_base(endpoint["address"], http_port),
             "peers": [http_base(p["address"], http_port) for p in peers],
             "peer_addresses": [p["address"] for p in peers],
+        },
+        # The health service: its socket, and the plan document centra.pxe.pxe_ipxe writes
+        # last (the digest every component is compared with).
+        "health": {
+            "socket": HEALTH_SOCKET,
+            "plan_file": root.rstrip("/") + "/http/healthz",
         },
         "plan": {"digest": plan["digest"], "subnets": plan["subnets"], "profiles": plan["profiles"]},
     }

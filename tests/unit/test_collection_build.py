@@ -30,5 +30,5 @@ def test_build_install_and_document(tmp_path):
                  "healthz", "server_endpoint"):
         assert "centra.pxe.%s" % name in filters
     roles = os.listdir(tmp_path / "installed" / "ansible_collections" / "centra" / "pxe" / "roles")
-    assert sorted(roles) == ["pxe_common", "pxe_dhcp", "pxe_firewall", "pxe_http", "pxe_ipxe", "pxe_lifecycle",
+    assert sorted(roles) == ["pxe_common", "pxe_dhcp", "pxe_firewall", "pxe_health", "pxe_http", "pxe_ipxe", "pxe_lifecycle",
                              "pxe_server", "pxe_tftp"]

@@ -85,7 +85,13 @@ def assert_serving(backend: str) -> None:
         state = unit_state(unit)
         assert state["UnitFileState"] == "enabled" and state["ActiveState"] == "active", (unit, state)
     assert pxe_shell("nft list table inet centra_pxe", check=False).returncode == 0
+    # /healthz is live (centra-pxe-health): a daemon just restarted may still be opening
+    # its sockets, and a result is reused for 2 s.
+    deadline = time.monotonic() + 20
     code, body = curl(HTTP_BASE + "/healthz")
+    while code != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+        code, body = curl(HTTP_BASE + "/healthz")
     assert code == 200 and json.loads(body)["status"] == "ok", (code, body[:300])
     fetched = lab_exec("sh", "-c", "f=$(mktemp) && tftp %s -c get undionly.kpxe $f && sha256sum < $f; rm -f $f"
                        % SERVER_ADDRESS, check=False)
