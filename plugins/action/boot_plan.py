@@ -16,7 +16,14 @@ from ansible.vars.plugins import get_vars_from_inventory_sources
 
 from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import HA_SERVER_VARS
-from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import NODE_VARS, PlanError, build_plan
+from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import (
+    GROUP_OPTIONS_KEY,
+    NODE_VARS,
+    PlanError,
+    build_plan,
+)
+
+OPTIONS_VAR = "pxe_dhcp_options"
 
 ARGUMENT_SPEC = {
     "subnets": {"type": "raw"},
@@ -59,8 +66,15 @@ class _NodeReader:
         # host.vars: the inventory host vars without the magic ones get_vars() adds (and untags)
         own = combine_vars(host.vars,
                            get_vars_from_inventory_sources(self._loader, self._sources, [host], "task"))
-        merged = combine_vars(self._group_vars(groups), own)
+        group_vars = self._group_vars(groups)
+        merged = combine_vars(group_vars, own)
         node = {key: merged[key] for key in NODE_VARS if key in merged}
+        # DHCP options merge option by option, the node's over its groups': apart.
+        node.pop(OPTIONS_VAR, None)
+        if OPTIONS_VAR in own:
+            node[OPTIONS_VAR] = own[OPTIONS_VAR]
+        if OPTIONS_VAR in group_vars:
+            node[GROUP_OPTIONS_KEY] = group_vars[OPTIONS_VAR]
         node["groups"] = [g.name for g in groups]
         node["host_vars"] = [key for key in own if isinstance(key, str) and key.startswith("pxe_")]
         return node
@@ -84,6 +98,8 @@ def _looks_templated(value: t.Any) -> bool:
         return "{{" in value or "{%" in value
     if isinstance(value, list):
         return any(_looks_templated(v) for v in value)
+    if isinstance(value, dict):
+        return any(_looks_templated(v) for v in value.values())
     return False
 
 
@@ -153,7 +169,7 @@ class ActionModule(ActionBase):
         nodes = {}
         for name in names:
             node = reader.read(name) if reader else self._read_slow(hostvars, name, {"host_vars": []})
-            if reader and any(_looks_templated(node[k]) for k in NODE_VARS if k in node):
+            if reader and any(_looks_templated(node[k]) for k in NODE_VARS + (GROUP_OPTIONS_KEY,) if k in node):
                 node = self._read_slow(hostvars, name, node)  # templated values need the full context
             nodes[name] = node
         return nodes, (reader.group_pxe_vars(names) if reader else {})
@@ -170,6 +186,12 @@ class ActionModule(ActionBase):
                     node[key] = host_vars[key]
             except Exception as exc:  # pylint: disable=broad-exception-caught  # any templating error
                 node["errors"][key] = str(exc).splitlines()[0]
+        # hostvars holds pxe_dhcp_options as Ansible merges it (the host's own mapping replaces
+        # its groups'). Where the host sets its own and its groups' is plain data, keep the
+        # groups' as the lower layer, so that options still merge one by one.
+        group_options = fast.get(GROUP_OPTIONS_KEY)
+        if OPTIONS_VAR in fast and group_options is not None and not _looks_templated(group_options):
+            node[GROUP_OPTIONS_KEY] = group_options
         return node
 
     @staticmethod

@@ -26,7 +26,7 @@ ARGUMENT_SPEC = {
     "loaders": {"type": "dict", "default": {}},
     "loader_files": {"type": "dict", "default": {}},
     "loader_dir": {"type": "path", "default": "/usr/lib/ipxe"},
-    "dhcp_backend": {"type": "str", "choices": ["kea", "isc"], "default": "kea"},
+    "dhcp_backend": {"type": "str", "choices": ["kea", "isc", "proxy"], "default": "kea"},
     "facts": {"type": "dict"},
     "fact_name": {"type": "str", "default": "centra_pxe_server"},
 }

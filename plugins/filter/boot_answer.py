@@ -10,6 +10,8 @@ author: centra.pxe engineers (@centra)
 description:
   - The one boot policy of the collection (docs/architecture.md, Boot policy) as a filter. What a client sends goes in, the answer comes out.
   - Both DHCP backends are generated from the same table, so this is what Kea and dhcpd answer.
+  - With O(proxy=true), what the proxyDHCP backend (dnsmasq) answers - no answer for a client that is not a PXE
+    client (no option 93, or an option 60 other than C(PXEClient)/C(HTTPClient)), and C(next_server) on every answer.
 options:
   _input:
     description: The server, a mapping with C(address), C(http_base) and C(loaders) (slot to file name).
@@ -26,13 +28,19 @@ options:
     type: bool
     default: false
   vendor_class:
-    description: Option 60 as sent (C(PXEClient:Arch:00007...)); informational.
+    description: Option 60 as sent (C(PXEClient:Arch:00007...)); informational, except with O(proxy).
     type: str
+  proxy:
+    description: The answer of the proxyDHCP backend (C(pxe_dhcp_backend=proxy)) instead of Kea's and dhcpd's.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
 # {"kind": "tftp", "filename": "ipxe.efi", "next_server": "192.0.2.2", ...}
 answer: "{{ server | centra.pxe.boot_answer(arch=7) }}"
+# The proxyDHCP's answer to UEFI HTTP boot: {"kind": "http", "filename": "http://192.0.2.2/loaders/ipxe.efi", ...}
+proxy_answer: "{{ server | centra.pxe.boot_answer(arch=16, vendor_class='HTTPClient:Arch:00016', proxy=true) }}"
 """
 
 RETURN = r"""
@@ -43,12 +51,13 @@ RETURN = r"""
 
 from dataclasses import asdict
 
-from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import boot_server, decide
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import boot_server, decide, decide_proxy
 from ansible_collections.centra.pxe.plugins.plugin_utils._filter import DocumentedFilter
 
 
-def _answer(server, arch, user_class, option_175, vendor_class):
-    return asdict(decide(boot_server(server), arch=arch, option_175=option_175, vendor_class=vendor_class,
+def _answer(server, arch, user_class, option_175, vendor_class, proxy):
+    policy = decide_proxy if proxy else decide
+    return asdict(policy(boot_server(server), arch=arch, option_175=option_175, vendor_class=vendor_class,
                          user_class=user_class.encode() if user_class is not None else None))
 
 

@@ -152,6 +152,41 @@ def decide(
                       reason="%s (option 93 = %s): loader over TFTP" % (rule.client, seen))
 
 
+# What a proxyDHCP server answers: PXE clients only (PXE 2.1, 2.2.4). A client shows it
+# is one by option 60 (PXEClient, or HTTPClient for UEFI HTTP boot) and option 93, which
+# the PXE specification makes mandatory: without them, the site's DHCP server's answer
+# is all it gets.
+PROXY_VENDOR_CLASSES = (PXE_CLIENT_VENDOR_CLASS, HTTP_CLIENT_VENDOR_CLASS)
+
+
+def decide_proxy(
+    server: BootServer,
+    arch: Optional[int] = None,
+    user_class: Optional[bytes] = None,
+    option_175: bool = False,
+    vendor_class: Optional[str] = None,
+) -> BootAnswer:
+    """What the proxyDHCP backend answers (pxe_dhcp_backend: proxy), from the same table.
+
+    The boot file is decide()'s; the differences are the proxy's:
+    - a client without option 93, or whose option 60 is neither PXEClient nor HTTPClient,
+      is no PXE client: it gets no proxy answer at all (kind "none");
+    - every answer carries next-server (siaddr): iPXE takes the boot file of a proxy
+      offer only together with a next-server, even when the file is an HTTP URL.
+    vendor_class None means "not known": the client is taken for a PXE client.
+    """
+    if arch is None:
+        return BootAnswer("none", "unknown", reason="option 93 absent: not a PXE client, a proxyDHCP does not answer")
+    if vendor_class is not None and not vendor_class.startswith(PROXY_VENDOR_CLASSES):
+        return BootAnswer("none", "unknown", reason="vendor class %r: not a PXE client, a proxyDHCP does not answer"
+                          % vendor_class)
+    answer = decide(server, arch=arch, user_class=user_class, option_175=option_175, vendor_class=vendor_class)
+    if answer.kind == "none" or answer.next_server:
+        return answer
+    return BootAnswer(answer.kind, answer.rule, filename=answer.filename, next_server=server.address,
+                      vendor_class=answer.vendor_class, reason=answer.reason)
+
+
 def configured_rules(server: BootServer) -> Sequence[Tuple[BootRule, BootAnswer]]:
     """Each rule with the answer it gives on this server (what renderers emit)."""
     out = []

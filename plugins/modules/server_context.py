@@ -70,9 +70,9 @@ options:
     type: path
     default: /usr/lib/ipxe
   dhcp_backend:
-    description: The DHCP server, C(kea) or C(isc).
+    description: The DHCP server, C(kea), C(isc) or C(proxy) (proxyDHCP, dnsmasq).
     type: str
-    choices: [kea, isc]
+    choices: [kea, isc, proxy]
     default: kea
   facts:
     description:

@@ -21,14 +21,19 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.centra.pxe.plugins.module_utils._mac import MacError, parse_mac
 from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES, PLAN_SCHEMA, plan_digest
+from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import check_options, merge_options
 from ansible_collections.centra.pxe.plugins.plugin_utils._assets import file_sha256
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationships
+from ansible_collections.centra.pxe.plugins.plugin_utils._render_dnsmasq import proxy_problems
 
-NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot")
+NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options")
+# A node's DHCP options: those its groups set (GROUP_OPTIONS_KEY in the node's entry, as
+# the groups resolve pxe_dhcp_options), then its own, option by option (the node wins).
+GROUP_OPTIONS_KEY = "group_dhcp_options"
 # Other pxe_* variables a group holding nodes may carry: the contract's and the roles'.
 SHARED_VARS = ("pxe_subnets", "pxe_profiles", "pxe_interface", "pxe_dhcp_backend")
 ROLE_VAR_PREFIXES = ("pxe_server_", "pxe_dhcp_", "pxe_tftp_", "pxe_http_", "pxe_ipxe_", "pxe_firewall_")
-SUBNET_FIELDS = ("cidr", "pool", "gateway", "dns", "id")
+SUBNET_FIELDS = ("cidr", "pool", "gateway", "dns", "id", "options")
 PROFILE_FIELDS = ("label", "kernel", "initrd", "cmdline", "services")
 ASSET_FIELDS = ("src", "url", "checksum")
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an Ansible group name, and safe in paths
@@ -69,6 +74,7 @@ class _Builder:
         self.base_dir = base_dir
         self.reserved_ips = reserved_ips  # address -> who holds it (e.g. the PXE servers)
         self.problems: List[Problem] = []
+        self._group_options: Dict[int, Tuple[Any, List[Dict[str, Any]]]] = {}
 
     def problem(self, where: str, field: str, message: str) -> None:
         self.problems.append(Problem(where, field, message))
@@ -157,6 +163,9 @@ class _Builder:
             "gateway": gateway,
             "dns": dns,
         }
+        options = check_options(item.get("options"), "options", lambda f, m: self.problem(where, f, m))
+        if options:  # only when set: the plans (and their digests) of inventories without any stay as they were
+            entry["options"] = options
         return _Subnet(network, pool, entry)
 
     def _address_in(self, where: str, field: str, network: ipaddress.IPv4Network, value: Any) -> Optional[str]:
@@ -331,9 +340,43 @@ class _Builder:
             boot = node.get("pxe_boot", "install")
             if boot not in BOOT_MODES:
                 self.problem(where, "pxe_boot", "%r is not one of %s" % (boot, ", ".join(BOOT_MODES)))
-            out.append({"name": name, "profile": groups[0] if len(groups) == 1 else None,
-                        "macs": macs, "ip": ip, "subnet_id": subnet_id, "boot": boot})
+            entry = {"name": name, "profile": groups[0] if len(groups) == 1 else None,
+                     "macs": macs, "ip": ip, "subnet_id": subnet_id, "boot": boot}
+            options = self._node_options(where, node, errors)
+            if options:  # only when set: 10,000 empty lists would cost plan size for nothing
+                entry["options"] = options
+            out.append(entry)
         return out
+
+    def _node_options(self, where: str, node: Mapping[str, Any], errors: Mapping[str, str]) -> List[Dict[str, Any]]:
+        """The node's DHCP options: its groups' pxe_dhcp_options, then its own (the node wins)."""
+        def report(field: str, message: str) -> None:
+            self.problem(where, field, message)
+
+        layers = []
+        group_raw = node.get(GROUP_OPTIONS_KEY)
+        if group_raw is not None:
+            # Hosts with the same groups share one value: checked (and a problem in it
+            # reported, for the first such host) once, not once per host.
+            cached = self._group_options.get(id(group_raw))
+            if cached is None:
+                entries = check_options(group_raw, "pxe_dhcp_options (from its groups)", report)
+                cached = self._group_options[id(group_raw)] = (group_raw, entries)
+            layers.append(cached[1])
+        if "pxe_dhcp_options" not in errors:
+            layers.append(check_options(node.get("pxe_dhcp_options"), "pxe_dhcp_options", report))
+        return merge_options(*layers)
+
+    def option_types(self, subnets: Sequence[_Subnet], nodes: Sequence[Mapping[str, Any]]) -> None:
+        """An option given by code is declared once per server: one type for it everywhere."""
+        seen: Dict[int, Tuple[str, str]] = {}
+        holders = [("subnet %s" % s.network, s.entry) for s in subnets] + [("host %s" % n["name"], n) for n in nodes]
+        for where, holder in holders:
+            for entry in holder.get("options", ()):
+                first = seen.setdefault(entry["code"], (entry["type"], where))
+                if first[0] != entry["type"]:
+                    self.problem(where, "options.%d" % entry["code"], "is of type %s here but %s in %s: an option "
+                                 "code has one type" % (entry["type"], first[0], first[1]))
 
     def _macs(self, where: str, raw: Any, owner: Dict[str, str], name: str) -> List[str]:
         if raw is None:
@@ -408,7 +451,8 @@ def build_plan(
     """Validate the inventory and return the boot plan, or raise PlanError listing every problem.
 
     nodes: inventory host name -> {"groups": [group names], "pxe_mac": ..., "pxe_ip": ...,
-    "pxe_boot": ..., "host_vars": [names of variables set on the host itself]}.
+    "pxe_boot": ..., "pxe_dhcp_options": (the host's own), "group_dhcp_options": (its groups'),
+    "host_vars": [names of variables set on the host itself]}.
     Optional per node: "errors" {variable: why it could not be rendered}, "outside_group"
     (the nodes group a host of a profile group is missing from).
     base_dir: where relative asset paths start (the inventory's directory).
@@ -422,8 +466,11 @@ def build_plan(
     profile_names = [str(p) for p in profiles] if isinstance(profiles, Mapping) else []
     profile_map = builder.profiles(profiles)
     node_list = builder.nodes(nodes, profile_map, profile_names, subnet_list)
+    builder.option_types(subnet_list, node_list)
     _group_var_problems(builder, group_vars or {})
     ha = ha_relationships(builder.problem, servers or {})
+    for where, field, message in proxy_problems([s.entry for s in subnet_list], node_list, servers or {}):
+        builder.problem(where, field, message)
     if builder.problems:
         raise PlanError(builder.problems)
     plan: Dict[str, Any] = {

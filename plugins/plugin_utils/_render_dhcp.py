@@ -26,6 +26,12 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     decide,
 )
 from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
+from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import (
+    isc_declarations,
+    isc_option_statements,
+    kea_option_data,
+    kea_option_defs,
+)
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationship
 
 KEA_CLASS_PREFIX = "centra_"
@@ -124,6 +130,7 @@ def _kea_subnet_options(subnet: Mapping[str, Any]) -> List[Dict[str, Any]]:
         options.append({"name": "routers", "data": subnet["gateway"]})
     if subnet.get("dns"):
         options.append({"name": "domain-name-servers", "data": ", ".join(subnet["dns"])})
+    options.extend(kea_option_data(subnet.get("options", [])))
     return options
 
 
@@ -135,8 +142,11 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
     global_reservations: List[Dict[str, Any]] = []
     shared_ip = False
     for node in plan["nodes"]:
+        node_options = kea_option_data(node.get("options", []))
         for mac in node["macs"]:
             reservation: Dict[str, Any] = {"hw-address": mac, "hostname": node["name"]}
+            if node_options:
+                reservation["option-data"] = node_options
             if node["ip"]:
                 reservation["ip-address"] = node["ip"]
                 by_subnet[node["subnet_id"]].append(reservation)
@@ -176,6 +186,9 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
                        "output_options": [{"output": "stdout"}]} for name in ("kea-dhcp4.eval", "kea-dhcp4.options"))],
         "user-context": {"centra.pxe": {"plan": plan["digest"]}},
     }
+    option_defs = kea_option_defs(plan)
+    if option_defs:
+        dhcp4["option-def"] = option_defs
     if global_reservations:
         dhcp4["reservations"] = global_reservations
         dhcp4["reservations-global"] = True
@@ -245,6 +258,7 @@ def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: M
         "default-lease-time %d;" % int(opts["valid_lifetime"]),
         "max-lease-time %d;" % int(opts["valid_lifetime"]),
     ]
+    lines.extend(isc_declarations(plan))
     if opts["authoritative"]:
         lines.append("authoritative;")
     lines.append("")
@@ -285,13 +299,16 @@ def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: M
             lines.append("  option routers %s;" % subnet["gateway"])
         if subnet.get("dns"):
             lines.append("  option domain-name-servers %s;" % ", ".join(subnet["dns"]))
+        lines.extend("  " + statement for statement in isc_option_statements(subnet.get("options", [])))
         lines.append("}")
     lines.append("")
     for node in plan["nodes"]:
+        node_options = isc_option_statements(node.get("options", []))
         for index, mac in enumerate(node["macs"]):
             parts = ["host %s-%d {" % (node["name"], index), "hardware ethernet %s;" % mac]
             if node["ip"]:
                 parts.append("fixed-address %s;" % node["ip"])
+            parts.extend(node_options)
             parts.append("option host-name %s; }" % _isc_string(node["name"]))
             lines.append(" ".join(parts))
     return "\n".join(lines) + "\n"

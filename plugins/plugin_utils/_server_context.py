@@ -9,7 +9,7 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
      "root": the boot trees' directory,
      "loaders": {slot: file name or "" for every slot of the boot policy table},
      "loader_sources": {slot: {"path", "remote_src"}} for the slots that have a loader,
-     "dhcp_backend": "kea"|"isc", "dhcp_service": its unit, "dhcp_services": every backend's unit,
+     "dhcp_backend": "kea"|"isc"|"proxy", "dhcp_service": its unit, "dhcp_services": every backend's unit,
      "ha": this server's HA relationship (the plan's, plus "role": this server's) or None,
      "lifecycle": {"socket", "state_dir", "boot_dir", "scripts_dir", "callback_base",
                    "peers": the other HA servers' HTTP bases, "peer_addresses"},
@@ -30,7 +30,8 @@ LIFECYCLE_SOCKET = "/run/centra-pxe-lifecycle/lifecycle.sock"
 
 # The DHCP server unit of each backend: pxe_server installs and checks it, pxe_dhcp
 # runs one and stops the other (both want port 67).
-DHCP_SERVICES = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
+# proxy: dnsmasq as proxyDHCP, under a unit of centra.pxe (dnsmasq-base ships none).
+DHCP_SERVICES = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server", "proxy": "centra-pxe-proxydhcp"}
 
 
 def http_base(address: str, port: int) -> str:

@@ -46,6 +46,8 @@ CASES: dict[str, list[str]] = {
     # molecule/ha (Kea hot-standby), and an ISC failover pair.
     "ha-kea": ["inventories/lab", f"{STAND_IN}/lab", f"{STAND_IN}/ha-kea"],
     "ha-isc": ["inventories/lab", f"{STAND_IN}/lab", f"{STAND_IN}/ha-isc"],
+    # molecule/proxy: proxyDHCP (dnsmasq) beside a foreign DHCP server; MACs only.
+    "proxy": ["molecule/proxy/inventory", f"{STAND_IN}/lab", f"{STAND_IN}/proxy"],
     # HTTPS on, other ports, and the other knobs away from their defaults.
     "lab-tls": ["inventories/lab", f"{STAND_IN}/lab", f"{STAND_IN}/tls"],
 }

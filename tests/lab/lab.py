@@ -1,6 +1,7 @@
 """centra.pxe lab harness: a real PXE host (nspawn container) and real PXE clients (QEMU).
 
     python3 tests/lab/lab.py up [--inventory PATH] [--hosts N] [--apt-packages a,b] [--far-network]
+                                [--foreign-dhcp]
     python3 tests/lab/lab.py boot --mac MAC --firmware bios|uefi [--timeout S] [--json]
                                   [--network near|far]
                                   [--disk NAME [--disk-size MB] [--fresh-disk]]
@@ -28,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 
 # labkit is found beside this script: Python puts a script's own directory first on sys.path.
-from labkit import boot, container, far, image, inventory, net, rootfs
+from labkit import boot, container, far, foreign, image, inventory, net, rootfs
 from labkit.common import (
     BOOTS_DIR,
     BRIDGE,
@@ -93,6 +94,10 @@ def teardown() -> None:
     if isinstance(far_record, dict):
         far.stop_relay(far.FarNetwork.from_json(far_record))
     far.delete_router()         # takes its veths (and their peers on the bridges) with it
+    foreign_record = state.get("foreign_dhcp")
+    if isinstance(foreign_record, dict):
+        foreign.stop(foreign.ForeignDhcp.from_json(foreign_record))
+    foreign.delete_namespace()  # takes its veth (and the peer on the bridge) with it
     for data in state.get("hosts", []):
         host = PxeHost.from_json(data)
         log(f"stopping {host.name} ({host.machine})")
@@ -174,6 +179,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             state["far_network"] = far_network.to_json()
             save_state(state, [])
             far.wait_relay_ready(far_network)
+        if args.foreign_dhcp:
+            foreign_dhcp = foreign.create()
+            state["foreign_dhcp"] = foreign_dhcp.to_json()
+            save_state(state, [])
+            foreign.start(foreign_dhcp)
+            state["foreign_dhcp"] = foreign_dhcp.to_json()
+            save_state(state, [])
+            foreign.wait_ready(foreign_dhcp)
         routes = far.pxe_host_routes() if args.far_network else []
         hosts = prepare_hosts(args.hosts, packages, public_key, routes)
         save_state(state, hosts)
@@ -226,6 +239,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         far_record["dhcrelay_alive"] = bool(relay and relay.alive())
         far_record["bridge_present"] = net.link_exists(FAR_BRIDGE)
         far_record["router_present"] = far.router_exists()
+    foreign_record = state.get("foreign_dhcp")
+    if isinstance(foreign_record, dict):
+        kea = foreign.ForeignDhcp.from_json(foreign_record).kea
+        foreign_record["kea_alive"] = bool(kea and kea.alive())
+        foreign_record["leases"] = foreign.leases(Path(foreign_record.get("lease_file", "")))
     state["running_boots"] = running_boots()
     print(json.dumps(state, indent=2, sort_keys=True))
     return 0
@@ -380,6 +398,11 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--far-network", action="store_true",
                     help=f"also make the far network 198.51.100.0/24 ({FAR_BRIDGE}) behind a "
                          f"router namespace ({ROUTER_NETNS}) that runs dhcrelay to the PXE hosts")
+    up.add_argument("--foreign-dhcp", action="store_true",
+                    help=f"also run a plain DHCP server without PXE options (kea-dhcp4, "
+                         f"{foreign.FOREIGN_ADDRESS}, pool {'-'.join(foreign.FOREIGN_POOL)}) in a namespace of "
+                         f"its own ({foreign.FOREIGN_NETNS}) on the lab network: the site's server, for "
+                         "pxe_dhcp_backend: proxy")
     up.set_defaults(func=cmd_up)
 
     bt = sub.add_parser("boot", help="PXE-boot one QEMU machine and wait for PXE-BOOT-OK")

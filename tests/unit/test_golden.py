@@ -42,7 +42,7 @@ def test_every_case_renders_every_server(tmp_path):
         assert servers, case
         for server in servers:
             names = renderer.files(expected / case / server)
-            dhcp = {"etc/kea/kea-dhcp4.conf", "etc/dhcp/dhcpd.conf"} & names.keys()
+            dhcp = {"etc/kea/kea-dhcp4.conf", "etc/dhcp/dhcpd.conf", "etc/centra-pxe-proxydhcp.conf"} & names.keys()
             assert len(dhcp) == 1, (case, server, sorted(names))
             for needed in ("etc/nginx/sites-available/centra-pxe", "etc/default/tftpd-hpa",
                            "srv/centra-pxe/http/boot.ipxe", "srv/centra-pxe/http/menu.ipxe",

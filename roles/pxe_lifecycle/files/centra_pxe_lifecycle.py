@@ -38,6 +38,7 @@ import socket
 import socketserver
 import sqlite3
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -1542,6 +1543,47 @@ def cmd_check_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apply_plan(args: argparse.Namespace) -> int:
+    """The plan read from stdin: checked, written to --plan if it differs (as root), then
+    synced (as the owner of the state). One run of the program where Ansible would
+    otherwise copy the plan (a stat and a write) and then run sync. With --check: only
+    say whether the plan file would change."""
+    content = sys.stdin.buffer.read().rstrip(b"\n") + b"\n"
+    staged = None
+    with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(args.plan)) or ".",
+                                     prefix=".plan-", delete=False) as handle:
+        handle.write(content)
+        candidate = handle.name
+    try:
+        load_plan(candidate)  # a bad plan changes nothing, not even the file
+        try:
+            with open(args.plan, "rb") as current:
+                differs = current.read() != content
+        except FileNotFoundError:
+            differs = True
+        if args.check:
+            print(json.dumps({"changed": differs, "plan_written": False}, sort_keys=True))
+            return 0
+        if differs:
+            os.chmod(candidate, 0o644)
+            os.replace(candidate, args.plan)
+            staged = args.plan
+            _fsync_directory(os.path.dirname(os.path.abspath(args.plan)))
+    finally:
+        if staged is None:
+            _unlink(candidate)
+    _drop_to_state_owner(args.state_dir)
+    store = _open_store(args)
+    try:
+        summary = store.sync(args.plan)
+    finally:
+        store.close()
+    summary["plan_written"] = differs
+    summary["changed"] = bool(summary.get("changed")) or differs
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
 def cmd_init_secret(args: argparse.Namespace) -> int:
     """Create the server secret if it is missing; prints whether it did, never the secret."""
     path = os.path.join(args.state_dir, "secret")
@@ -1612,6 +1654,9 @@ def build_parser() -> argparse.ArgumentParser:
                    ).set_defaults(func=cmd_check_config, store=False)
     sub.add_parser("check-plan", help="check the plan file (--plan), change nothing"
                    ).set_defaults(func=cmd_check_plan, store=False)
+    apply_plan = sub.add_parser("apply-plan", help="read the plan from stdin, write it to --plan if it differs, sync")
+    apply_plan.add_argument("--check", action="store_true", help="only say whether the plan file would change")
+    apply_plan.set_defaults(func=cmd_apply_plan, store=False)
     sub.add_parser("init-secret", help="create the server secret if it is missing (never prints it)"
                    ).set_defaults(func=cmd_init_secret)
     sub.add_parser("install-secret", help="install the secret read base64-encoded from stdin (HA peers share one)"

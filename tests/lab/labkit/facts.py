@@ -96,7 +96,7 @@ def ansible_command(name: str) -> str:
 def _inventory_list(sources: tuple[str, ...]) -> dict[str, Any]:
     command = [ansible_command("ansible-inventory"), "--list"]
     for source in sources:
-        command += ["-i", source]
+        command += [source] if source.startswith("--") else ["-i", source]
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=PROJECT, timeout=300, check=False)
     if run.returncode != 0:
@@ -187,6 +187,32 @@ class LabFacts:
             nodes[name] = Node(name, profiles[0], tuple(parse_mac(mac) for mac in macs), str(ip) if ip else None,
                                str(variables.get("pxe_boot", "install")))
         return nodes
+
+
+def dhcp_option_layers(node: str, *extra_inventories: str) -> tuple[Any, Any]:
+    """(the pxe_dhcp_options of the node's groups, the node's own) as the inventory sets them,
+    apart: the boot plan merges them option by option (the node's win), where Ansible's
+    hostvars would replace the groups' mapping by the node's. Read with
+    ``ansible-inventory --export``, which keeps group variables with their groups."""
+    listing = _inventory_list(tuple(("--export",) + (LAB_INVENTORY, *extra_inventories)))
+    facts = LabFacts(listing)
+    own = facts.hostvars.get(node, {}).get("pxe_dhcp_options")
+    # The node's groups from the outermost in (all, pxe_nodes, worker): a deeper group's
+    # mapping replaces an outer one's, as Ansible's variable precedence does.
+    chain: list[str] = []
+    pending = ["all"]
+    while pending:
+        group = pending.pop(0)
+        if group in chain or node not in facts.hosts_of(group):
+            continue
+        chain.append(group)
+        pending.extend(facts._groups.get(group, {}).get("children", []))  # pylint: disable=protected-access
+    groups_value = None
+    for group in chain:
+        value = facts._groups.get(group, {}).get("vars", {}).get("pxe_dhcp_options")  # pylint: disable=protected-access
+        if value is not None:
+            groups_value = value
+    return groups_value, own
 
 
 def lab_facts(*extra_inventories: str) -> LabFacts:

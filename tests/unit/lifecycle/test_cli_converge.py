@@ -126,3 +126,38 @@ def test_rearm_to_a_generation_is_idempotent(env):
     assert json.loads(out.stdout)["nodes"] == {"n1": {"generation": [3, 4], "state": ["install", "install"]}}
     shown = json.loads(run(env, "show", "n1").stdout)
     assert shown["generation"] == 3 and [e["event"] for e in shown["events"]] == ["rearm"]
+
+
+def _plan_text(nodes, digest):
+    return json.dumps({"digest": digest, "nodes": nodes}, sort_keys=True)
+
+
+def test_apply_plan_writes_a_changed_plan_syncs_and_then_has_nothing_to_do(env):
+    text = _plan_text([node("n1", [M1])], "d-1")
+    first = run(env, "apply-plan", stdin=text)
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert result["changed"] and result["plan_written"] and result["added"] == ["n1"]
+    with open(env.plan, encoding="utf-8") as handle:
+        assert handle.read() == text + "\n"
+    assert stat.S_IMODE(os.stat(env.plan).st_mode) == 0o644
+    again = json.loads(run(env, "apply-plan", stdin=text).stdout)
+    assert not again["changed"] and not again["plan_written"]
+
+
+def test_apply_plan_check_reports_and_changes_nothing(env):
+    run(env, "apply-plan", stdin=_plan_text([node("n1", [M1])], "d-1"))
+    before = open(env.plan, encoding="utf-8").read()
+    out = run(env, "apply-plan", "--check", stdin=_plan_text([node("n1", [M1]), node("n2", [mac_of(2)])], "d-2"))
+    assert out.returncode == 0 and json.loads(out.stdout)["changed"] is True
+    assert open(env.plan, encoding="utf-8").read() == before
+    assert [entry["name"] for entry in json.loads(run(env, "show").stdout)] == ["n1"]
+
+
+def test_apply_plan_refuses_a_bad_plan_and_keeps_the_old_one(env):
+    good = _plan_text([node("n1", [M1])], "d-1")
+    run(env, "apply-plan", stdin=good)
+    out = run(env, "apply-plan", stdin=_plan_text([node("n1", [M1]), node("n2", [M1])], "d-bad"))
+    assert out.returncode == 1 and "MAC 52:54:00:00:01:01: on n1 and n2" in out.stderr
+    assert open(env.plan, encoding="utf-8").read() == good + "\n"
+    assert [f for f in os.listdir(os.path.dirname(env.plan)) if f.startswith(".plan-")] == []

@@ -15,8 +15,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.centra.pxe.plugins.filter import (
-    boot_answer, dhcpd_config, file_states, healthz, ipxe_entry_script, ipxe_menu_script, kea_config, mac_format,
-    server_endpoint,
+    boot_answer, dhcpd_config, dnsmasq_config, file_states, healthz, ipxe_entry_script, ipxe_menu_script, kea_config,
+    mac_format, server_endpoint,
 )
 from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan
@@ -28,8 +28,8 @@ PLAN = dump_plan(build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": AS
 
 
 def test_every_filter_is_registered_under_its_file_name():
-    for module in (boot_answer, dhcpd_config, file_states, healthz, ipxe_entry_script, ipxe_menu_script, kea_config,
-                   mac_format, server_endpoint):
+    for module in (boot_answer, dhcpd_config, dnsmasq_config, file_states, healthz, ipxe_entry_script,
+                   ipxe_menu_script, kea_config, mac_format, server_endpoint):
         name = module.__name__.rsplit(".", 1)[1]
         assert list(module.FilterModule().filters()) == [name]
 
@@ -50,6 +50,22 @@ def test_boot_answer():
         boot_answer.boot_answer(SERVER, arch="seven")
     with pytest.raises(AnsibleFilterError, match="centra.pxe.boot_answer: unknown argument 'archh'"):
         boot_answer.boot_answer(SERVER, archh=7)
+
+
+def test_boot_answer_of_the_proxy():
+    answer = boot_answer.boot_answer(SERVER, arch=7, user_class="iPXE", proxy=True)
+    assert (answer["kind"], answer["filename"], answer["next_server"]) == \
+        ("script", "http://192.0.2.2/boot.ipxe", "192.0.2.2")
+    assert boot_answer.boot_answer(SERVER, proxy=True)["kind"] == "none"  # no option 93: no PXE client
+    assert boot_answer.boot_answer(SERVER, arch=7, vendor_class="MSFT 5.0", proxy=True)["kind"] == "none"
+    assert boot_answer.boot_answer(SERVER, arch=7, proxy=True)["filename"] == "ipxe.efi"
+
+
+def test_dnsmasq_config():
+    text = dnsmasq_config.dnsmasq_config(PLAN, SERVER, {"interfaces": ["eth1"], "log_dhcp": False})
+    assert "dhcp-range=192.0.2.0,proxy,255.255.255.0" in text.splitlines()
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.dnsmasq_config: .*log_dhcp"):
+        dnsmasq_config.dnsmasq_config(PLAN, SERVER, {"interfaces": ["eth1"]})
 
 
 def test_mac_format_forms_are_the_documented_choices():

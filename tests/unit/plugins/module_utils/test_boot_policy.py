@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
-    BOOT_RULES, BootServer, decide, parse_arch_option, rule_for_arch,
+    BOOT_RULES, BootServer, decide, decide_proxy, parse_arch_option, rule_for_arch,
 )
 
 FULL = BootServer("192.0.2.2", "http://192.0.2.2",
@@ -80,3 +80,31 @@ def test_parse_arch_option(raw, arch):
 def test_truncated_option_93_is_an_error(raw):
     with pytest.raises(ValueError):
         parse_arch_option(raw)
+
+
+# The proxyDHCP backend answers from the same table: the same boot files, next-server on all.
+@pytest.mark.parametrize("arch", [0, 6, 7, 9, 10, 11, 16, 19, 1, 0x1234])
+def test_proxy_gives_the_same_boot_files_as_the_table(arch):
+    plain, proxy = decide(FULL, arch=arch), decide_proxy(FULL, arch=arch, vendor_class="PXEClient:Arch:%05d" % arch)
+    assert (proxy.kind, proxy.rule, proxy.filename, proxy.vendor_class) == \
+        (plain.kind, plain.rule, plain.filename, plain.vendor_class)
+    assert proxy.next_server == (None if plain.kind == "none" else "192.0.2.2")
+
+
+def test_proxy_gives_ipxe_its_script_with_a_next_server():
+    # iPXE ignores a proxy offer's file without a next-server (siaddr), even an HTTP URL.
+    answer = decide_proxy(FULL, arch=7, user_class=b"iPXE")
+    assert (answer.kind, answer.filename, answer.next_server) == ("script", "http://192.0.2.2/boot.ipxe", "192.0.2.2")
+
+
+@pytest.mark.parametrize("arch, vendor", [(None, "PXEClient:Arch:00000"), (7, "MSFT 5.0"), (0, "")])
+def test_proxy_does_not_answer_clients_that_are_no_pxe_clients(arch, vendor):
+    answer = decide_proxy(FULL, arch=arch, vendor_class=vendor)
+    assert (answer.kind, answer.filename, answer.next_server) == ("none", None, None)
+    assert "not a PXE client" in answer.reason
+
+
+def test_proxy_answers_http_boot_clients():
+    answer = decide_proxy(FULL, arch=16, vendor_class="HTTPClient:Arch:00016:UNDI:003000")
+    assert (answer.kind, answer.filename, answer.vendor_class) == \
+        ("http", "http://192.0.2.2/loaders/ipxe.efi", "HTTPClient")

@@ -228,3 +228,38 @@ def test_random_inventories_either_build_or_name_each_problem(entries):
     assert unique
     assert sorted(m for n in plan["nodes"] for m in n["macs"]) == sorted(entry[0] for entry in entries)
     assert all(n["subnet_id"] == int(ipaddress.IPv4Address("198.51.100.0")) for n in plan["nodes"] if n["ip"])
+
+
+# pxe_dhcp_backend: proxy: what needs the DHCP server's addresses is refused, host/subnet and field named.
+def test_proxy_backend_refuses_fixed_addresses_pools_gateway_and_dns(profiles):
+    nodes = {"node01": node("control_plane", "52:54:00:00:01:01", "192.0.2.11"),
+             "node02": node("worker", "52:54:00:00:02:01")}
+    servers = {"pxe01": {"address": "192.0.2.2", "pxe_dhcp_backend": "proxy"}}
+    problems = problems_of(SUBNETS, profiles, nodes, servers=servers)
+    assert len(problems) == 4, problems
+    assert problems[0].startswith("subnet 192.0.2.0/24: pool: cannot be served (pxe_dhcp_backend is proxy on pxe01")
+    assert problems[1].startswith("subnet 192.0.2.0/24: gateway: ")
+    assert problems[2].startswith("subnet 192.0.2.0/24: dns: ")
+    assert problems[3].startswith("host node01: pxe_ip: 192.0.2.11 cannot be given out (pxe_dhcp_backend is proxy")
+
+
+def test_proxy_backend_refuses_an_ha_pair(profiles):
+    servers = {"pxe01": {"address": "192.0.2.2", "pxe_dhcp_backend": "proxy", "pxe_dhcp_ha": {"mode": "hot-standby"}}}
+    problems = problems_of([{"cidr": "192.0.2.0/24"}], profiles, {"node02": node("worker", "52:54:00:00:02:01")},
+                           servers=servers)
+    assert problems == ["host pxe01: pxe_dhcp_ha: a proxyDHCP server has no HA pair: every proxy answers alone "
+                        "with its own address; remove it"]
+
+
+def test_proxy_backend_builds_a_plan_of_macs_only(profiles):
+    plan = build_plan([{"cidr": "192.0.2.0/24"}], profiles, {"node02": node("worker", "52:54:00:00:02:01")},
+                      servers={"pxe01": {"address": "192.0.2.2", "pxe_dhcp_backend": "proxy"}})
+    assert plan["nodes"][0]["ip"] is None and plan["subnets"][0]["pool"] is None
+
+
+def test_kea_and_isc_keep_pools_and_fixed_addresses(profiles):
+    nodes = {"node01": node("control_plane", "52:54:00:00:01:01", "192.0.2.11")}
+    for backend in ("kea", "isc"):
+        plan = build_plan(SUBNETS, profiles, nodes, servers={"pxe01": {"address": "192.0.2.2",
+                                                                       "pxe_dhcp_backend": backend}})
+        assert plan["nodes"][0]["ip"] == "192.0.2.11"

@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.centra.pxe.plugins.modules import files
+
+ME = str(os.getuid())
+MY_GROUP = str(os.getgid())
+
+
+def spec(path, content=None, **extra):
+    item = {"path": str(path), "owner": ME, "group": MY_GROUP}
+    if content is not None:
+        item["content"] = content
+        item["checksum"] = hashlib.sha1(content.encode("utf-8")).hexdigest()
+    item.update(extra)
+    return item
+
+
+def run(capsys, specs, **args):
+    with patch_module_args(dict(files=specs, **args)), pytest.raises(SystemExit):
+        files.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def mode_of(path) -> int:
+    return os.stat(path).st_mode & 0o7777
+
+
+def test_writes_then_reports_nothing_to_do(tmp_path, capsys):
+    a, b = tmp_path / "a.conf", tmp_path / "b.sh"
+    specs = [spec(a, "one\n"), spec(b, "#!/bin/sh\n", mode="0755")]
+    first = run(capsys, specs)
+    assert first["changed"] and first["changed_paths"] == [str(a), str(b)]
+    assert a.read_text() == "one\n" and mode_of(a) == 0o644 and mode_of(b) == 0o755
+    again = run(capsys, specs)
+    assert not again["changed"] and again["changed_paths"] == []
+
+
+def test_inspect_without_content_names_only_the_files_that_differ(tmp_path, capsys):
+    same, other, loose = tmp_path / "same", tmp_path / "other", tmp_path / "loose"
+    same.write_text("x\n")
+    other.write_text("old\n")
+    loose.write_text("y\n")
+    os.chmod(same, 0o644)
+    os.chmod(other, 0o644)
+    os.chmod(loose, 0o666)
+    specs = [spec(same, "x\n"), spec(other, "new\n"), spec(loose, "y\n")]
+    for item in specs:
+        del item["content"]
+    result = run(capsys, specs, inspect=True)
+    assert result["changed_paths"] == [str(other), str(loose)]
+    assert other.read_text() == "old\n" and mode_of(loose) == 0o666
+
+
+def test_a_failed_check_keeps_the_old_file_and_leaves_no_temporary(tmp_path, capsys):
+    target = tmp_path / "site.conf"
+    target.write_text("good\n")
+    result = run(capsys, [spec(target, "bad\n", validate="/bin/sh -c 'grep -q good \"$0\" || { echo refused >&2; exit 3; }' %s")])
+    assert result["stderr"] == "refused\n"
+    assert result["failed"] and "failed to validate" in result["msg"] and str(target) in result["msg"]
+    assert target.read_text() == "good\n"
+    assert sorted(os.listdir(tmp_path)) == ["site.conf"]
+
+
+def test_the_check_sees_the_new_content(tmp_path, capsys):
+    target = tmp_path / "site.conf"
+    result = run(capsys, [spec(target, "good\n", validate="/bin/grep -q good %s")])
+    assert result["changed"] and target.read_text() == "good\n"
+
+
+def test_files_are_written_in_order_and_the_first_failure_stops(tmp_path, capsys):
+    first, broken, last = tmp_path / "first", tmp_path / "broken", tmp_path / "last"
+    result = run(capsys, [spec(first, "1\n"), spec(broken, "2\n", validate="/bin/false %s"), spec(last, "3\n")])
+    assert result["failed"]
+    assert first.read_text() == "1\n" and not broken.exists() and not last.exists()
+
+
+def test_only_the_mode_is_fixed_when_the_content_is_the_same(tmp_path, capsys):
+    target = tmp_path / "unit"
+    target.write_text("same\n")
+    os.chmod(target, 0o600)
+    inode = os.stat(target).st_ino
+    result = run(capsys, [spec(target, "same\n", mode="0644")], _ansible_diff=True)
+    assert result["changed"] and mode_of(target) == 0o644 and os.stat(target).st_ino == inode
+    assert "0600" in result["diff"][0]["before"] and "0644" in result["diff"][0]["after"]
+
+
+def test_check_mode_shows_the_diff_and_changes_nothing(tmp_path, capsys):
+    target = tmp_path / "menu.ipxe"
+    target.write_text("old line\n")
+    result = run(capsys, [spec(target, "new line\n")], _ansible_check_mode=True, _ansible_diff=True)
+    assert result["changed"] and result["changed_paths"] == [str(target)]
+    assert result["diff"] == [{"before_header": str(target), "after_header": str(target),
+                               "before": "old line\n", "after": "new line\n"}]
+    assert target.read_text() == "old line\n"
+
+
+def test_refusals_name_the_path(tmp_path, capsys):
+    (tmp_path / "dir").mkdir()
+    assert "is not a regular file" in run(capsys, [spec(tmp_path / "dir", "x")])["msg"]
+    assert "does not exist" in run(capsys, [spec(tmp_path / "missing" / "f", "x")])["msg"]
+    assert "must be absolute" in run(capsys, [spec("relative/f", "x")])["msg"]
+    unknown = run(capsys, [spec(tmp_path / "f", "x", owner="no-such-user-centra")])
+    assert unknown["failed"] and "unknown owner or group" in unknown["msg"]
+    tampered = spec(tmp_path / "g", "x")
+    tampered["checksum"] = "0" * 40
+    assert "does not match its checksum" in run(capsys, [tampered])["msg"]
+
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Write two files
+      centra.pxe.files:
+        files:
+          - path: "{{ dir }}/a.conf"
+            content: "{{ text }}"
+            owner: "{{ me }}"
+            group: "{{ my_group }}"
+          - path: "{{ dir }}/b.sh"
+            content: "#!/bin/sh\\n"
+            owner: "{{ me }}"
+            group: "{{ my_group }}"
+            mode: "0755"
+            validate: /bin/sh -n %s
+      register: written
+    - name: Show
+      ansible.builtin.debug:
+        var: written.changed_paths
+"""
+
+
+def _playbook(tmp_path, *extra):
+    collections = [p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "centra", "pxe"))][0]
+    book = tmp_path / "book.yml"
+    book.write_text(PLAYBOOK)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+            "-e", "ansible_python_interpreter=%s" % sys.executable,
+            "-e", "dir=%s me=%s my_group=%s" % (out, ME, MY_GROUP), *extra, str(book)]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=120), out
+
+
+def test_the_action_sends_only_what_differs_and_reruns_unchanged(tmp_path):
+    first, out = _playbook(tmp_path, "-e", "text=one")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "changed=1" in first.stdout and (out / "a.conf").read_text() == "one"
+    again = _playbook(tmp_path, "-e", "text=one")[0]
+    assert again.returncode == 0 and "changed=0" in again.stdout
+    edit = _playbook(tmp_path, "-e", "text=two")[0]
+    assert "changed=1" in edit.stdout and '"%s/a.conf"' % out in edit.stdout and "b.sh\"" not in edit.stdout.split("TASK [Show]")[1]
+    assert (out / "a.conf").read_text() == "two"
+
+
+def test_the_action_in_check_and_diff_mode_changes_nothing(tmp_path):
+    _playbook(tmp_path, "-e", "text=one")
+    check, out = _playbook(tmp_path, "-e", "text=two", "--check", "--diff")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "-one" in check.stdout and "+two" in check.stdout and "changed=1" in check.stdout
+    assert (out / "a.conf").read_text() == "one"
