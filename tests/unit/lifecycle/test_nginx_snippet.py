@@ -24,10 +24,11 @@ LIFECYCLE = {"socket": "/run/centra-pxe-lifecycle/lifecycle.sock", "boot_dir": "
              "peer_addresses": ["192.0.2.3"]}
 HEALTH = {"socket": "/run/centra-pxe-health/health.sock"}
 VALUES = {
-    "ansible_managed": "test", "centra_pxe_server": {"lifecycle": LIFECYCLE, "health": HEALTH},
+    "ansible_managed": "test", "centra_pxe_server": {"lifecycle": LIFECYCLE, "health": HEALTH, "address": "192.0.2.2"},
     "_pxe_http_lifecycle_conf": "/etc/nginx/conf.d/centra-pxe-lifecycle.conf",
     "pxe_http_callback_zone_size": "1m", "pxe_http_callback_rate": "10r/s", "pxe_http_callback_burst": 20,
     "pxe_http_healthz_rate": "5r/s",
+    "pxe_http_address_zone_size": "1m", "pxe_http_address_rate": "20r/s", "pxe_http_limit_exempt": [],
 }
 
 
@@ -50,8 +51,9 @@ def front(env, serve, short_dir):
     with open(os.path.join(static, "nodes", "52-54-00-00-02-01.ipxe"), "w") as handle:
         handle.write("#!ipxe\n# static n2\n")
     lifecycle = dict(LIFECYCLE, socket=server.client.path, boot_dir=os.path.join(env.state_dir, "boot"))
-    http_part = render("centra-pxe-lifecycle-http.conf.j2", centra_pxe_server={"lifecycle": lifecycle, "health": HEALTH})
-    server_part = render("centra-pxe-lifecycle-locations.conf.j2", centra_pxe_server={"lifecycle": lifecycle})
+    http_part = render("centra-pxe-lifecycle-http.conf.j2",
+                       centra_pxe_server={"lifecycle": lifecycle, "health": HEALTH, "address": "192.0.2.2"})
+    server_part = render("centra-pxe-lifecycle-locations.conf.j2", centra_pxe_server={"lifecycle": lifecycle, "address": "192.0.2.2"})
     for name, text in (("http.conf", http_part), ("server.conf", server_part)):
         with open(os.path.join(short_dir, name), "w") as handle:
             handle.write(text)
