@@ -417,3 +417,27 @@ def test_long_texts_are_kept_truncated():
     assert len(parsed.detail["uri"]) == 512
     parsed = event(src="dhcp", type="ack", mac=M1, boot_file="b" * 1000, vendor="v" * 255)
     assert len(parsed.detail["boot_file"]) == 256 and len(parsed.detail["vendor"]) == 255
+
+
+def test_a_schema_1_store_migrates_in_place(env, monkeypatch):
+    env.write_plan([dict(node("n1", [M1]), ip="192.0.2.11")])
+    with monkeypatch.context() as patched:
+        patched.setattr(lc, "MIGRATIONS", lc.MIGRATIONS[:1])
+        old = env.store()
+        with old._exclusive(), old._transaction() as db:  # what the schema-1 program recorded
+            db.execute("INSERT INTO nodes (name, profile, boot, generation, state, state_at, created_at) "
+                       "VALUES ('n1', 'worker', 'install', 1, 'installing', 1, 1)")
+            db.execute("INSERT INTO macs (mac, node) VALUES (?, 'n1')", (M1,))
+        assert old.meta("schema") == "1"
+        old.close()
+    store = env.store()
+    try:
+        assert store.meta("schema") == "2" and store.show("n1")["state"] == "installing"
+        assert store.show("n1")["ip"] is None  # until the next sync writes it
+        store.sync(env.plan)
+        assert store.show("n1")["ip"] == "192.0.2.11" and store.show("n1")["state"] == "installing"
+        ingest = lc.TraceIngest(store, lc.Metrics(), env.config)
+        feed(ingest, dict(src="http", ip="192.0.2.11", uri="/boot.ipxe"))
+        assert [e["kind"] for e in store.timeline("n1", 10)] == ["entry_script"]
+    finally:
+        store.close()
