@@ -1305,7 +1305,8 @@ DROP_REASONS = ("oversize", "malformed", "missing_field", "queue_full", "store_e
 TRACE_BATCH_MAX = 1000      # events per transaction at most
 IP_MAP_MAX = 65536          # IP -> MAC entries kept (least recently learned go first)
 BOOT_WINDOW_SECONDS = 120.0  # DHCP acks of one MAC this close count as one boot (firmware, then iPXE)
-MAX_TEXT = 1024             # bytes of a file name, a URI or a boot file kept
+MAX_TEXT = 1024             # characters of a file name or a boot file accepted (a URI: twice that)
+KEEP_TEXT = 256             # ... and kept (a URI: twice that): bounds a trace row (docs/status.md)
 MAX_VENDOR = 255
 MAX_QUERY = 64              # bytes of a query string the views accept
 # Option 93 -> the firmware label of /metrics. The service runs with the host's python
@@ -1418,7 +1419,7 @@ def parse_datagram(data: bytes, received_at: float) -> TraceEvent:
         for key, limit in (("vendor", MAX_VENDOR), ("boot_file", MAX_TEXT), ("server", 16)):
             value = _text(payload.get(key), limit)
             if value is not None:
-                detail[key] = value
+                detail[key] = value[:KEEP_TEXT]
         relay = payload.get("relay")
         if _valid_ip(relay):
             detail["relay"] = relay
@@ -1427,7 +1428,7 @@ def parse_datagram(data: bytes, received_at: float) -> TraceEvent:
         name = _text(payload.get("file"), MAX_TEXT)
         if type_ != "rrq" or name is None or ip is None:
             raise TraceDrop("missing_field")
-        detail["file"] = name
+        detail["file"] = name[:KEEP_TEXT]
         found = MAC_IN_PATH_RE.search(name)
         mac_in_uri = canonical_mac(found.group(1)) if found else None
     else:
@@ -1435,7 +1436,7 @@ def parse_datagram(data: bytes, received_at: float) -> TraceEvent:
         uri = _text(payload.get("uri"), MAX_TEXT * 2)
         if not isinstance(type_, str) or not re.fullmatch(r"[a-z]{1,10}", type_) or uri is None or ip is None:
             raise TraceDrop("missing_field")
-        detail["uri"] = uri
+        detail["uri"] = uri[:KEEP_TEXT * 2]
         for key in ("status", "bytes"):
             value = _number(payload.get(key), integer=True)
             if value is not None:
@@ -1489,6 +1490,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.datagrams = 0
         self.received = {src: 0 for src in TRACE_SOURCES}
         self.received_unparsed = 0
         self.dropped = {reason: 0 for reason in DROP_REASONS}
@@ -1519,7 +1521,7 @@ class Metrics:
 
     def snapshot(self) -> Dict[str, Any]:
         with self._lock:
-            return {"received": dict(self.received), "received_unparsed": self.received_unparsed,
+            return {"datagrams": self.datagrams, "received": dict(self.received), "received_unparsed": self.received_unparsed,
                     "dropped": dict(self.dropped), "stored": self.stored, "unattributed": self.unattributed,
                     "discovered_events": self.discovered_events, "boots": dict(self.boots),
                     "installs": dict(self.installs), "duration_buckets": list(self.duration_buckets),
@@ -1536,7 +1538,7 @@ class TraceIngest:
         self.store = store
         self.metrics = metrics
         self.config = config
-        self.queue: "queue.Queue[TraceEvent]" = queue.Queue(maxsize=config["trace_queue"])
+        self.queue: "queue.Queue[Tuple[bytes, float]]" = queue.Queue(maxsize=config["trace_queue"])
         self._ip_map: "collections.OrderedDict[str, str]" = collections.OrderedDict()
         self._last_boot: "collections.OrderedDict[str, float]" = collections.OrderedDict()
         self._sock: Optional[socket.socket] = None
@@ -1575,40 +1577,47 @@ class TraceIngest:
 
     # -- feeding ---------------------------------------------------------------------
     def offer(self, data: bytes, received_at: float) -> None:
-        """Parse one datagram and queue it; never blocks."""
+        """Queue one datagram; never blocks. The receiver does nothing else, so that the
+        socket's short kernel queue (net.unix.max_dgram_qlen) empties fast."""
+        self.metrics.add("datagrams")
         try:
-            event = parse_datagram(data, received_at)
-        except TraceDrop as exc:
-            self.metrics.add("received_unparsed")
-            self.metrics.add("dropped", exc.args[0])
-            return
-        self.metrics.add("received", event.src)
-        try:
-            self.queue.put_nowait(event)
+            self.queue.put_nowait((data, received_at))
         except queue.Full:
             self.metrics.add("dropped", "queue_full")
 
     def drain(self, wait: float = 0.5) -> int:
-        """Store what is queued (a batch at most); the number of events taken."""
+        """Parse and store what is queued (a batch at most); the number of datagrams taken."""
         try:
-            batch = [self.queue.get(timeout=wait)]
+            raw = [self.queue.get(timeout=wait)]
         except queue.Empty:
             return 0
-        while len(batch) < TRACE_BATCH_MAX:
+        while len(raw) < TRACE_BATCH_MAX:
             try:
-                batch.append(self.queue.get_nowait())
+                raw.append(self.queue.get_nowait())
             except queue.Empty:
                 break
+        batch: List[TraceEvent] = []
+        for data, received_at in raw:
+            try:
+                event = parse_datagram(data, received_at)
+            except TraceDrop as exc:
+                self.metrics.add("received_unparsed")
+                self.metrics.add("dropped", exc.args[0])
+                continue
+            self.metrics.add("received", event.src)
+            batch.append(event)
+        if not batch:
+            return len(raw)
         try:
             counts = self.store.ingest(batch, self)
         except Exception:  # noqa: BLE001 - the writer must outlive a bad batch
             LOG.exception("trace: a batch of %d events could not be stored", len(batch))
             self.metrics.add("dropped", "store_error", len(batch))
-            return len(batch)
+            return len(raw)
         self.metrics.add("stored", None, counts["stored"])
         self.metrics.add("unattributed", None, counts["unattributed"])
         self.metrics.add("discovered_events", None, counts["discovered"])
-        return len(batch)
+        return len(raw)
 
     def open_socket(self, path: str, group: Optional[str]) -> socket.socket:
         if os.path.exists(path) and not os.path.isdir(path):
@@ -1734,6 +1743,8 @@ def render_metrics(counters: Dict[str, Any], gauges: Dict[str, Any], kea: Option
         for labels, value in samples:
             out.append("%s%s %s" % (name, labels, _num(value)))
 
+    family("centra_pxe_trace_datagrams_received_total", "counter", "Datagrams read from the trace socket.",
+           [("", counters["datagrams"])])
     family("centra_pxe_trace_events_received_total", "counter", "Trace datagrams received, by source (unparsable ones: source none).",
            [('{src="%s"}' % s, counters["received"][s]) for s in TRACE_SOURCES]
            + [('{src="none"}', counters["received_unparsed"])])

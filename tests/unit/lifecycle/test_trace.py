@@ -244,7 +244,10 @@ def test_a_full_queue_drops_and_counts(traced, env):
     for _ in range(12):
         small.offer(dgram(src="dhcp", type="discover", mac=UNKNOWN), time.time())
     snap = small.metrics.snapshot()
-    assert snap["received"]["dhcp"] == 12 and snap["dropped"]["queue_full"] == 7
+    assert snap["datagrams"] == 12 and snap["dropped"]["queue_full"] == 7
+    while small.drain(0):
+        pass
+    assert small.metrics.snapshot()["received"]["dhcp"] == 5
 
 
 # -- the socket ----------------------------------------------------------------------
@@ -341,6 +344,7 @@ def test_metrics_text_counts_boots_installs_and_passes_promtool(viewing, env, tm
          dict(src="dhcp", type="ack", mac=M2, ip="192.0.2.120", arch=9, ts=t),
          dict(src="dhcp", type="discover", mac=UNKNOWN, arch=11))
     ingest.offer(b"junk", time.time())
+    ingest.drain(0)
     assert client.callback("n1", env.token("n1", 1), "installed")[0] == 200
     conn = __import__("conftest").UnixHTTPConnection(client.path)
     conn.request("GET", "/metrics")
@@ -406,3 +410,34 @@ def test_config_accepts_the_trace_keys_and_refuses_bad_ones(env):
         env.write_config(**dict(lc.DEFAULT_CONFIG_VALUES, callback_base="http://192.0.2.2", **bad))
         with pytest.raises(lc.LifecycleError):
             lc.load_config(env.config_path)
+
+
+def test_long_texts_are_kept_truncated():
+    parsed = event(src="http", ip="192.0.2.11", uri="/x?" + "a" * 2000, status=200)
+    assert len(parsed.detail["uri"]) == 512
+    parsed = event(src="dhcp", type="ack", mac=M1, boot_file="b" * 1000, vendor="v" * 255)
+    assert len(parsed.detail["boot_file"]) == 256 and len(parsed.detail["vendor"]) == 255
+
+
+def test_a_schema_1_store_migrates_in_place(env, monkeypatch):
+    env.write_plan([dict(node("n1", [M1]), ip="192.0.2.11")])
+    with monkeypatch.context() as patched:
+        patched.setattr(lc, "MIGRATIONS", lc.MIGRATIONS[:1])
+        old = env.store()
+        with old._exclusive(), old._transaction() as db:  # what the schema-1 program recorded
+            db.execute("INSERT INTO nodes (name, profile, boot, generation, state, state_at, created_at) "
+                       "VALUES ('n1', 'worker', 'install', 1, 'installing', 1, 1)")
+            db.execute("INSERT INTO macs (mac, node) VALUES (?, 'n1')", (M1,))
+        assert old.meta("schema") == "1"
+        old.close()
+    store = env.store()
+    try:
+        assert store.meta("schema") == "2" and store.show("n1")["state"] == "installing"
+        assert store.show("n1")["ip"] is None  # until the next sync writes it
+        store.sync(env.plan)
+        assert store.show("n1")["ip"] == "192.0.2.11" and store.show("n1")["state"] == "installing"
+        ingest = lc.TraceIngest(store, lc.Metrics(), env.config)
+        feed(ingest, dict(src="http", ip="192.0.2.11", uri="/boot.ipxe"))
+        assert [e["kind"] for e in store.timeline("n1", 10)] == ["entry_script"]
+    finally:
+        store.close()
