@@ -6,6 +6,8 @@ run) into one datagram of the ingest contract, through the real logger."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 import os
 import shlex
 import subprocess
@@ -97,3 +99,21 @@ def test_a_missing_socket_is_quiet_and_succeeds(feeder, receiver):
     os.unlink(receiver.path)
     result = run(feeder, "leases4_committed", COMMITTED)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_a_socket_nobody_reads_holds_the_script_at_most_2_s(feeder, receiver):
+    """logger blocks on a full datagram queue: timeout ends it, so no feeder process piles up behind Kea."""
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    filler.setblocking(False)
+    try:
+        while True:
+            filler.sendto(b"x" * 1024, receiver.path)
+    except BlockingIOError:
+        pass  # the receiver's queue is full now
+    finally:
+        filler.close()
+    started = time.monotonic()
+    result = run(feeder, "leases4_committed", COMMITTED)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 124, result  # timeout's status: logger was stopped, not finished
+    assert 1.5 < elapsed < 6, elapsed
