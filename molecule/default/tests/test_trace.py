@@ -153,8 +153,12 @@ def test_a_node_whose_installer_never_reports_turns_stalled(short_stall):
     finally:
         lab_exec("ip", "addr", "del", "%s/32" % address, "dev", BRIDGE, check=False)
     mac = node.macs[0]
-    state = wait_for(lambda: (lambda s: s if s.get("display_state") == "stalled" else None)(api("nodes/%s" % mac)),
-                     timeout=short_stall + 30)
+
+    def stalled() -> dict | None:
+        state = api("nodes/%s" % mac)
+        return state if state.get("display_state") == "stalled" else None
+
+    state = wait_for(stalled, timeout=short_stall + 30)
     assert state, api("nodes/%s" % mac)
     assert state["state"] == "install" and state["stalled"] is True and state["install_booted_at"], state
 
@@ -169,7 +173,7 @@ def test_a_flood_of_discovers_leaves_the_store_bounded_and_the_traces_intact():
     run = lab_exec("perfdhcp", "-4", "-l", "192.0.2.1", "-i", "-r", "1000", "-n", "10000", "-R", "10000",
                    "-p", "60", "-o", "93,0007", SERVER, timeout=180, check=False)
     assert run.returncode in (0, 3), run.stdout[-2000:] + run.stderr[-2000:]  # 3: packets dropped, a result
-    assert "sent packets: 10000" in run.stdout or "sent packets:" in run.stdout, run.stdout[-2000:]
+    assert "sent packets:" in run.stdout, run.stdout[-2000:]
     time.sleep(5)  # the journal feeder and the service's writer catch up
     assert pxe_shell("systemctl is-active centra-pxe-lifecycle").stdout.strip() == "active"
     machines = discovered()
