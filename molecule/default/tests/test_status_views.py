@@ -123,9 +123,12 @@ def test_the_trace_socket_is_the_contracts():
 def test_a_boot_is_traced_in_order(traced):
     start, _before = traced
     events = events_since(start)
+    shown = json.loads(get("/api/v1/nodes/" + NODE))
+    # the script nginx serves it: by its state when the event was recorded (unchanged since)
+    script = "node_script" if shown["boot"] != "install" else \
+        "local_boot_script" if shown["state"] == "installed" else "install_script"
     assert [e["kind"] for e in events] == ["dhcp_discover", "dhcp_ack", "loader", "dhcp_ack", "entry_script",
-                                           "install_script" if json.loads(get("/api/v1/nodes/" + NODE))["boot"] == "install"
-                                           else "node_script", "kernel", "initrd"]
+                                           script, "kernel", "initrd"]
     kernel = events[6]
     assert kernel["bytes"] == 5000000 and kernel["seconds"] == 0.8 and kernel["ip"] == NODE_IP
     assert events[1]["arch"] == 0 and events[1]["firmware"] == "bios"
@@ -140,18 +143,21 @@ def test_an_unknown_machine_is_discovered(traced):
 
 
 def test_an_installer_that_never_reports_is_stalled(traced):
-    shown = json.loads(get("/api/v1/nodes/" + NODE))
-    if shown["state"] != "install":
-        pytest.skip("%s is %s (an earlier test installed it): only an armed node can stall" % (NODE, shown["state"]))
+    armed = [n["name"] for n in json.loads(get("/api/v1/nodes"))["nodes"]
+             if n["state"] == "install" and n["name"] in LAB.nodes and LAB.nodes[n["name"]].ip]
+    if not armed:
+        pytest.skip("no node is armed for install (the earlier tests installed them all): only an armed node can stall")
+    name = armed[0]
+    node_ip, profile = LAB.nodes[name].ip, LAB.nodes[name].profile
     # Its kernel fetched 3 hours ago (pxe_lifecycle_stall_after is 2 hours), no report since.
-    inject([{"src": "http", "type": "get", "ip": NODE_IP, "uri": "/profiles/worker/vmlinuz", "status": 200,
+    inject([{"src": "http", "type": "get", "ip": node_ip, "uri": "/profiles/%s/vmlinuz" % profile, "status": 200,
              "ts": time.time() - 3 * 3600}])
-    shown = wait_for(lambda: (lambda n: n if n["stalled"] else None)(json.loads(get("/api/v1/nodes/" + NODE))), "stalled")
+    shown = wait_for(lambda: (lambda n: n if n["stalled"] else None)(json.loads(get("/api/v1/nodes/" + name))), "stalled")
     assert shown["display_state"] == "stalled" and shown["state"] == "install"
     assert metric(get("/metrics"), "centra_pxe_nodes_stalled") >= 1
     # a new boot into the installer restarts the clock: the node is not left stalled for the other tests
-    inject([{"src": "http", "type": "get", "ip": NODE_IP, "uri": "/profiles/worker/vmlinuz", "status": 200}])
-    wait_for(lambda: not json.loads(get("/api/v1/nodes/" + NODE))["stalled"], "not stalled")
+    inject([{"src": "http", "type": "get", "ip": node_ip, "uri": "/profiles/%s/vmlinuz" % profile, "status": 200}])
+    wait_for(lambda: not json.loads(get("/api/v1/nodes/" + name))["stalled"], "not stalled")
 
 
 def test_metrics_pass_promtool_and_count_the_boot(traced, backend):
