@@ -140,6 +140,31 @@ def node_trace(server_events: Mapping[str, Mapping[str, Any]]) -> List[str]:
     return _table(["AT", "SERVER", "SOURCE", "KIND", "ADDRESS", "DETAIL"], [r for _t, r in rows])
 
 
+def answers_from_results(nodes: Sequence[Mapping[str, Any]], discovered: Sequence[Mapping[str, Any]],
+                         ) -> Dict[str, Dict[str, Any]]:
+    """server -> {"nodes", "discovered"} or {"error"}, from the registered results of the
+    playbook's two ansible.builtin.uri loops over the servers (each result's item is the server)."""
+    answers: Dict[str, Dict[str, Any]] = {}
+    for kind, results in (("nodes", nodes), ("discovered", discovered)):
+        for result in results:
+            server = str(result["item"])
+            entry = answers.setdefault(server, {})
+            if "error" in entry:
+                continue
+            if result.get("failed") or not isinstance(result.get("json"), Mapping):
+                answers[server] = {"error": str(result.get("msg") or "no JSON answer")}
+                continue
+            entry[kind] = result["json"][kind]
+    return answers
+
+
+def trace_from_results(results: Sequence[Mapping[str, Any]], node: str) -> Dict[str, Mapping[str, Any]]:
+    """server -> the events answer for `node`, from the registered results of the playbook's
+    uri loop over (server, node) pairs; a server that does not know the node is left out."""
+    return {str(r["item"][0]): r["json"] for r in results
+            if r["item"][1] == node and not r.get("failed") and r.get("status") == 200 and isinstance(r.get("json"), Mapping)}
+
+
 def status_report(servers: Mapping[str, Mapping[str, Any]], known_macs: Sequence[str], moment: Optional[float] = None,
                   ) -> Dict[str, List[str]]:
     """servers: name -> {"nodes": [...] (/api/v1/nodes), "discovered": [...] (/api/v1/discovered)}

@@ -81,9 +81,22 @@ def test_a_trace_over_two_servers_is_in_time_order():
     assert "uri=/profiles/worker/vmlinuz bytes=10" in lines[2]
 
 
-def test_the_filter_checks_its_arguments():
-    assert report_filter({}, known_macs=[])["nodes"][0].startswith("NODE")
+def test_the_filter_reads_the_uri_results():
+    nodes = [{"item": "pxe01", "json": {"nodes": [node("n1", "installed", seen=10, kind="kernel")]}, "status": 200},
+             {"item": "pxe02", "failed": True, "msg": "Status code was -1: timed out"}]
+    discovered = [{"item": "pxe01", "json": {"discovered": []}, "status": 200},
+                  {"item": "pxe02", "failed": True, "msg": "Status code was -1: timed out"}]
+    report = report_filter(nodes, discovered=discovered, known_macs=[])
+    assert report["nodes"][1].split()[:3] == ["n1", "worker", "installed"]
+    assert report["unreachable"] == ["pxe02: Status code was -1: timed out"]
+    events = [{"item": ["pxe01", "n1"], "status": 200, "json": {"node": "n1", "events": [
+                  {"at": at(5), "ts": NOW - 5, "src": "http", "kind": "kernel", "ip": "192.0.2.11"}]}},
+              {"item": ["pxe02", "n1"], "status": 404, "json": {"error": "no such node"}},
+              {"item": ["pxe01", "n2"], "status": 200, "json": {"node": "n2", "events": [
+                  {"at": at(5), "ts": NOW - 5, "src": "http", "kind": "initrd", "ip": "192.0.2.12"}]}}]
+    lines = report_filter(events, trace="n1")
+    assert len(lines) == 2 and lines[1].split()[1:4] == ["pxe01", "http", "kernel"]
     with pytest.raises(AnsibleFilterError):
-        report_filter({}, colour=True)
+        report_filter([], colour=True)
     with pytest.raises(AnsibleFilterError):
-        report_filter({"pxe01": {"nodes": [{"no": "name"}]}})
+        report_filter([{"item": "pxe01", "json": {"nodes": [{"no": "name"}]}}], discovered=[])
