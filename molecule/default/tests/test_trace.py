@@ -19,8 +19,7 @@ import time
 import pytest
 from labkit.client import lab_exec, pxe_shell
 from labkit.common import BRIDGE
-from labkit.facts import lab_facts
-from labkit.playbook import ansible_playbook
+from labkit.facts import LAB_INVENTORY, PROJECT, ansible_command, lab_facts, scenario_inventory
 
 
 LAB = lab_facts()
@@ -114,10 +113,15 @@ def test_an_unknown_machine_is_discovered_with_its_architecture():
     assert entry, "%s not in /api/v1/discovered" % mac
     assert entry["arch"] == 7 and entry["vendor"].startswith("PXEClient:Arch:00007"), entry
     assert entry["ip"] and LAB.subnets[0].in_pool(entry["ip"]), entry
-    # status.yml: the discovered machines as an inventory snippet to paste under a profile group.
-    status = ansible_playbook("status.yml")
-    assert status.returncode == 0, status.stdout[-3000:]
-    assert mac in status.stdout, status.stdout[-3000:]
+    # status.yml: the discovered machines as an inventory snippet to paste under a profile
+    # group. Run from the lab network, as an operator's controller in pxe_subnets would.
+    command = ["env", "ANSIBLE_CONFIG=%s/ansible.cfg" % PROJECT, "ANSIBLE_NOCOLOR=1",
+               "ANSIBLE_COLLECTIONS_PATH=%s/.ansible/collections" % PROJECT,
+               ansible_command("ansible-playbook"), "-i", scenario_inventory(), "-i", LAB_INVENTORY,
+               os.path.join(PROJECT, "playbooks", "status.yml")]
+    status = lab_exec(*command, timeout=300, check=False)
+    assert status.returncode == 0, status.stdout[-3000:] + status.stderr[-2000:]
+    assert '"    pxe_mac: \\"%s\\""' % mac in status.stdout, status.stdout[-3000:]
 
 
 def _lifecycle_config() -> dict:
