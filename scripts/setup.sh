@@ -15,6 +15,7 @@ apt_packages=(
   isc-dhcp-relay                   # the lab's router namespace
   fdisk dosfstools mtools syslinux syslinux-common syslinux-efi  # the lab's installer: its disk image
   kea-admin wrk atftp tftpd-hpa valgrind  # benchmarks/: perfdhcp, the HTTP load tool, a TFTP client with blksize, in.tftpd, callgrind
+  prometheus chromium              # the status views' tests: promtool check metrics, a headless browser for /status
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -37,9 +37,11 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relations
 KEA_CLASS_PREFIX = "centra_"
 # The settings each renderer reads (the pxe_dhcp role passes them from its variables).
 KEA_SETTINGS = ("interfaces", "lease_file", "control_socket", "valid_lifetime", "authoritative",
-                "socket_retries", "socket_retry_wait_ms", "log_severity", "hooks_dir")
-ISC_SETTINGS = ("valid_lifetime", "authoritative")
+                "socket_retries", "socket_retry_wait_ms", "log_severity", "hooks_dir", "trace", "trace_script")
+ISC_SETTINGS = ("valid_lifetime", "authoritative", "trace")
 ISC_FAILOVER_PEER = "centra-pxe"
+# The start of dhcpd's trace lines (the journal feeder of centra.pxe.pxe_tftp reads them).
+DHCPD_TRACE_TAG = "centra.pxe trace"
 
 
 def kea_ha_hooks(relationship: Mapping[str, Any], this_server: str, hooks_dir: str) -> List[Dict[str, Any]]:
@@ -67,6 +69,26 @@ def kea_ha_hooks(relationship: Mapping[str, Any], this_server: str, hooks_dir: s
             "peers": peers,
         }]}},
     ]
+
+
+def kea_trace(hooks_dir: str, script: str) -> Dict[str, Any]:
+    """What the boot trace (docs/status.md) adds to kea-dhcp4: hooks-libraries and loggers.
+
+    Debian's run_script hook runs the feeder script on lease events (leases4_committed,
+    lease4_release, lease4_decline), without waiting for it (sync: false). It exports
+    the packet's fields, the lease and option 82, but no option 93, option 60 or class:
+    those come from Kea's own DHCP4_CLASS_ASSIGNED line (logger kea-dhcp4.dhcp4, DEBUG
+    level 40: two lines a packet, nothing else there), which names the built-in class
+    VENDOR_CLASS_<option 60> ("PXEClient:Arch:00007:...") with the client's MAC and
+    transaction id; the journal feeder joins it to the DHCP4_LEASE_ADVERT line (INFO)
+    of the same transaction.
+    """
+    return {
+        "hooks-libraries": [{"library": hooks_dir.rstrip("/") + "/libdhcp_run_script.so",
+                             "parameters": {"name": script, "sync": False}}],
+        "loggers": [{"name": "kea-dhcp4.dhcp4", "severity": "DEBUG", "debuglevel": 40,
+                     "output_options": [{"output": "stdout"}]}],
+    }
 
 
 def _kea_arch_test(rule: BootRule) -> str:
@@ -201,6 +223,10 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
         # The HA hook's dedicated listener needs Kea's multi-threading (off by default in 2.2).
         dhcp4["multi-threading"] = {"enable-multi-threading": True}
         dhcp4["hooks-libraries"] = kea_ha_hooks(relationship, str(server["name"]), str(opts["hooks_dir"]))
+    if opts["trace"]:
+        trace = kea_trace(str(opts["hooks_dir"]), str(opts["trace_script"]))
+        dhcp4["hooks-libraries"] = dhcp4.get("hooks-libraries", []) + trace["hooks-libraries"]
+        dhcp4["loggers"].extend(trace["loggers"])
     return {"Dhcp4": dhcp4}
 
 
@@ -218,6 +244,25 @@ def _isc_arch_test(rule: BootRule) -> str:
         else:
             terms.append("substring(option arch, 0, 2) = %02x:%02x" % (code >> 8, code & 0xFF))
     return "(%s)" % " or ".join("(%s)" % term for term in terms)
+
+
+def dhcpd_trace() -> List[str]:
+    """What the boot trace (docs/status.md) adds to dhcpd.conf: a log line for every
+    answer (dhcpd runs the global statements as it answers a DISCOVER or a REQUEST, and
+    knows the lease then) and for every release, read from the journal by the journal
+    feeder. Logging, not execute(): dhcpd waits for a program it executes, and would
+    answer no one meanwhile. Fields are name=value, option 60 last (its text is the
+    client's); pick-first-value, because one absent option makes a concat() null.
+    """
+    mac = 'binary-to-ascii(16, 8, ":", substring(hardware, 1, 6))'
+    ip = 'pick-first-value(binary-to-ascii(10, 8, ".", leased-address), "")'
+    return [
+        'log(info, concat("%s ", binary-to-ascii(10, 8, "", option dhcp-message-type), " ", %s,'
+        ' " ip=", %s, " arch=", pick-first-value(binary-to-ascii(10, 16, "", option arch), ""),'
+        ' " relay=", pick-first-value(binary-to-ascii(10, 8, ".", packet(24, 4)), ""),'
+        ' " vendor=", pick-first-value(option vendor-class-identifier, "")));' % (DHCPD_TRACE_TAG, mac, ip),
+        'on release { log(info, concat("%s release ", %s, " ip=", %s)); }' % (DHCPD_TRACE_TAG, mac, ip),
+    ]
 
 
 def _isc_failover_peer(relationship: Mapping[str, Any], this_server: str) -> List[str]:
@@ -261,6 +306,8 @@ def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: M
     lines.extend(isc_declarations(plan))
     if opts["authoritative"]:
         lines.append("authoritative;")
+    if opts["trace"]:
+        lines.extend(dhcpd_trace())
     lines.append("")
     # Boot policy: one if/elsif chain, so exactly one answer applies.
     ipxe_file = decide(boot, user_class=b"iPXE").filename

@@ -12,7 +12,9 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
      "dhcp_backend": "kea"|"isc"|"proxy", "dhcp_service": its unit, "dhcp_services": every backend's unit,
      "ha": this server's HA relationship (the plan's, plus "role": this server's) or None,
      "lifecycle": {"socket", "state_dir", "boot_dir", "scripts_dir", "callback_base",
-                   "peers": the other HA servers' HTTP bases, "peer_addresses"},
+                   "peers": the other HA servers' HTTP bases, "peer_addresses",
+                   "trace_socket": the datagram socket of the boot trace, "trace_group": its group,
+                   "status_url", "metrics_url", "api_url": the read-only views},
      "health": {"socket": the health service's (nginx proxies /healthz to it),
                 "plan_file": the plan document the converge writes last (what it expects)},
      "plan": {"digest", "subnets", "profiles"}: the plan without its nodes, decoded once}
@@ -31,6 +33,10 @@ LIFECYCLE_STATE_DIR = "/var/lib/centra-pxe-lifecycle"
 LIFECYCLE_SOCKET = "/run/centra-pxe-lifecycle/lifecycle.sock"
 # The health service (centra.pxe.pxe_health), which nginx proxies /healthz to.
 HEALTH_SOCKET = "/run/centra-pxe-health/health.sock"
+# The boot trace (docs/status.md and the trace contract): the feeders (Kea, dhcpd, tftpd,
+# nginx) send one JSON event per datagram to this socket; their users join this group.
+LIFECYCLE_TRACE_SOCKET = "/run/centra-pxe-lifecycle/trace.sock"
+LIFECYCLE_TRACE_GROUP = "centra-pxe-trace"
 
 # The DHCP server unit of each backend: pxe_server installs and checks it, pxe_dhcp
 # runs one and stops the other (both want port 67).
@@ -89,6 +95,11 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
             "callback_base": http_base(endpoint["address"], http_port),
             "peers": [http_base(p["address"], http_port) for p in peers],
             "peer_addresses": [p["address"] for p in peers],
+            "trace_socket": LIFECYCLE_TRACE_SOCKET,
+            "trace_group": LIFECYCLE_TRACE_GROUP,
+            "status_url": http_base(endpoint["address"], http_port) + "/status",
+            "metrics_url": http_base(endpoint["address"], http_port) + "/metrics",
+            "api_url": http_base(endpoint["address"], http_port) + "/api/v1",
         },
         # The health service: its socket, and the plan document centra.pxe.pxe_ipxe writes
         # last (the digest every component is compared with).

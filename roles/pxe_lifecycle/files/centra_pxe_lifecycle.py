@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import argparse
 import base64
+import calendar
 import contextlib
 import fcntl
 import hashlib
 import hmac
+import html
 import http.client
 import http.server
 import json
 import logging
 import math
+import collections
 import os
 import queue
 import re
@@ -51,7 +54,7 @@ DEFAULT_PLAN = "/etc/centra-pxe/plan.json"
 DEFAULT_SCRIPTS_DIR = "/srv/centra-pxe/lifecycle"
 DEFAULT_CONFIG = "/etc/centra-pxe/lifecycle.json"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BOOT_MODES = ("install", "netboot", "local", "menu")
 INSTALL_STATES = ("install", "installing", "installed", "failed")
 STATES = INSTALL_STATES + ("local", "netboot", "menu")
@@ -100,6 +103,17 @@ DEFAULT_CONFIG_VALUES: Dict[str, Any] = {
     "max_header_bytes": 16384,   # request line + headers
     "events_per_node": 50,       # events kept per node
     "event_max_age_days": 90,    # events older than this are pruned
+    # The boot trace (docs/status.md): the datagram socket the feeders send to, its
+    # bounds, and Kea's control socket for /metrics.
+    "trace_socket": None,        # e.g. "/run/centra-pxe-lifecycle/trace.sock"; None: no trace
+    "trace_group": None,         # group given the trace socket (mode 0660)
+    "trace_queue": 10000,        # parsed datagrams waiting for the writer; more are dropped
+    "trace_events_per_node": 200,  # trace events kept per node
+    "trace_max_events": 100000,  # trace events kept in all
+    "trace_max_age_days": 30,    # trace events older than this are pruned
+    "discovered_max": 10000,     # unknown machines kept (the least recently seen go first)
+    "kea_control_socket": None,  # Kea's control socket (statistic-get-all), None: no Kea metrics
+    "status_refresh": 30,        # seconds between two reloads of /status
 }
 
 
@@ -125,12 +139,27 @@ def mac_hyphen(canonical: str) -> str:
 
 def canonical_mac(text: str) -> Optional[str]:
     """The canonical form (aa:bb:cc:dd:ee:ff) of a MAC in colon, hyphen, Cisco or bare notation."""
+    if len(text) > 17:
+        return None
     if re.fullmatch(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}", text) or \
             re.fullmatch(r"[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}", text) or \
             re.fullmatch(r"[0-9A-Fa-f]{12}", text):
         bare = re.sub(r"[^0-9A-Fa-f]", "", text).lower()
         return ":".join(bare[i:i + 2] for i in range(0, 12, 2))
     return None
+
+
+def _valid_ip(text: Any) -> bool:
+    """An IPv4 or IPv6 address in its usual text form (inet_pton: the trace checks one per event)."""
+    if not isinstance(text, str) or not 2 <= len(text) <= 45:
+        return False
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def make_token(secret: bytes, name: str, generation: int) -> str:
@@ -233,6 +262,14 @@ def _config_problem(key: str, value: Any) -> Optional[str]:
         if value is None or (isinstance(value, str) and re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value)):
             return None
         return "callback_base must be an http(s) URL, got %r" % (value,)
+    if key in ("trace_socket", "kea_control_socket"):
+        if value is None or (isinstance(value, str) and re.fullmatch(r"/[A-Za-z0-9._/-]{1,100}", value)):
+            return None
+        return "%s must be an absolute path (at most 100 characters), got %r" % (key, value)
+    if key == "trace_group":
+        if value is None or (isinstance(value, str) and re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value)):
+            return None
+        return "trace_group must be a group name, got %r" % (value,)
     if key == "peers":
         if isinstance(value, list) and all(
                 isinstance(p, str) and re.fullmatch(r"(https?://[^\s/?#]+|unix:/\S+)/?", p) for p in value):
@@ -283,7 +320,11 @@ def load_plan(path: str) -> Tuple[str, List[Dict[str, Any]]]:
             if mac in seen_macs and seen_macs[mac] != name:
                 problems.append("MAC %s: on %s and %s" % (mac, seen_macs[mac], name))
             seen_macs[mac] = name
-        nodes.append({"name": name, "profile": profile, "boot": boot, "macs": sorted(set(macs))})
+        ip = node.get("ip")
+        if ip is not None and not _valid_ip(ip):
+            problems.append("node %s: bad ip %r" % (name, ip))
+            ip = None
+        nodes.append({"name": name, "profile": profile, "boot": boot, "macs": sorted(set(macs)), "ip": ip})
     if problems:
         raise LifecycleError("plan %s: %s" % (path, "; ".join(problems[:20])))
     return digest, nodes
@@ -322,6 +363,37 @@ MIGRATIONS: List[Sequence[str]] = [
         # The last generation of a removed node: a node that comes back continues from
         # there, so a token of its earlier life is never valid again.
         "CREATE TABLE retired (name TEXT PRIMARY KEY, generation INTEGER NOT NULL, at REAL NOT NULL)",
+    ),
+    # 2: the boot trace (docs/status.md): the node's fixed address, what the trace saw
+    # last, the start of an install boot seen in the trace, the trace events of known
+    # nodes, and the machines of no plan that asked for DHCP.
+    (
+        "ALTER TABLE nodes ADD COLUMN ip TEXT",
+        "ALTER TABLE nodes ADD COLUMN install_booted_at REAL",
+        "ALTER TABLE nodes ADD COLUMN last_seen_at REAL",
+        "ALTER TABLE nodes ADD COLUMN last_seen_kind TEXT",
+        "CREATE INDEX nodes_ip ON nodes(ip)",
+        """CREATE TABLE trace (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            node TEXT NOT NULL REFERENCES nodes(name) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            src TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            mac TEXT,
+            ip TEXT,
+            detail TEXT NOT NULL)""",
+        "CREATE INDEX trace_node ON trace(node, id)",
+        "CREATE INDEX trace_at ON trace(at)",
+        """CREATE TABLE discovered (
+            mac TEXT PRIMARY KEY,
+            arch INTEGER,
+            vendor TEXT,
+            ip TEXT,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            count INTEGER NOT NULL,
+            last_type TEXT)""",
+        "CREATE INDEX discovered_seen ON discovered(last_seen)",
     ),
 ]
 
@@ -455,20 +527,23 @@ class Store:
 
     def describe(self, row: sqlite3.Row, macs: List[str]) -> Dict[str, Any]:
         """The public view of a node: never a token."""
-        duration = None
-        if row["installed_at"] is not None and row["install_started_at"] is not None \
-                and row["installed_at"] >= row["install_started_at"]:
-            duration = round(row["installed_at"] - row["install_started_at"], 3)
+        duration = install_duration(row)
+        stalled = is_stalled(row, self.config["stall_seconds"], now())
         last_event = None
         if row["last_event"] is not None:
             last_event = {"event": row["last_event"], "at": iso(row["last_event_at"]), "message": row["message"]}
-        stalled = row["state"] == "installing" and now() - (row["last_event_at"] or row["state_at"]) > self.config["stall_seconds"]
         return {
             "name": row["name"], "profile": row["profile"], "boot": row["boot"], "state": row["state"],
             "generation": row["generation"], "macs": macs, "last_event": last_event,
             "last_event_at": iso(row["last_event_at"]), "state_at": iso(row["state_at"]),
             "install_started_at": iso(row["install_started_at"]), "installed_at": iso(row["installed_at"]),
             "install_duration_seconds": duration, "stalled": stalled,
+            # Added with the boot trace (docs/status.md): the state to show (stalled or the
+            # state), the fixed address, the start of the install boot seen in the trace,
+            # and the last trace event.
+            "display_state": "stalled" if stalled else row["state"], "ip": row["ip"],
+            "install_booted_at": iso(row["install_booted_at"]),
+            "last_seen_at": iso(row["last_seen_at"]), "last_seen": row["last_seen_kind"],
         }
 
     def show(self, key: Optional[str] = None) -> Any:
@@ -621,8 +696,8 @@ class Store:
                 for name, row in rows.items():
                     target = targets[name]
                     db.execute("UPDATE nodes SET generation = ?, state = 'install', state_at = ?, last_event = NULL, "
-                               "last_event_at = NULL, message = NULL, install_started_at = NULL, installed_at = NULL "
-                               "WHERE name = ?", (target, at, name))
+                               "last_event_at = NULL, message = NULL, install_started_at = NULL, installed_at = NULL, "
+                               "install_booted_at = NULL WHERE name = ?", (target, at, name))
                     self._event(db, name, target, "rearm", at, None, "admin")
                     changed[name] = {"generation": [row["generation"], target], "state": [row["state"], "install"]}
                     records.append(self._record(self.node_row(name, db)))
@@ -687,7 +762,8 @@ class Store:
                         # of an earlier install cycle is valid again.
                         generation = row["generation"] + 1 if boot == "install" else row["generation"]
                         db.execute("UPDATE nodes SET profile = ?, boot = ?, generation = ?, state = ?, state_at = ?, "
-                                   "install_started_at = NULL, installed_at = NULL WHERE name = ?",
+                                   "install_started_at = NULL, installed_at = NULL, install_booted_at = NULL "
+                                   "WHERE name = ?",
                                    (node["profile"], boot, generation, boot, at, name))
                         self._event(db, name, generation, "boot:" + boot, at, None, "plan")
                         summary["boot_changed"].append(name)
@@ -695,6 +771,10 @@ class Store:
                         db.execute("UPDATE nodes SET profile = ?, state = ? WHERE name = ?",
                                    (node["profile"], row["state"] if boot == "install" else boot, name))
                     db.executemany("INSERT INTO macs (mac, node) VALUES (?, ?)", [(m, name) for m in node["macs"]])
+                    if row is None or row["ip"] != node.get("ip"):
+                        db.execute("UPDATE nodes SET ip = ? WHERE name = ?", (node.get("ip"), name))
+                # A MAC of the plan is no longer an unknown machine.
+                db.execute("DELETE FROM discovered WHERE mac IN (SELECT mac FROM macs)")
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('plan_digest', ?)", (digest,))
                 db.execute("DELETE FROM events WHERE at < ?", (at - self.config["event_max_age_days"] * 86400,))
             files = self._materialize()
@@ -736,6 +816,157 @@ class Store:
             if applied:
                 self._materialize(names=applied)
         return applied
+
+    # -- the boot trace (docs/status.md) ----------------------------------------------
+    def ingest(self, events: Sequence["TraceEvent"], tracker: "TraceTracker") -> Dict[str, int]:
+        """Record a batch of trace events in one transaction: each one attributed to a
+        node (by MAC, or by IP through the tracker's map and the plan's fixed addresses)
+        and classified; a DHCP event of a MAC in no plan updates `discovered`; then the
+        bounds. The trace is not worth an fsync per batch (synchronous=NORMAL here: WAL
+        still keeps every commit atomic, and the next FULL commit makes it durable)."""
+        counts = {"stored": 0, "discovered": 0, "unattributed": 0}
+        cap_node = self.config["trace_events_per_node"]
+        with self._exclusive():
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._transaction() as db:
+                    touched: Dict[str, Tuple[float, str]] = {}
+                    node_of_mac: Dict[str, Optional[str]] = {}
+                    rows: Dict[str, Optional[sqlite3.Row]] = {}
+                    new_discovered = False
+
+                    def node_for_mac(mac: str) -> Optional[str]:
+                        if mac not in node_of_mac:
+                            found = db.execute("SELECT node FROM macs WHERE mac = ?", (mac,)).fetchone()
+                            node_of_mac[mac] = found["node"] if found else None
+                        return node_of_mac[mac]
+
+                    def node_row(name: str) -> Optional[sqlite3.Row]:
+                        if name not in rows:
+                            rows[name] = self.node_row(name, db)
+                        return rows[name]
+
+                    for event in events:
+                        mac = event.mac
+                        if mac is None and event.mac_in_uri is not None:
+                            mac = event.mac_in_uri
+                        if mac is None and event.ip is not None:
+                            mac = tracker.mac_for_ip(event.ip)
+                        name = node_for_mac(mac) if mac is not None else None
+                        if name is None and mac is None and event.ip is not None:
+                            found = db.execute("SELECT name FROM nodes WHERE ip = ?", (event.ip,)).fetchone()
+                            name = found["name"] if found else None
+                        if mac is not None and event.ip is not None and event.src != "dhcp":
+                            tracker.learn(event.ip, mac)
+                        row = node_row(name) if name is not None else None
+                        if row is None:
+                            if event.src == "dhcp" and mac is not None:
+                                new_discovered |= self._discover(db, event, mac)
+                                counts["discovered"] += 1
+                                tracker.count_boot(event, mac, None)
+                            else:
+                                counts["unattributed"] += 1
+                            continue
+                        kind = classify(event, row)
+                        db.execute("INSERT INTO trace (node, at, src, kind, mac, ip, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                   (row["name"], event.at, event.src, kind, mac, event.ip,
+                                    json.dumps(event.detail, sort_keys=True, separators=(",", ":"))))
+                        counts["stored"] += 1
+                        tracker.count_boot(event, mac, row["profile"])
+                        if kind == "kernel" and row["boot"] == "install" and row["state"] in ("install", "failed"):
+                            # The installer is booting: the stall clock starts (the latest boot counts).
+                            db.execute("UPDATE nodes SET install_booted_at = ? WHERE name = ?", (event.at, row["name"]))
+                            rows.pop(row["name"], None)
+                        previous = touched.get(row["name"])
+                        if previous is None or event.at >= previous[0]:
+                            touched[row["name"]] = (event.at, kind)
+                    for name, (at, kind) in touched.items():
+                        db.execute("UPDATE nodes SET last_seen_at = ?, last_seen_kind = ? WHERE name = ? "
+                                   "AND (last_seen_at IS NULL OR last_seen_at <= ?)", (at, kind, name, at))
+                        db.execute("DELETE FROM trace WHERE node = ? AND id <= (SELECT id FROM trace WHERE node = ? "
+                                   "ORDER BY id DESC LIMIT 1 OFFSET ?)", (name, name, cap_node))
+                    if touched:
+                        # Ids only grow: the newest trace_max_events ids are the most rows kept.
+                        top = db.execute("SELECT max(id) AS top FROM trace").fetchone()["top"] or 0
+                        db.execute("DELETE FROM trace WHERE id <= ?", (top - self.config["trace_max_events"],))
+                    if new_discovered:
+                        excess = db.execute("SELECT count(*) AS n FROM discovered").fetchone()["n"] - self.config["discovered_max"]
+                        if excess > 0:
+                            db.execute("DELETE FROM discovered WHERE mac IN (SELECT mac FROM discovered "
+                                       "ORDER BY last_seen, mac LIMIT ?)", (excess,))
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+        return counts
+
+    @staticmethod
+    def _discover(db: sqlite3.Connection, event: "TraceEvent", mac: str) -> bool:
+        """Record (or refresh) a machine in no plan; True when it is new."""
+        detail = event.detail
+        found = db.execute("SELECT mac FROM discovered WHERE mac = ?", (mac,)).fetchone()
+        if found is None:
+            db.execute("INSERT INTO discovered (mac, arch, vendor, ip, first_seen, last_seen, count, last_type) "
+                       "VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                       (mac, detail.get("arch"), detail.get("vendor"), event.ip, event.at, event.at, detail.get("type")))
+            return True
+        db.execute("UPDATE discovered SET arch = coalesce(?, arch), vendor = coalesce(?, vendor), ip = coalesce(?, ip), "
+                   "last_seen = max(last_seen, ?), first_seen = min(first_seen, ?), count = count + 1, last_type = ? "
+                   "WHERE mac = ?", (detail.get("arch"), detail.get("vendor"), event.ip, event.at, event.at,
+                                     detail.get("type"), mac))
+        return False
+
+    def prune_trace(self) -> int:
+        cutoff = now() - self.config["trace_max_age_days"] * 86400
+        with self._exclusive(), self._transaction() as db:
+            removed = db.execute("DELETE FROM trace WHERE at < ?", (cutoff,)).rowcount
+            removed += db.execute("DELETE FROM discovered WHERE last_seen < ?", (cutoff,)).rowcount
+            return removed
+
+    def timeline(self, name: str, limit: int) -> List[Dict[str, Any]]:
+        """The node's trace and lifecycle events, oldest first, the newest `limit` of them."""
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            merged: List[Tuple[float, int, Dict[str, Any]]] = []
+            for r in conn.execute("SELECT * FROM trace WHERE node = ? ORDER BY id DESC LIMIT ?", (name, limit)):
+                entry = {"at": iso(r["at"]), "ts": round(r["at"], 3), "src": r["src"], "kind": r["kind"],
+                         "mac": r["mac"], "ip": r["ip"]}
+                try:
+                    detail = json.loads(r["detail"])
+                except ValueError:
+                    detail = {}
+                entry.update({k: v for k, v in detail.items() if k not in entry})
+                merged.append((r["at"], 1, entry))
+            for r in conn.execute("SELECT * FROM events WHERE node = ? ORDER BY id DESC LIMIT ?", (name, limit)):
+                merged.append((r["at"], 2, {"at": iso(r["at"]), "ts": round(r["at"], 3), "src": "lifecycle",
+                                            "kind": "installer" if r["source"] == "callback" else r["source"],
+                                            "event": r["event"], "generation": r["generation"],
+                                            "message": r["message"]}))
+        finally:
+            conn.execute("COMMIT")
+        merged.sort(key=lambda item: (item[0], item[1]))
+        return [entry for _at, _order, entry in merged[-limit:]]
+
+    def discovered(self) -> List[Dict[str, Any]]:
+        rows = self._reader().execute("SELECT * FROM discovered ORDER BY last_seen DESC, mac")
+        return [{"mac": r["mac"], "arch": r["arch"], "firmware": firmware_of(r["arch"]), "vendor": r["vendor"],
+                 "ip": r["ip"], "first_seen": iso(r["first_seen"]), "last_seen": iso(r["last_seen"]),
+                 "count": r["count"], "last_type": r["last_type"]} for r in rows]
+
+    def gauges(self) -> Dict[str, Any]:
+        """What /metrics reads from the store: nodes by state, stalled nodes, discovered machines."""
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            states = {r["state"]: r["n"] for r in conn.execute("SELECT state, count(*) AS n FROM nodes GROUP BY state")}
+            moment, stall = now(), self.config["stall_seconds"]
+            stalled = sum(1 for r in conn.execute(
+                "SELECT state, state_at, last_event_at, install_booted_at FROM nodes WHERE state IN ('install', 'installing')")
+                if is_stalled(r, stall, moment))
+            discovered = conn.execute("SELECT count(*) AS n FROM discovered").fetchone()["n"]
+            trace_rows = conn.execute("SELECT count(*) AS n FROM trace").fetchone()["n"]
+        finally:
+            conn.execute("COMMIT")
+        return {"states": states, "stalled": stalled, "discovered": discovered, "trace_rows": trace_rows}
 
     # -- boot files ----------------------------------------------------------------
     def _materialize(self, names: Optional[Sequence[str]] = None) -> Dict[str, List[str]]:
@@ -829,6 +1060,27 @@ class Store:
         if key not in self._warned:
             self._warned[key] = True
             LOG.warning("%s", message)
+
+
+def install_duration(row: Any) -> Optional[float]:
+    """Seconds from the start of the install (the installer's "started", else the kernel
+    fetch of the install boot seen in the trace) to "installed"; None until then."""
+    start = row["install_started_at"] if row["install_started_at"] is not None else row["install_booted_at"]
+    if row["installed_at"] is None or start is None or row["installed_at"] < start:
+        return None
+    return round(row["installed_at"] - start, 3)
+
+
+def is_stalled(row: Any, stall_seconds: float, moment: float) -> bool:
+    """installing without news for stall_seconds, or armed (install) and booted into the
+    installer (its kernel fetched) that long ago without a word from the installer."""
+    if row["state"] == "installing":
+        since = row["last_event_at"] or row["state_at"]
+    elif row["state"] == "install":
+        since = row["install_booted_at"]
+    else:
+        return False
+    return since is not None and moment - since > stall_seconds
 
 
 def merge_key(generation: int, state: str, state_at: float) -> Tuple[int, int, float, int]:
@@ -1047,6 +1299,594 @@ class PeerSync:
         return result
 
 
+# -- the boot trace: ingest (docs/status.md, the trace contract) ---------------------
+
+TRACE_MAX_DATAGRAM = 8192
+TRACE_SOURCES = ("dhcp", "tftp", "http")
+DHCP_TYPES = ("discover", "offer", "request", "ack", "nak", "release", "decline")
+DROP_REASONS = ("oversize", "malformed", "missing_field", "queue_full", "store_error")
+TRACE_BATCH_MAX = 1000      # events per transaction at most
+IP_MAP_MAX = 65536          # IP -> MAC entries kept (least recently learned go first)
+BOOT_WINDOW_SECONDS = 120.0  # DHCP acks of one MAC this close count as one boot (firmware, then iPXE)
+MAX_TEXT = 1024             # characters of a file name or a boot file accepted (a URI: twice that)
+KEEP_TEXT = 256             # ... and kept (a URI: twice that): bounds a trace row (docs/status.md)
+MAX_VENDOR = 255
+MAX_QUERY = 64              # bytes of a query string the views accept
+# Option 93 -> the firmware label of /metrics. The service runs with the host's python
+# and no collection code, so this mirrors BOOT_RULES of plugins/module_utils/_boot_policy.py;
+# tests/unit/lifecycle/test_trace.py holds the two together.
+FIRMWARE_OF_ARCH: Dict[int, str] = {0: "bios", 6: "efi32", 7: "efi64", 9: "efi64", 10: "arm32", 11: "arm64",
+                                    16: "http_efi64", 19: "http_arm64"}
+FIRMWARES = ("bios", "efi32", "efi64", "arm32", "arm64", "http_efi64", "http_arm64", "other")
+INSTALL_DURATION_BUCKETS = (60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200, 10800)
+NODE_URI_RE = re.compile(r"^/nodes/([0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5})\.ipxe$")
+PROFILE_URI_RE = re.compile(r"^/profiles/([A-Za-z_][A-Za-z0-9_]*)/([^/]+)$")
+MAC_IN_PATH_RE = re.compile(r"(?:^|[/-])01-([0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5})$")
+
+
+def firmware_of(arch: Optional[int]) -> str:
+    if arch is None:
+        return "bios"  # option 93 absent: a BIOS PXE client
+    return FIRMWARE_OF_ARCH.get(arch, "other")
+
+
+class TraceDrop(Exception):
+    """A datagram that is not a trace event; args[0] is the reason (DROP_REASONS)."""
+
+
+class TraceEvent:
+    """One parsed trace event: where it came from, when, who, and its public details."""
+
+    __slots__ = ("src", "type", "at", "mac", "ip", "mac_in_uri", "detail")
+
+    def __init__(self, src: str, type_: str, at: float, mac: Optional[str], ip: Optional[str],
+                 mac_in_uri: Optional[str], detail: Dict[str, Any]):
+        self.src, self.type, self.at, self.mac, self.ip = src, type_, at, mac, ip
+        self.mac_in_uri, self.detail = mac_in_uri, detail
+
+
+def _text(value: Any, limit: int) -> Optional[str]:
+    """Printable text of at most `limit` characters, or None."""
+    if not isinstance(value, str) or not value or len(value) > limit or not value.isprintable():
+        return None
+    return value
+
+
+def _number(value: Any, integer: bool = False) -> Optional[float]:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,15}(\.[0-9]{1,9})?", value.strip()):
+        value = float(value)
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or value > 1e15:
+        return None
+    if integer and value != int(value):
+        return None
+    return int(value) if integer else float(value)
+
+
+def clean_uri_path(uri: str) -> str:
+    """The path of a URI as nginx logged it: query dropped, %-decoded, dot segments resolved."""
+    path = urllib.parse.unquote(uri.split("?", 1)[0].split("#", 1)[0])
+    parts: List[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def parse_datagram(data: bytes, received_at: float) -> TraceEvent:
+    """A trace event from one datagram (a bare JSON object or a syslog line whose message is
+    one: parsed from the first "{"); raises TraceDrop. Unknown fields are ignored."""
+    if len(data) > TRACE_MAX_DATAGRAM:
+        raise TraceDrop("oversize")
+    start = data.find(b"{")
+    if start < 0:
+        raise TraceDrop("malformed")
+    try:
+        payload = json.loads(data[start:].rstrip(b"\x00\r\n ").decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise TraceDrop("malformed") from None
+    if not isinstance(payload, dict):
+        raise TraceDrop("malformed")
+    src = payload.get("src")
+    if src not in TRACE_SOURCES:
+        raise TraceDrop("missing_field")
+    at = _number(payload.get("ts"))
+    # A missing or absurd time (before 2001, or a day ahead) is the time received.
+    if at is None or at < 1e9 or at > received_at + 86400:
+        at = received_at
+    mac = None
+    if payload.get("mac") is not None:
+        raw_mac = payload.get("mac")
+        mac = canonical_mac(raw_mac.strip()) if isinstance(raw_mac, str) else None
+        if mac is None and src == "dhcp":
+            raise TraceDrop("missing_field")
+    ip = payload.get("ip")
+    ip = ip if _valid_ip(ip) else None
+    detail: Dict[str, Any] = {}
+    mac_in_uri = None
+    if src == "dhcp":
+        type_ = payload.get("type")
+        if type_ not in DHCP_TYPES or mac is None:
+            raise TraceDrop("missing_field")
+        arch = _number(payload.get("arch"), integer=True)
+        detail["type"] = type_
+        if arch is not None and arch <= 0xFFFF:
+            detail["arch"] = arch
+            detail["firmware"] = firmware_of(int(arch))
+        for key, limit in (("vendor", MAX_VENDOR), ("boot_file", MAX_TEXT), ("server", 16)):
+            value = _text(payload.get(key), limit)
+            if value is not None:
+                detail[key] = value[:KEEP_TEXT]
+        relay = payload.get("relay")
+        if _valid_ip(relay):
+            detail["relay"] = relay
+    elif src == "tftp":
+        type_ = payload.get("type", "rrq")
+        name = _text(payload.get("file"), MAX_TEXT)
+        if type_ != "rrq" or name is None or ip is None:
+            raise TraceDrop("missing_field")
+        detail["file"] = name[:KEEP_TEXT]
+        found = MAC_IN_PATH_RE.search(name)
+        mac_in_uri = canonical_mac(found.group(1)) if found else None
+    else:
+        type_ = payload.get("type", "get")
+        uri = _text(payload.get("uri"), MAX_TEXT * 2)
+        if not isinstance(type_, str) or not re.fullmatch(r"[a-z]{1,10}", type_) or uri is None or ip is None:
+            raise TraceDrop("missing_field")
+        detail["uri"] = uri[:KEEP_TEXT * 2]
+        for key in ("status", "bytes"):
+            value = _number(payload.get(key), integer=True)
+            if value is not None:
+                detail[key] = value
+        seconds = _number(payload.get("seconds"))
+        if seconds is not None:
+            detail["seconds"] = round(seconds, 3)
+        path = clean_uri_path(uri)
+        found = NODE_URI_RE.match(path) or MAC_IN_PATH_RE.search(path)
+        mac_in_uri = canonical_mac(found.group(1)) if found else None
+    return TraceEvent(src, type_, at, mac, ip, mac_in_uri, detail)
+
+
+def classify(event: TraceEvent, row: Any) -> str:
+    """What the event means for the node of `row` (its state when the event is recorded)."""
+    if event.src == "dhcp":
+        return "dhcp_" + event.type
+    if event.src == "tftp":
+        name = event.detail["file"].rsplit("/", 1)[-1].lower()
+        if "grub" in name and ("cfg" in name or MAC_IN_PATH_RE.search(event.detail["file"])):
+            return "grub_config"
+        if name.endswith((".efi", ".kpxe", ".pxe", ".0", ".signed", ".efi.signed")) or name.startswith(("shim", "grub")):
+            return "loader"
+        return "tftp_file"
+    path = clean_uri_path(event.detail["uri"])
+    if path == "/boot.ipxe":
+        return "entry_script"
+    if path == "/menu.ipxe":
+        return "menu"
+    if NODE_URI_RE.match(path):
+        if row["boot"] == "install":
+            return "local_boot_script" if row["state"] == "installed" else "install_script"
+        return "node_script"
+    match = PROFILE_URI_RE.match(path)
+    if match:
+        filename = match.group(2)
+        if filename == "vmlinuz" or filename.startswith(("vmlinuz", "linux", "kernel")):
+            return "kernel"
+        if filename.startswith("initrd"):
+            return "initrd"
+        return "profile_file"
+    if path.startswith("/loaders/"):
+        return "loader"
+    if path.startswith("/api/v1/callback/"):
+        return "installer_callback"
+    return "http_other"
+
+
+class Metrics:
+    """The counters of /metrics (since the service started: Prometheus handles resets)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.datagrams = 0
+        self.received = {src: 0 for src in TRACE_SOURCES}
+        self.received_unparsed = 0
+        self.dropped = {reason: 0 for reason in DROP_REASONS}
+        self.stored = 0
+        self.unattributed = 0
+        self.discovered_events = 0
+        self.boots: Dict[Tuple[str, str], int] = {}
+        self.installs = {"started": 0, "installed": 0, "failed": 0}
+        self.duration_buckets = [0] * len(INSTALL_DURATION_BUCKETS)
+        self.duration_sum = 0.0
+        self.duration_count = 0
+
+    def add(self, field: str, key: Any = None, amount: int = 1) -> None:
+        with self._lock:
+            if key is None:
+                setattr(self, field, getattr(self, field) + amount)
+            else:
+                table = getattr(self, field)
+                table[key] = table.get(key, 0) + amount
+
+    def observe_install(self, seconds: float) -> None:
+        with self._lock:
+            self.duration_sum += seconds
+            self.duration_count += 1
+            for index, bound in enumerate(INSTALL_DURATION_BUCKETS):
+                if seconds <= bound:
+                    self.duration_buckets[index] += 1
+
+    def snapshot(self) -> Dict[str, Any]:
+        with self._lock:
+            return {"datagrams": self.datagrams, "received": dict(self.received), "received_unparsed": self.received_unparsed,
+                    "dropped": dict(self.dropped), "stored": self.stored, "unattributed": self.unattributed,
+                    "discovered_events": self.discovered_events, "boots": dict(self.boots),
+                    "installs": dict(self.installs), "duration_buckets": list(self.duration_buckets),
+                    "duration_sum": self.duration_sum, "duration_count": self.duration_count}
+
+
+class TraceIngest:
+    """The trace socket: a receiver thread parses datagrams into a bounded queue (full:
+    dropped and counted, the feeders never wait), a writer thread stores them in batches,
+    one transaction each. It also keeps the IP -> MAC map (DHCP answers, the MAC in a
+    /nodes/ URI, the plan's fixed addresses in the store) and counts boots."""
+
+    def __init__(self, store: Store, metrics: Metrics, config: Dict[str, Any]):
+        self.store = store
+        self.metrics = metrics
+        self.config = config
+        self.queue: "queue.Queue[Tuple[bytes, float]]" = queue.Queue(maxsize=config["trace_queue"])
+        self._ip_map: "collections.OrderedDict[str, str]" = collections.OrderedDict()
+        self._last_boot: "collections.OrderedDict[str, float]" = collections.OrderedDict()
+        self._sock: Optional[socket.socket] = None
+        self._stop = threading.Event()
+        self._threads: List[threading.Thread] = []
+
+    # -- the map and the boot counter (writer thread only) ---------------------------
+    def learn(self, ip: str, mac: str) -> None:
+        self._ip_map[ip] = mac
+        self._ip_map.move_to_end(ip)
+        while len(self._ip_map) > IP_MAP_MAX:
+            self._ip_map.popitem(last=False)
+
+    def mac_for_ip(self, ip: str) -> Optional[str]:
+        return self._ip_map.get(ip)
+
+    def count_boot(self, event: TraceEvent, mac: Optional[str], profile: Optional[str]) -> None:
+        """A boot is a DHCP ack to a PXE client (option 93 present) that is not iPXE asking
+        for its script; an ack of the same MAC within BOOT_WINDOW_SECONDS is the same boot."""
+        if event.src != "dhcp" or mac is None:
+            return
+        if event.type == "ack" and event.ip is not None:
+            self.learn(event.ip, mac)
+        if event.type != "ack" or "arch" not in event.detail:
+            return
+        if event.detail.get("boot_file", "").endswith(".ipxe"):
+            return
+        last = self._last_boot.get(mac)
+        self._last_boot[mac] = event.at
+        self._last_boot.move_to_end(mac)
+        while len(self._last_boot) > IP_MAP_MAX:
+            self._last_boot.popitem(last=False)
+        if last is not None and abs(event.at - last) < BOOT_WINDOW_SECONDS:
+            return
+        self.metrics.add("boots", (profile or "unknown", event.detail.get("firmware", "other")))
+
+    # -- feeding ---------------------------------------------------------------------
+    def offer(self, data: bytes, received_at: float) -> None:
+        """Queue one datagram; never blocks. The receiver does nothing else, so that the
+        socket's short kernel queue (net.unix.max_dgram_qlen) empties fast."""
+        self.metrics.add("datagrams")
+        try:
+            self.queue.put_nowait((data, received_at))
+        except queue.Full:
+            self.metrics.add("dropped", "queue_full")
+
+    def drain(self, wait: float = 0.5) -> int:
+        """Parse and store what is queued (a batch at most); the number of datagrams taken."""
+        try:
+            raw = [self.queue.get(timeout=wait)]
+        except queue.Empty:
+            return 0
+        while len(raw) < TRACE_BATCH_MAX:
+            try:
+                raw.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        batch: List[TraceEvent] = []
+        for data, received_at in raw:
+            try:
+                event = parse_datagram(data, received_at)
+            except TraceDrop as exc:
+                self.metrics.add("received_unparsed")
+                self.metrics.add("dropped", exc.args[0])
+                continue
+            self.metrics.add("received", event.src)
+            batch.append(event)
+        if not batch:
+            return len(raw)
+        try:
+            counts = self.store.ingest(batch, self)
+        except Exception:  # noqa: BLE001 - the writer must outlive a bad batch
+            LOG.exception("trace: a batch of %d events could not be stored", len(batch))
+            self.metrics.add("dropped", "store_error", len(batch))
+            return len(raw)
+        self.metrics.add("stored", None, counts["stored"])
+        self.metrics.add("unattributed", None, counts["unattributed"])
+        self.metrics.add("discovered_events", None, counts["discovered"])
+        return len(raw)
+
+    def open_socket(self, path: str, group: Optional[str]) -> socket.socket:
+        if os.path.exists(path) and not os.path.isdir(path):
+            os.unlink(path)  # a stale socket of an earlier run
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # a burst waits in the kernel
+        except OSError:
+            pass
+        sock.bind(path)
+        os.chmod(path, 0o600)
+        if group:
+            import grp  # noqa: PLC0415 - only the serving process needs it
+            try:
+                os.chown(path, -1, grp.getgrnam(group).gr_gid)
+            except (KeyError, OSError) as exc:
+                LOG.error("trace socket %s: cannot give it group %s (%s): the feeders cannot send", path, group, exc)
+            else:
+                os.chmod(path, 0o660)
+        sock.settimeout(0.5)
+        self._sock = sock
+        return sock
+
+    def start(self, path: str, group: Optional[str]) -> None:
+        self.open_socket(path, group)
+        for target, name in ((self._receive_loop, "trace-receive"), (self._write_loop, "trace-write")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        LOG.info("trace: listening on %s", path)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._sock is not None:
+            self._sock.close()
+
+    def _receive_loop(self) -> None:
+        assert self._sock is not None
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(TRACE_MAX_DATAGRAM + 1)  # one byte more: a longer one is seen as such
+            except socket.timeout:
+                continue
+            except OSError as exc:
+                if self._stop.is_set():
+                    return
+                LOG.warning("trace socket: %s", exc)
+                time.sleep(0.1)
+                continue
+            self.offer(data, now())
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set() or not self.queue.empty():
+            self.drain(0.2)
+
+
+# -- the views: /metrics, /status, Kea's statistics ---------------------------------
+
+def kea_statistics(path: str, timeout: float = 1.0, limit: int = 4 << 20) -> Optional[Dict[str, float]]:
+    """Kea's statistic-get-all through its control socket: {name: latest value}, or None."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout * 2
+    try:
+        sock.connect(path)
+        sock.sendall(b'{"command": "statistic-get-all"}')
+        chunks: List[bytes] = []
+        size = 0
+        answer: Any = None
+        while size <= limit and time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            try:
+                answer = json.loads(b"".join(chunks))
+                break  # Kea may keep the connection open: a whole answer is enough
+            except ValueError:
+                continue
+        if answer is None:
+            answer = json.loads(b"".join(chunks))
+    except (OSError, ValueError):
+        return None
+    finally:
+        sock.close()
+    if isinstance(answer, list) and answer:
+        answer = answer[0]
+    if not isinstance(answer, dict) or answer.get("result") != 0 or not isinstance(answer.get("arguments"), dict):
+        return None
+    values: Dict[str, float] = {}
+    for name, samples in answer["arguments"].items():
+        if len(values) >= 2000:
+            break
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9\[\]._-]{1,100}", name):
+            continue
+        if isinstance(samples, list) and samples and isinstance(samples[0], list) and samples[0]:
+            value = samples[0][0]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                values[name] = value
+    return values
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _num(value: float) -> str:
+    return repr(float(value)) if isinstance(value, float) and value != int(value) else str(int(value))
+
+
+def render_metrics(counters: Dict[str, Any], gauges: Dict[str, Any], kea: Optional[Dict[str, float]],
+                   kea_configured: bool) -> str:
+    """Prometheus text format 0.0.4. Labels are bounded: source, reason, profile (from the
+    plan), firmware, state, result; never a MAC or a node name."""
+    out: List[str] = []
+
+    def family(name: str, kind: str, text: str, samples: Sequence[Tuple[str, float]]) -> None:
+        out.append("# HELP %s %s" % (name, text))
+        out.append("# TYPE %s %s" % (name, kind))
+        for labels, value in samples:
+            out.append("%s%s %s" % (name, labels, _num(value)))
+
+    family("centra_pxe_trace_datagrams_received_total", "counter", "Datagrams read from the trace socket.",
+           [("", counters["datagrams"])])
+    family("centra_pxe_trace_events_received_total", "counter", "Trace datagrams received, by source (unparsable ones: source none).",
+           [('{src="%s"}' % s, counters["received"][s]) for s in TRACE_SOURCES]
+           + [('{src="none"}', counters["received_unparsed"])])
+    family("centra_pxe_trace_events_dropped_total", "counter", "Trace datagrams dropped, by reason.",
+           [('{reason="%s"}' % r, counters["dropped"][r]) for r in DROP_REASONS])
+    family("centra_pxe_trace_events_stored_total", "counter", "Trace events stored in a known node's trace.",
+           [("", counters["stored"])])
+    family("centra_pxe_trace_events_unattributed_total", "counter",
+           "Trace events of no known node and no DHCP (an address no lease or plan maps to a MAC).",
+           [("", counters["unattributed"])])
+    family("centra_pxe_discovery_events_total", "counter", "DHCP events of machines in no plan.",
+           [("", counters["discovered_events"])])
+    family("centra_pxe_boots_total", "counter", "PXE boots seen (a DHCP ack to a PXE client), by profile and firmware.",
+           [('{profile="%s",firmware="%s"}' % (_label(p), _label(f)), v) for (p, f), v in sorted(counters["boots"].items())])
+    family("centra_pxe_installs_started_total", "counter", "Installer callbacks \"started\" accepted.",
+           [("", counters["installs"]["started"])])
+    family("centra_pxe_installs_finished_total", "counter", "Installer callbacks \"installed\" accepted.",
+           [("", counters["installs"]["installed"])])
+    family("centra_pxe_installs_failed_total", "counter", "Installer callbacks \"failed\" accepted.",
+           [("", counters["installs"]["failed"])])
+    buckets = [('{le="%s"}' % b, c) for b, c in zip(INSTALL_DURATION_BUCKETS, counters["duration_buckets"])]
+    out.append("# HELP centra_pxe_install_duration_seconds Install duration, from the start of the install to \"installed\".")
+    out.append("# TYPE centra_pxe_install_duration_seconds histogram")
+    for labels, value in buckets + [('{le="+Inf"}', counters["duration_count"])]:
+        out.append("centra_pxe_install_duration_seconds_bucket%s %s" % (labels, _num(value)))
+    out.append("centra_pxe_install_duration_seconds_sum %s" % _num(round(counters["duration_sum"], 3)))
+    out.append("centra_pxe_install_duration_seconds_count %s" % _num(counters["duration_count"]))
+    family("centra_pxe_nodes", "gauge", "Nodes of the plan, by state.",
+           [('{state="%s"}' % s, gauges["states"].get(s, 0)) for s in STATES])
+    family("centra_pxe_nodes_stalled", "gauge", "Nodes in install or installing for longer than the stall time.",
+           [("", gauges["stalled"])])
+    family("centra_pxe_discovered_machines", "gauge", "Machines in no plan that asked for DHCP (bounded, see docs/status.md).",
+           [("", gauges["discovered"])])
+    family("centra_pxe_trace_events_kept", "gauge", "Trace events in the store.", [("", gauges["trace_rows"])])
+    if kea_configured:
+        family("centra_pxe_kea_up", "gauge", "Whether Kea's control socket answered statistic-get-all.",
+               [("", 1 if kea is not None else 0)])
+        family("centra_pxe_kea_dhcp4_statistic", "gauge", "Kea DHCPv4 statistics (statistic-get-all), latest values.",
+               [('{name="%s"}' % _label(n), v) for n, v in sorted((kea or {}).items())])
+    return "\n".join(out) + "\n"
+
+
+STATUS_ORDER = ("stalled", "failed", "installing", "install", "installed", "netboot", "local", "menu")
+STATUS_CSS = (
+    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}"
+    "h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}"
+    "table{border-collapse:collapse;width:100%;margin:.5em 0}"
+    "th,td{text-align:left;padding:.25em .6em;border-bottom:1px solid #ddd;vertical-align:top}"
+    "th{background:#eee}code{font-size:.95em}"
+    ".s{display:inline-block;padding:0 .5em;border-radius:.6em;color:#fff;font-weight:600}"
+    ".stalled{background:#c0392b}.failed{background:#8e44ad}.installing{background:#d68910}"
+    ".install{background:#2471a3}.installed{background:#1e8449}.netboot{background:#117a65}"
+    ".local{background:#566573}.menu{background:#7f8c8d}.unknown{background:#a04000}"
+    ".summary span{margin-right:1em}.muted{color:#777}"
+)
+STATUS_CSP = ("default-src 'none'; style-src 'sha256-%s'; img-src 'none'; base-uri 'none'; form-action 'none'; "
+              "frame-ancestors 'none'" % base64.b64encode(hashlib.sha256(STATUS_CSS.encode("ascii")).digest()).decode("ascii"))
+STATUS_ROWS_MAX = 2000  # rows per table shown; the API has them all
+
+
+def _ago(moment: float, iso_time: Optional[str]) -> str:
+    if not iso_time:
+        return "never"
+    then = calendar.timegm(time.strptime(iso_time[:19], "%Y-%m-%dT%H:%M:%S"))
+    seconds = max(0, int(moment - then))
+    if seconds < 120:
+        return "%ds ago" % seconds
+    if seconds < 7200:
+        return "%dm ago" % (seconds // 60)
+    if seconds < 172800:
+        return "%dh %dm ago" % (seconds // 3600, seconds % 3600 // 60)
+    return "%dd ago" % (seconds // 86400)
+
+
+def render_status(nodes: List[Dict[str, Any]], discovered: List[Dict[str, Any]], refresh: int, moment: float,
+                  server: str) -> str:
+    """The /status page: self-contained (one inline style block, allowed by its hash in the
+    CSP; no script, image, font or link), every value escaped."""
+    esc = html.escape
+    groups: Dict[str, List[Dict[str, Any]]] = {}
+    for entry in nodes:
+        groups.setdefault(entry.get("display_state") or entry["state"], []).append(entry)
+    lines = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta http-equiv="refresh" content="%d">' % refresh,
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>centra.pxe status: %s</title>" % esc(server),
+        "<style>%s</style></head><body>" % STATUS_CSS,
+        "<h1>centra.pxe status: %s</h1>" % esc(server),
+        '<p class="muted">%s UTC, refreshed every %d s. JSON: <code>/api/v1/nodes</code>, '
+        "<code>/api/v1/discovered</code>; metrics: <code>/metrics</code>.</p>"
+        % (esc(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))), refresh),
+        '<p class="summary" id="summary">',
+    ]
+    for state in STATUS_ORDER:
+        lines.append('<span><span class="s %s">%s</span> %d</span>' % (state, state, len(groups.get(state, []))))
+    lines.append('<span><span class="s unknown">discovered</span> %d</span></p>' % len(discovered))
+    lines.append('<h2>Nodes</h2><table id="nodes"><thead><tr><th>state</th><th>node</th><th>profile</th><th>MAC</th>'
+                 "<th>last seen</th><th>since</th><th>last installer event</th></tr></thead><tbody>")
+    shown = 0
+    for state in STATUS_ORDER + tuple(sorted(set(groups) - set(STATUS_ORDER))):
+        for entry in groups.get(state, []):
+            if shown >= STATUS_ROWS_MAX:
+                break
+            shown += 1
+            last_event = entry.get("last_event") or {}
+            lines.append(
+                '<tr><td><span class="s %s">%s</span></td><td>%s</td><td>%s</td><td><code>%s</code></td>'
+                "<td>%s</td><td>%s</td><td>%s</td></tr>" % (
+                    esc(state) if state in STATUS_ORDER else "unknown", esc(state), esc(entry["name"]),
+                    esc(entry["profile"]), esc(" ".join(entry.get("macs") or [])), esc(entry.get("last_seen") or "-"),
+                    esc(_ago(moment, entry.get("last_seen_at"))),
+                    esc("%s (%s)" % (last_event["event"], _ago(moment, last_event.get("at"))) if last_event else "-")))
+    lines.append("</tbody></table>")
+    if len(nodes) > shown:
+        lines.append('<p class="muted">%d more nodes: see /api/v1/nodes.</p>' % (len(nodes) - shown))
+    lines.append('<h2>Discovered machines (in no inventory)</h2><table id="discovered"><thead><tr><th>MAC</th>'
+                 "<th>firmware</th><th>option 93</th><th>vendor class</th><th>address</th><th>first seen</th>"
+                 "<th>last seen</th><th>requests</th></tr></thead><tbody>")
+    for entry in discovered[:STATUS_ROWS_MAX]:
+        lines.append("<tr><td><code>%s</code></td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
+                     "<td>%s</td><td>%d</td></tr>" % (
+                         esc(entry["mac"]), esc(entry["firmware"]), esc("-" if entry["arch"] is None else str(entry["arch"])),
+                         esc(entry["vendor"] or "-"), esc(entry["ip"] or "-"), esc(_ago(moment, entry["first_seen"])),
+                         esc(_ago(moment, entry["last_seen"])), entry["count"]))
+    lines.append("</tbody></table>")
+    if len(discovered) > STATUS_ROWS_MAX:
+        lines.append('<p class="muted">%d more: see /api/v1/discovered.</p>' % (len(discovered) - STATUS_ROWS_MAX))
+    lines.append("</body></html>")
+    return "\n".join(lines) + "\n"
+
+
+class RawBody:
+    """A non-JSON answer of a route (the status page, the metrics)."""
+
+    def __init__(self, content_type: str, body: bytes, headers: Optional[Dict[str, str]] = None):
+        self.content_type, self.body, self.headers = content_type, body, headers or {}
+
+
 # -- HTTP ---------------------------------------------------------------------------
 
 class _HeaderBudgetExceeded(Exception):
@@ -1130,10 +1970,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         LOG.info('"%s" %s', self.requestline, getattr(code, "value", code))
 
     def _json(self, status: int, payload: Any, extra: Optional[Dict[str, str]] = None) -> None:
-        body = json.dumps(payload, sort_keys=True).encode("utf-8") + b"\n"
+        if isinstance(payload, RawBody):
+            body, content_type = payload.body, payload.content_type
+            extra = dict(payload.headers, **(extra or {}))
+        else:
+            body, content_type = json.dumps(payload, sort_keys=True).encode("utf-8") + b"\n", "application/json"
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("Connection", "close")
@@ -1274,14 +2118,20 @@ class PoolServer(socketserver.UnixStreamServer):
 class App:
     """The HTTP routes over a Store."""
 
-    def __init__(self, store: Store, config: Dict[str, Any], peers: Optional[PeerSync] = None):
+    def __init__(self, store: Store, config: Dict[str, Any], peers: Optional[PeerSync] = None,
+                 metrics: Optional[Metrics] = None, server_name: str = ""):
         self.store = store
         self.config = config
         self.peers = peers
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.server_name = server_name or socket.gethostname()
 
     def route(self, req: Handler) -> Tuple[int, Any, Optional[Dict[str, str]]]:
-        path = req.path.split("?", 1)[0]
+        path, _sep, query = req.path.partition("?")
         method = req.command
+        if path in ("/status", "/metrics") or path in ("/api/v1/discovered",) or \
+                (path.startswith("/api/v1/nodes/") and path.endswith("/events")):
+            return self.views(req, path, query)
         parts = path.split("/")
         if parts[:3] != ["", "api", "v1"]:
             return 404, {"error": "not found"}, None
@@ -1372,11 +2222,51 @@ class App:
             return 400, {"error": "message must be printable text of at most %d bytes" % MAX_MESSAGE}, None
         try:
             # The store checks the token again inside its transaction: a rearm may have won the race.
-            return 200, self.store.callback(name, token, event, message), None
+            result = self.store.callback(name, token, event, message)
         except PermissionError:
             return 403, {"error": "forbidden"}, None
         except Conflict as exc:
             return 409, {"error": str(exc)}, None
+        self.metrics.add("installs", event)
+        if event == "installed":
+            shown = self.store.show(name)
+            if shown is not None and shown["install_duration_seconds"] is not None:
+                self.metrics.observe_install(shown["install_duration_seconds"])
+        return 200, result, None
+
+    def views(self, req: Handler, path: str, query: str) -> Tuple[int, Any, Optional[Dict[str, str]]]:
+        """The read-only views (docs/status.md): GET or HEAD, no query but an events limit."""
+        if req.command not in ("GET", "HEAD"):
+            return 405, {"error": "method not allowed"}, {"Allow": "GET, HEAD"}
+        if len(query) > MAX_QUERY:
+            return 400, {"error": "query too long"}, None
+        limit = self.config["trace_events_per_node"] + self.config["events_per_node"]
+        if query and path.endswith("/events"):
+            match = re.fullmatch(r"limit=([0-9]{1,6})", query)
+            if match is None or not 1 <= int(match.group(1)):
+                return 400, {"error": "the only parameter is limit=<positive integer>"}, None
+            limit = min(limit, int(match.group(1)))
+        elif query and path.startswith("/api/"):
+            return 400, {"error": "no parameters here"}, None
+        # /status and /metrics ignore a query (a browser or a scraper may add one).
+        if path == "/api/v1/discovered":
+            return 200, {"discovered": self.store.discovered()}, None
+        if path == "/metrics":
+            kea_path = self.config.get("kea_control_socket")
+            kea = kea_statistics(kea_path) if kea_path else None
+            text = render_metrics(self.metrics.snapshot(), self.store.gauges(), kea, bool(kea_path))
+            return 200, RawBody("text/plain; version=0.0.4; charset=utf-8", text.encode("utf-8")), None
+        if path == "/status":
+            page = render_status(self.store.show(), self.store.discovered(), self.config["status_refresh"], now(),
+                                 self.server_name)
+            return 200, RawBody("text/html; charset=utf-8", page.encode("utf-8"), {
+                "Content-Security-Policy": STATUS_CSP, "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}), None
+        key = urllib.parse.unquote(path[len("/api/v1/nodes/"):-len("/events")])
+        name = self.store.find(key) if 0 < len(key) <= 253 and "/" not in key else None
+        if name is None:
+            return 404, {"error": "no such node"}, None
+        return 200, {"node": name, "events": self.store.timeline(name, limit)}, None
 
     def _peer_verified(self, req: Handler, path: str, body: bytes) -> bool:
         timestamp = req.headers.get("X-Centra-Timestamp", "")
@@ -1450,8 +2340,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if peers is not None:
         store.on_change = peers.submit
         peers.start()
-    app = App(store, config, peers)
+    metrics = Metrics()
+    app = App(store, config, peers, metrics)
     server = make_server(app, args.socket, int(args.socket_mode, 8))
+    trace = None
+    if config["trace_socket"]:
+        trace = TraceIngest(store, metrics, config)
+        try:
+            trace.start(config["trace_socket"], config["trace_group"])
+        except OSError as exc:
+            LOG.error("trace socket %s: %s: no boot trace", config["trace_socket"], exc)
+            trace = None
     wake = threading.Event()
     hup = threading.Event()
     stop = threading.Event()
@@ -1484,6 +2383,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 next_pull = now() + config["peer_interval"]
             if now() >= next_prune:
                 store.prune_events()
+                store.prune_trace()
                 next_prune = now() + 3600
             wake.wait(max(0.1, min(next_pull, next_prune) - now()) if peers is not None else max(0.1, next_prune - now()))
             wake.clear()
@@ -1498,6 +2398,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         wake.set()
         if peers is not None:
             peers.stop()
+        if trace is not None:
+            trace.stop()
+            with contextlib.suppress(OSError):
+                os.unlink(config["trace_socket"])
         server.server_close()
         try:
             os.unlink(args.socket)

@@ -122,3 +122,23 @@ def test_nginx_in_front(front):
     codes = [get(sock, "POST", "/api/v1/callback/n1", '{"event":"started"}', auth)[0] for _index in range(60)]
     assert set(codes) == {409, 429} and codes.count(409) <= 25
     assert server.store.show("n1")["state"] == "installed"
+
+
+def test_nginx_serves_the_views_read_only(front):
+    _env, _server, sock = front
+    conn = UnixHTTPConnection(sock)
+    try:
+        conn.request("GET", "/status", headers={"Host": "192.0.2.2"})
+        response = conn.getresponse()
+        page = response.read().decode()
+    finally:
+        conn.close()
+    assert response.status == 200 and "n1" in page
+    assert response.getheader("Content-Security-Policy", "").startswith("default-src 'none'")  # passed through
+    status, text = get(sock, "GET", "/metrics")
+    assert status == 200 and "centra_pxe_nodes_stalled 0" in text
+    assert get(sock, "GET", "/api/v1/discovered") == (200, '{"discovered": []}\n')
+    status, text = get(sock, "GET", "/api/v1/nodes/52-54-00-00-01-01/events")
+    assert status == 200 and '"node": "n1"' in text
+    for path in ("/status", "/metrics", "/api/v1/discovered"):
+        assert get(sock, "POST", path, "{}", {"Content-Type": "application/json"})[0] == 403, path  # limit_except

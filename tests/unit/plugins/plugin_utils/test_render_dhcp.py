@@ -59,7 +59,9 @@ def test_kea_config_structure(plan, kea_settings):
     assert all("boot-file-name" in c for c in classes.values())
     assert {"centra_arch_efi32", "centra_arch_arm32", "centra_arch_unknown"}.isdisjoint(classes)
     loggers = {logger["name"]: logger["severity"] for logger in dhcp4["loggers"]}
-    assert loggers == {"kea-dhcp4": "INFO", "kea-dhcp4.eval": "WARN", "kea-dhcp4.options": "WARN"}
+    # kea-dhcp4.dhcp4 at DEBUG: the boot trace's class line (test_kea_trace).
+    assert loggers == {"kea-dhcp4": "INFO", "kea-dhcp4.eval": "WARN", "kea-dhcp4.options": "WARN",
+                       "kea-dhcp4.dhcp4": "DEBUG"}
 
     debug = kea_dhcp4_config(plan, SERVER, dict(kea_settings, log_severity="DEBUG"))["Dhcp4"]
     assert {logger["severity"] for logger in debug["loggers"]} == {"DEBUG"}
@@ -83,11 +85,52 @@ def test_kea_config_structure(plan, kea_settings):
     assert dhcp4["ip-reservations-unique"] is False  # node02's two NICs share its address
 
 
+def test_kea_trace(plan, kea_settings):
+    """The boot trace: run_script on lease events without waiting for it, and the class
+    line (DHCP4_CLASS_ASSIGNED, debug level 40) that names option 60; off, neither."""
+    dhcp4 = kea_dhcp4_config(plan, SERVER, dict(kea_settings, trace=True, trace_script="/x/kea-trace"))["Dhcp4"]
+    assert dhcp4["hooks-libraries"] == [{"library": kea_settings["hooks_dir"] + "/libdhcp_run_script.so",
+                                         "parameters": {"name": "/x/kea-trace", "sync": False}}]
+    class_line = [logger for logger in dhcp4["loggers"] if logger["name"] == "kea-dhcp4.dhcp4"]
+    assert class_line == [{"name": "kea-dhcp4.dhcp4", "severity": "DEBUG", "debuglevel": 40,
+                           "output_options": [{"output": "stdout"}]}]
+    off = kea_dhcp4_config(plan, SERVER, dict(kea_settings, trace=False))["Dhcp4"]
+    assert "hooks-libraries" not in off
+    assert "kea-dhcp4.dhcp4" not in [logger["name"] for logger in off["loggers"]]
+
+
+def test_kea_trace_keeps_the_ha_hooks(plan, kea_settings):
+    ha_plan = dict(plan, ha=[{"mode": "hot-standby", "port": 8001, "heartbeat_delay_ms": 10000,
+                             "max_response_delay_ms": 60000, "max_ack_delay_ms": 10000, "max_unacked_clients": 5,
+                             "peers": [{"name": "pxe01", "address": "192.0.2.2", "role": "primary"},
+                                       {"name": "pxe02", "address": "192.0.2.3", "role": "standby"}]}])
+    dhcp4 = kea_dhcp4_config(ha_plan, dict(SERVER, name="pxe01"), dict(kea_settings, trace=True))["Dhcp4"]
+    libraries = [h["library"].rsplit("/", 1)[1] for h in dhcp4["hooks-libraries"]]
+    assert libraries == ["libdhcp_lease_cmds.so", "libdhcp_ha.so", "libdhcp_run_script.so"]
+
+
 def test_dhcpd_config_is_accepted_by_dhcpd(plan, tmp_path, isc_settings):
     path = tmp_path / "dhcpd.conf"
     path.write_text(dhcpd_config(plan, SERVER, isc_settings))
     run = subprocess.run([_checker("dhcpd"), "-t", "-cf", str(path)], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_dhcpd_trace(plan, tmp_path, isc_settings):
+    """One log line per answer and per release, before the boot policy; dhcpd -t takes it; off, none."""
+    text = dhcpd_config(plan, SERVER, dict(isc_settings, trace=True))
+    trace = [line for line in text.splitlines() if "centra.pxe trace" in line]
+    assert len(trace) == 2
+    assert trace[0].startswith('log(info, concat("centra.pxe trace ", binary-to-ascii(10, 8, "", option dhcp-message-type)')
+    assert 'pick-first-value(binary-to-ascii(10, 16, "", option arch), "")' in trace[0]
+    assert trace[0].endswith('" vendor=", pick-first-value(option vendor-class-identifier, "")));')
+    assert trace[1].startswith("on release { log(info, ")
+    assert text.index(trace[0]) < text.index("if ((exists user-class")
+    path = tmp_path / "dhcpd.conf"
+    path.write_text(text)
+    run = subprocess.run([_checker("dhcpd"), "-t", "-cf", str(path)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "centra.pxe trace" not in dhcpd_config(plan, SERVER, dict(isc_settings, trace=False))
 
 
 def test_dhcpd_config_structure(plan, isc_settings):

@@ -49,3 +49,14 @@ def test_ha_role_and_lifecycle_peers():
     assert second["ha"]["role"] == "standby"
     assert second["lifecycle"]["peers"] == ["http://192.0.2.2:8080"]
     assert second["lifecycle"]["scripts_dir"] == "/srv/centra-pxe/lifecycle"
+
+
+def test_lifecycle_trace_socket_and_views():
+    lifecycle = context(http_port=8080)["lifecycle"]
+    assert lifecycle["trace_socket"] == "/run/centra-pxe-lifecycle/trace.sock"
+    assert lifecycle["trace_group"] == "centra-pxe-trace"
+    # the unit's RuntimeDirectory= holds both sockets
+    assert lifecycle["trace_socket"].rsplit("/", 1)[0] == lifecycle["socket"].rsplit("/", 1)[0]
+    assert lifecycle["status_url"] == "http://192.0.2.2:8080/status"
+    assert lifecycle["metrics_url"] == "http://192.0.2.2:8080/metrics"
+    assert lifecycle["api_url"] == "http://192.0.2.2:8080/api/v1"
