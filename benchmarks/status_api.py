@@ -129,10 +129,9 @@ def wait_quiet(sock: str, settle: float = 1.0) -> str:
     while True:
         time.sleep(settle)
         text = get(sock, "/metrics").decode()
-        done = sum(metric(text, n) for n in ("centra_pxe_trace_events_stored_total",
-                                              "centra_pxe_trace_events_unattributed_total",
-                                              "centra_pxe_discovery_events_total",
-                                              "centra_pxe_trace_events_dropped_total"))
+        counters = ("centra_pxe_trace_events_stored_total", "centra_pxe_trace_events_unattributed_total",
+                    "centra_pxe_discovery_events_total", "centra_pxe_trace_events_dropped_total")
+        done = sum(metric(text, n) for n in counters)
         if done == last:
             return text
         last = done
@@ -216,7 +215,7 @@ def main() -> int:
         wait_quiet(sock)
         latencies = []
         size = 0
-        for _ in range(args.requests):
+        for _request in range(args.requests):
             begin = time.perf_counter()
             size = len(get(sock, "/api/v1/nodes"))
             latencies.append(time.perf_counter() - begin)
@@ -232,7 +231,7 @@ def main() -> int:
         known = json.loads(get(sock, "/api/v1/nodes/node00001/events"))["events"]
         sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         for index in range(args.flood):
-            random_mac = "02:" + ":".join("%02x" % random.getrandbits(8) for _ in range(5))
+            random_mac = "02:" + ":".join("%02x" % random.getrandbits(8) for _byte in range(5))
             data = json.dumps({"src": "dhcp", "type": "discover", "mac": random_mac, "arch": 0,
                                "vendor": "PXEClient:Arch:00000:UNDI:002001"}).encode()
             while True:

@@ -131,11 +131,11 @@ def node_trace(server_events: Mapping[str, Mapping[str, Any]]) -> List[str]:
     rows = []
     for server in sorted(server_events):
         for event in (server_events[server] or {}).get("events", []):
-            detail = " ".join("%s=%s" % (k, event[k]) for k in ("type", "event", "file", "uri", "status", "bytes", "seconds",
-                                                             "arch", "firmware", "boot_file", "message")
-                              if event.get(k) not in (None, ""))
-            rows.append((float(event.get("ts") or 0), [str(event.get("at")), server, str(event.get("src")),
-                                                      str(event.get("kind")), str(event.get("ip") or "-"), detail]))
+            keys = ("type", "event", "file", "uri", "status", "bytes", "seconds", "arch", "firmware", "boot_file", "message")
+            detail = " ".join("%s=%s" % (k, event[k]) for k in keys if event.get(k) not in (None, ""))
+            row = [str(event.get("at")), server, str(event.get("src")), str(event.get("kind")),
+                   str(event.get("ip") or "-"), detail]
+            rows.append((float(event.get("ts") or 0), row))
     rows.sort(key=lambda item: item[0])
     return _table(["AT", "SERVER", "SOURCE", "KIND", "ADDRESS", "DETAIL"], [r for _t, r in rows])
 

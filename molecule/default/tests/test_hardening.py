@@ -19,7 +19,7 @@ import time
 
 import pytest
 import yaml
-from labkit.client import LAB_PY, boot, booted_profile, lab, lab_exec, lab_netns, pxe_shell, unit_state
+from labkit.client import LAB_PY, boot, booted_profile, lab_exec, lab_netns, pxe_shell, unit_state
 from labkit.common import BRIDGE
 from labkit.facts import PROJECT, lab_facts
 
@@ -139,7 +139,7 @@ def fetch_boot_script(attempts: int = 3) -> list[int]:
     again (at most ATTEMPTS, 10 s each: on this shared 2-core machine one fetch in a
     run was seen answered by nginx just as curl's 10 s ran out). Returns the codes."""
     codes = []
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         code, headers, body = curl(HTTP_BASE + "/boot.ipxe")
         codes.append(code)
         if code == 200 and body.startswith("#!ipxe"):
@@ -171,7 +171,7 @@ def test_one_address_is_held_to_its_request_rate(greedy_address):
     count = int(HTTP_DEFAULTS["pxe_http_address_burst"]) * 4
     argv = ["curl", "-s", "--parallel", "--parallel-immediate", "--parallel-max", "10", "--interface", greedy_address,
             "-w", "%{http_code}\n"]
-    for _ in range(count):
+    for _connection in range(count):
         argv += ["-o", "/dev/null", HTTP_BASE + "/boot.ipxe"]
     codes = lab_exec(*argv, check=False).stdout.split()
     assert len(codes) == count, codes
@@ -191,7 +191,7 @@ def test_slow_connections_from_one_address_do_not_stop_other_boots(greedy_addres
     try:
         assert slow.stdout.readline().strip() == "READY", slow.stderr.read() if slow.poll() is not None else "no READY"
         fetches: list[list[int]] = []
-        for _ in range(5):
+        for _try in range(5):
             fetches.append(fetch_boot_script())
             time.sleep(1)
         node = next(n for n in LAB.nodes.values() if n.boot == "netboot")

@@ -2243,7 +2243,7 @@ class App:
         limit = self.config["trace_events_per_node"] + self.config["events_per_node"]
         if query and path.endswith("/events"):
             match = re.fullmatch(r"limit=([0-9]{1,6})", query)
-            if match is None or not 1 <= int(match.group(1)):
+            if match is None or int(match.group(1)) < 1:
                 return 400, {"error": "the only parameter is limit=<positive integer>"}, None
             limit = min(limit, int(match.group(1)))
         elif query and path.startswith("/api/"):

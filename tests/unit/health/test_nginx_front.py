@@ -19,6 +19,7 @@ import time
 
 import jinja2
 import pytest
+import yaml
 
 from test_checker import FakeHost, ROOT, config, hc
 
@@ -31,7 +32,10 @@ def render(name: str, health_socket: str) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              trim_blocks=True)
     env.filters["bool"] = bool
-    values = {
+    # The role's defaults, then what this test is about.
+    with open(os.path.join(os.path.dirname(TEMPLATES), "defaults", "main.yml"), encoding="utf-8") as handle:
+        values = yaml.safe_load(handle)
+    values.update({
         "ansible_managed": "test",
         "centra_pxe_server": {"health": {"socket": health_socket},
                               "lifecycle": {"socket": "/nonexistent/lc.sock", "boot_dir": "/nonexistent",
@@ -41,7 +45,8 @@ def render(name: str, health_socket: str) -> str:
         "pxe_http_healthz_rate": "1r/m", "pxe_http_healthz_burst": 3,
         "_pxe_http_lifecycle_conf": "/nonexistent", "_pxe_http_tls": False, "pxe_http_autoindex": False,
         "_pxe_http_access_log": "off", "_pxe_http_allow": [], "pxe_http_asset_max_age": 60,
-    }
+        "_pxe_http_error_log": "/dev/null", "pxe_http_trace": False,
+    })
     return env.get_template(name).render(**values)
 
 
@@ -99,7 +104,7 @@ http {
     }
 }
 """ % {"d": directory, "sock": front_sock, "http": http_part, "location": location,
-       "user": "user root;" if os.geteuid() == 0 else ""})
+           "user": "user root;" if os.geteuid() == 0 else ""})
     base = [NGINX, "-e", os.path.join(directory, "error.log"), "-p", directory, "-c", conf]
     check = subprocess.run(base + ["-t"], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr

@@ -70,7 +70,9 @@ def site():
             ansible_managed="test",
             centra_pxe_server={"http_port": "unix:%s/http.sock" % work, "address": "192.0.2.2", "root": work,
                                "lifecycle": {"socket": "%s/lifecycle.sock" % work, "boot_dir": work,
-                                             "peer_addresses": ["192.0.2.3"]}},
+                                             "peer_addresses": ["192.0.2.3"]},
+                               "health": {"socket": "%s/health.sock" % work}},
+            pxe_http_trace=False,  # the trace socket is not what this test is about
             pxe_http_tls_port="unix:%s/https.sock" % work,
             _pxe_http_tls=True, _pxe_http_tls_file=tls_file,
             _pxe_http_access_log="%s/access.log" % work, _pxe_http_error_log="%s/error.log" % work,

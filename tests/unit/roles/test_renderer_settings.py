@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 # variables that feed them); interfaces is the provisioning interface plus pxe_dhcp_extra_interfaces,
 # trace_script where the role installs Kea's trace feeder.
 PASSED = [
-    ("pxe_dhcp", "_pxe_dhcp_kea_settings", KEA_SETTINGS, ("pxe_dhcp_kea_", "pxe_dhcp_"), {"interfaces": "_pxe_dhcp_interfaces", "trace_script": "_pxe_dhcp_kea_trace_script"}),
+    ("pxe_dhcp", "_pxe_dhcp_kea_settings", KEA_SETTINGS, ("pxe_dhcp_kea_", "pxe_dhcp_"),
+     {"interfaces": "_pxe_dhcp_interfaces", "trace_script": "_pxe_dhcp_kea_trace_script"}),
     ("pxe_dhcp", "_pxe_dhcp_isc_settings", ISC_SETTINGS, ("pxe_dhcp_",), {}),
     ("pxe_ipxe", "_pxe_ipxe_settings", IPXE_SETTINGS, ("pxe_ipxe_",), {}),
 ]

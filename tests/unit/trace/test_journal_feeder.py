@@ -125,7 +125,7 @@ def test_a_missing_or_full_socket_drops_without_waiting(receiver, tmp_path):
     assert feeder.send({"src": "tftp"}) is False and feeder.dropped == 1
     # Nobody reads the receiver: its queue fills, then sends fail at once instead of blocking.
     feeder = Feeder(receiver.path)
-    results = [feeder.send({"src": "tftp", "type": "rrq", "ip": "192.0.2.1", "file": "x" * 1000}) for _ in range(5000)]
+    results = [feeder.send({"src": "tftp", "type": "rrq", "ip": "192.0.2.1", "file": "x" * 1000}) for _event in range(5000)]
     assert results[0] is True and results[-1] is False
     assert feeder.sent + feeder.dropped == 5000 and feeder.dropped > 0
 

@@ -182,8 +182,8 @@ def test_subnet_group_and_node_options_reach_the_plan():
                         pxe_dhcp_options={"interface-mtu": 1400}),
              "n3": node("storage", "52:54:00:00:00:03")}
     plan = build_plan(subnets, PROFILES, nodes)
-    assert [(e["name"], e["value"]) for e in plan["subnets"][0]["options"]] == [("domain-name", "example.net"),
-                                                                               ("interface-mtu", 1500)]
+    subnet_options = [(e["name"], e["value"]) for e in plan["subnets"][0]["options"]]
+    assert subnet_options == [("domain-name", "example.net"), ("interface-mtu", 1500)]
     n1, n2, n3 = plan["nodes"]
     assert {e["name"]: e["value"] for e in n1["options"]} == {"interface-mtu": 9000, "ntp-servers": ["192.0.2.1"]}
     # The node wins, option by option: its own MTU, its group's NTP servers.

@@ -100,10 +100,11 @@ def test_kea_trace(plan, kea_settings):
 
 
 def test_kea_trace_keeps_the_ha_hooks(plan, kea_settings):
-    ha_plan = dict(plan, ha=[{"mode": "hot-standby", "port": 8001, "heartbeat_delay_ms": 10000,
-                             "max_response_delay_ms": 60000, "max_ack_delay_ms": 10000, "max_unacked_clients": 5,
-                             "peers": [{"name": "pxe01", "address": "192.0.2.2", "role": "primary"},
-                                       {"name": "pxe02", "address": "192.0.2.3", "role": "standby"}]}])
+    ha_plan = dict(plan, ha=[{
+        "mode": "hot-standby", "port": 8001, "heartbeat_delay_ms": 10000,
+        "max_response_delay_ms": 60000, "max_ack_delay_ms": 10000, "max_unacked_clients": 5,
+        "peers": [{"name": "pxe01", "address": "192.0.2.2", "role": "primary"},
+                  {"name": "pxe02", "address": "192.0.2.3", "role": "standby"}]}])
     dhcp4 = kea_dhcp4_config(ha_plan, dict(SERVER, name="pxe01"), dict(kea_settings, trace=True))["Dhcp4"]
     libraries = [h["library"].rsplit("/", 1)[1] for h in dhcp4["hooks-libraries"]]
     assert libraries == ["libdhcp_lease_cmds.so", "libdhcp_ha.so", "libdhcp_run_script.so"]

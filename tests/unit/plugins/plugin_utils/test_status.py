@@ -89,11 +89,11 @@ def test_the_filter_reads_the_uri_results():
     report = report_filter(nodes, discovered=discovered, known_macs=[])
     assert report["nodes"][1].split()[:3] == ["n1", "worker", "installed"]
     assert report["unreachable"] == ["pxe02: Status code was -1: timed out"]
-    events = [{"item": ["pxe01", "n1"], "status": 200, "json": {"node": "n1", "events": [
-                  {"at": at(5), "ts": NOW - 5, "src": "http", "kind": "kernel", "ip": "192.0.2.11"}]}},
+    kernel = {"at": at(5), "ts": NOW - 5, "src": "http", "kind": "kernel", "ip": "192.0.2.11"}
+    initrd = {"at": at(5), "ts": NOW - 5, "src": "http", "kind": "initrd", "ip": "192.0.2.12"}
+    events = [{"item": ["pxe01", "n1"], "status": 200, "json": {"node": "n1", "events": [kernel]}},
               {"item": ["pxe02", "n1"], "status": 404, "json": {"error": "no such node"}},
-              {"item": ["pxe01", "n2"], "status": 200, "json": {"node": "n2", "events": [
-                  {"at": at(5), "ts": NOW - 5, "src": "http", "kind": "initrd", "ip": "192.0.2.12"}]}}]
+              {"item": ["pxe01", "n2"], "status": 200, "json": {"node": "n2", "events": [initrd]}}]
     lines = report_filter(events, trace="n1")
     assert len(lines) == 2 and lines[1].split()[1:4] == ["pxe01", "http", "kernel"]
     with pytest.raises(AnsibleFilterError):
