@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import HA_PORT, ISC, KEA, SERVING, UNIT, ha_state, kea, leased_address
+from conftest import HA_PORT, HA_TLS_DIR, ISC, KEA, SERVING, UNIT, ha_channel_answer, ha_state, kea, leased_address
 from labkit.client import boot, booted_profile, lab
 from labkit.facts import lab_facts
 from labkit.ha import (LATE_NODE, PRIMARY, STANDBY, UNKNOWN_MAC, addresses, fetched_script, kill_and_wait_for_restart,
@@ -87,6 +87,26 @@ def test_only_the_peers_reach_the_ha_port():
     """The peer link: the firewall lets the peer in, no one else (dhcpd's failover
     protocol has no authentication at all)."""
     port_open_from_peer_and_closed_to_others(HA_PORT)
+
+
+@pytest.mark.skipif(ISC, reason="dhcpd's failover protocol has no authentication: the firewall test above is its guard")
+def test_the_ha_channel_takes_only_the_pairs_certificate():
+    """Kea 2.2's HA listener authenticates by client certificate only (require-client-certs):
+    the peer itself, reaching the port through the firewall, is refused in plain HTTP, over
+    TLS without a certificate, and with a certificate of another CA; with its own certificate
+    of the pair the command is answered."""
+    primary = addresses()[PRIMARY]
+    for mode in ("plain", "anonymous", "foreign"):
+        answer = ha_channel_answer(STANDBY, primary, mode)
+        assert '"result"' not in answer, (mode, answer)
+    answer = ha_channel_answer(STANDBY, primary, "pair")
+    assert answer.startswith("HTTP/1.1 200") and '"result": 0' in answer, answer
+    # The keys: each server's its own, readable by kea-dhcp4 alone; the CA key on the primary only.
+    for host in (PRIMARY, STANDBY):
+        modes = ssh(host, "stat -c '%%n %%a %%U' %s/server.key %s/ca.key 2>/dev/null; true" % (HA_TLS_DIR, HA_TLS_DIR))
+        lines = modes.stdout.split("\n")
+        assert "%s/server.key 600 _kea" % HA_TLS_DIR in lines, modes.stdout
+        assert ("%s/ca.key 600 root" % HA_TLS_DIR in lines) == (host == PRIMARY), modes.stdout
 
 
 def test_a_machine_boots_from_the_primary_and_the_standby_learns_its_dynamic_lease():
