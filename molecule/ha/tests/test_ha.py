@@ -126,6 +126,7 @@ def test_a_machine_boots_from_the_primary_and_the_standby_learns_its_dynamic_lea
 
 def test_a_killed_dhcp_daemon_is_restarted_and_rejoins_the_pair():
     address = leased_address(STANDBY, UNKNOWN_MAC)
+    assert address, "the standby holds no lease of the first machine before the kill"
     assert kill_and_wait_for_restart(PRIMARY, UNIT) >= 1
     # Kea: back from the dead it syncs the leases from the standby, then resumes its role.
     # ISC: back within auto_partner_down, the secondary was only out of touch: both normal.
