@@ -37,22 +37,34 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relations
 KEA_CLASS_PREFIX = "centra_"
 # The settings each renderer reads (the pxe_dhcp role passes them from its variables).
 KEA_SETTINGS = ("interfaces", "lease_file", "control_socket", "valid_lifetime", "authoritative",
-                "socket_retries", "socket_retry_wait_ms", "log_severity", "hooks_dir", "trace", "trace_script")
+                "socket_retries", "socket_retry_wait_ms", "log_severity", "hooks_dir", "trace", "trace_script",
+                "ha_tls_dir")
 ISC_SETTINGS = ("valid_lifetime", "authoritative", "trace")
 ISC_FAILOVER_PEER = "centra-pxe"
 # The start of dhcpd's trace lines (the journal feeder of centra.pxe.pxe_tftp reads them).
 DHCPD_TRACE_TAG = "centra.pxe trace"
+# The files the pxe_dhcp role keeps in ha_tls_dir on each server of a Kea HA pair: the
+# pair's CA certificate, this server's certificate (signed by that CA) and its private key.
+KEA_HA_TLS_FILES = {"trust-anchor": "ca.crt", "cert-file": "server.crt", "key-file": "server.key"}
 
 
-def kea_ha_hooks(relationship: Mapping[str, Any], this_server: str, hooks_dir: str) -> List[Dict[str, Any]]:
+def kea_ha_hooks(relationship: Mapping[str, Any], this_server: str, hooks_dir: str,
+                 tls_dir: str) -> List[Dict[str, Any]]:
     """hooks-libraries for one server of a Kea HA relationship.
 
     The peers talk over HTTP through the HA hook's own listener inside kea-dhcp4
     (HA+MT, "http-dedicated-listener"), not through kea-ctrl-agent: the listener
     lives and dies with the DHCP service, so "partner unreachable" means "partner's
     DHCP is down", and there is no second daemon to install, configure and keep up.
+
+    The channel is mutual TLS: Kea 2.2's listener authenticates nothing else (basic
+    auth is client-side only there), and with require-client-certs it refuses a peer
+    without a certificate signed by the pair's CA. The global trust-anchor, cert-file
+    and key-file serve both ends: the listener's server certificate and the client
+    certificate this server presents to its peers.
     """
     hooks_dir = hooks_dir.rstrip("/")
+    tls = {key: "%s/%s" % (tls_dir.rstrip("/"), name) for key, name in KEA_HA_TLS_FILES.items()}
     peers = [{"name": peer["name"], "url": "http://%s:%d/" % (peer["address"], relationship["port"]),
               "role": peer["role"], "auto-failover": True} for peer in relationship["peers"]]
     return [
@@ -64,6 +76,8 @@ def kea_ha_hooks(relationship: Mapping[str, Any], this_server: str, hooks_dir: s
             "max-response-delay": relationship["max_response_delay_ms"],
             "max-ack-delay": relationship["max_ack_delay_ms"],
             "max-unacked-clients": relationship["max_unacked_clients"],
+            **tls,
+            "require-client-certs": True,
             "multi-threading": {"enable-multi-threading": True, "http-dedicated-listener": True,
                                 "http-listener-threads": 0, "http-client-threads": 0},
             "peers": peers,
@@ -222,7 +236,8 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
     if relationship:
         # The HA hook's dedicated listener needs Kea's multi-threading (off by default in 2.2).
         dhcp4["multi-threading"] = {"enable-multi-threading": True}
-        dhcp4["hooks-libraries"] = kea_ha_hooks(relationship, str(server["name"]), str(opts["hooks_dir"]))
+        dhcp4["hooks-libraries"] = kea_ha_hooks(relationship, str(server["name"]), str(opts["hooks_dir"]),
+                                                str(opts["ha_tls_dir"]))
     if opts["trace"]:
         trace = kea_trace(str(opts["hooks_dir"]), str(opts["trace_script"]))
         dhcp4["hooks-libraries"] = dhcp4.get("hooks-libraries", []) + trace["hooks-libraries"]

@@ -86,6 +86,8 @@ def front():
     http_part = render("centra-pxe-lifecycle-http.conf.j2", health_sock)
     front_sock = os.path.join(directory, "front.sock")
     conf = os.path.join(directory, "nginx.conf")
+    values = {"d": directory, "sock": front_sock, "http": http_part, "location": location,
+              "user": "user root;" if os.geteuid() == 0 else ""}
     with open(conf, "w") as handle:
         handle.write("""
 pid %(d)s/nginx.pid;
@@ -103,8 +105,7 @@ http {
     %(location)s
     }
 }
-""" % {"d": directory, "sock": front_sock, "http": http_part, "location": location,
-           "user": "user root;" if os.geteuid() == 0 else ""})
+""" % values)
     base = [NGINX, "-e", os.path.join(directory, "error.log"), "-p", directory, "-c", conf]
     check = subprocess.run(base + ["-t"], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr

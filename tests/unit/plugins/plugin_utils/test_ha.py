@@ -197,6 +197,11 @@ def test_each_kea_side_passes_kea_dhcp4_t(mode, name, tmp_path, kea_settings):
     assert ha["this-server-name"] == name and ha["mode"] == mode
     assert ha["heartbeat-delay"] == 1000 and ha["max-response-delay"] == 3000
     assert ha["multi-threading"]["http-dedicated-listener"] is True
+    # The peer channel is mutual TLS, the files the role keeps in ha_tls_dir.
+    tls_dir = kea_settings["ha_tls_dir"]
+    assert {k: ha[k] for k in ("trust-anchor", "cert-file", "key-file", "require-client-certs")} == {
+        "trust-anchor": tls_dir + "/ca.crt", "cert-file": tls_dir + "/server.crt", "key-file": tls_dir + "/server.key",
+        "require-client-certs": True}
     second = "standby" if mode == "hot-standby" else "secondary"
     assert [(p["name"], p["url"], p["role"]) for p in ha["peers"]] == [
         ("pxe01", "http://192.0.2.2:8001/", "primary"), ("pxe02", "http://192.0.2.3:8001/", second)]
