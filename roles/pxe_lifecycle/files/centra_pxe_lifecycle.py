@@ -1544,6 +1544,9 @@ class TraceIngest:
         self.queue: "queue.Queue[Tuple[bytes, float]]" = queue.Queue(maxsize=config["trace_queue"])
         self._ip_map: "collections.OrderedDict[str, str]" = collections.OrderedDict()
         self._last_boot: "collections.OrderedDict[str, float]" = collections.OrderedDict()
+        # The firmware a MAC's latest offer or request named: Kea's acks (its run_script
+        # hook) carry no option 93, its offers (the class log) do.
+        self._last_firmware: "collections.OrderedDict[str, str]" = collections.OrderedDict()
         self._sock: Optional[socket.socket] = None
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
@@ -1565,7 +1568,18 @@ class TraceIngest:
             return
         if event.type == "ack" and event.ip is not None:
             self.learn(event.ip, mac)
-        if event.type != "ack" or "arch" not in event.detail:
+        if event.type != "ack":
+            if "arch" in event.detail:
+                self._last_firmware[mac] = event.detail.get("firmware", "other")
+                self._last_firmware.move_to_end(mac)
+                while len(self._last_firmware) > IP_MAP_MAX:
+                    self._last_firmware.popitem(last=False)
+            return
+        if "arch" in event.detail:
+            firmware = event.detail.get("firmware", "other")
+        elif mac in self._last_firmware:
+            firmware = self._last_firmware[mac]
+        else:
             return
         if event.detail.get("boot_file", "").endswith(".ipxe"):
             return
@@ -1576,7 +1590,7 @@ class TraceIngest:
             self._last_boot.popitem(last=False)
         if last is not None and abs(event.at - last) < BOOT_WINDOW_SECONDS:
             return
-        self.metrics.add("boots", (profile or "unknown", event.detail.get("firmware", "other")))
+        self.metrics.add("boots", (profile or "unknown", firmware))
 
     # -- feeding ---------------------------------------------------------------------
     def offer(self, data: bytes, received_at: float) -> None:

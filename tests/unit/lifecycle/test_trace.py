@@ -335,6 +335,23 @@ def test_status_page_is_escaped_self_contained_and_strict(viewing):
     assert "'sha256-%s'" % base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() in csp
 
 
+def test_a_kea_ack_without_option_93_counts_with_the_firmware_of_its_offer(viewing):
+    """Kea's acks come from its run_script hook, which sees no option 93; its offers (the
+    class log) name the architecture: the boot counts with the offer's firmware."""
+    client, ingest = viewing.client, viewing.ingest
+    t = time.time() - 100
+    feed(ingest, dict(src="dhcp", type="offer", mac=M2, ip="192.0.2.120", arch=7, ts=t),
+         dict(src="dhcp", type="ack", mac=M2, ip="192.0.2.120", ts=t + 1),
+         dict(src="dhcp", type="ack", mac=M3, ip="192.0.2.121", ts=t + 1))  # no offer seen: not counted
+    ingest.drain(0)
+    conn = UnixHTTPConnection(client.path)
+    conn.request("GET", "/metrics")
+    lines = conn.getresponse().read().decode().splitlines()
+    conn.close()
+    boots = [line for line in lines if line.startswith("centra_pxe_boots_total{")]
+    assert [b for b in boots if not b.endswith(" 0")] == ['centra_pxe_boots_total{profile="worker",firmware="efi64"} 1'], boots
+
+
 def test_metrics_text_counts_boots_installs_and_passes_promtool(viewing, env, tmp_path):
     client, ingest = viewing.client, viewing.ingest
     t = time.time() - 100
