@@ -80,12 +80,14 @@ def main() -> int:
         for round_number in range(args.rounds):
             for side, checkout in sides.items():
                 work = os.path.join(args.work, side)
+                profile = os.path.join(work, "profile-rerun-extra-%d.json" % round_number)
                 out = run(checkout, [python_of(checkout), "-c", RERUN, os.path.join(work, "inv%d" % args.nodes, "hosts.yml"),
-                                     os.path.join(work, "profile-rerun-extra-%d.json" % round_number)],
-                          side_env(args.lab_prefix, side), 3600)
+                                     profile], side_env(args.lab_prefix, side), 3600)
                 rerun = json.loads(out.strip().splitlines()[-1])
                 if rerun["changed"]:
-                    raise SystemExit("%s: rerun %d changed %d tasks" % (side, round_number, rerun["changed"]))
+                    with open(profile, encoding="utf-8") as handle:
+                        changed = [t["name"] for t in json.load(handle)["tasks"] if t.get("changed")]
+                    raise SystemExit("%s: rerun %d changed %d tasks: %s" % (side, round_number, rerun["changed"], changed))
                 results[side]["reruns"].append(rerun["seconds"])
                 print("%s: rerun %.1f s (load %s)" % (side, rerun["seconds"], rerun["load_after"]),
                       file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ type: aggregate
 short_description: Write the wall time of every task to the file named by BENCH_PROFILE_OUT
 description:
   - Used by benchmarks/scale.py only. One host per run: a task lasts from its start to the next task's start.
+  - A task that changed something carries C(changed: true).
 options: {}
 """
 
@@ -44,6 +45,11 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_handler_task_start(self, task):
         self._open(task, True)
+
+    def v2_runner_on_ok(self, result):
+        # Which tasks changed: a rerun that should change nothing says where it did.
+        if result.is_changed() and self._tasks:
+            self._tasks[-1]["changed"] = True
 
     def v2_playbook_on_stats(self, stats):
         self._close()
