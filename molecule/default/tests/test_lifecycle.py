@@ -205,9 +205,13 @@ def test_burst_of_1000_callbacks_is_cut_and_changes_nothing_wrong():
     run = lab_exec("python3", "-c", BURST_CLIENT, "192.0.2.2", path, token, "B" * 43, timeout=300)
     result = json.loads(run.stdout)
     codes, seconds = result["codes"], result["seconds"]
-    assert set(codes) <= {"200", "403", "429"}, codes  # never a 5xx: the service stayed up behind nginx
+    # Never a 5xx: the service stayed up behind nginx. Cut: 429 from nginx's limits, or a
+    # refused connection from the firewall's per-address connection cap (centra.pxe.pxe_firewall:
+    # fifty clients from one address, with the closing ones still counted, pass it).
+    refused = codes.get("ConnectionRefusedError", 0) + codes.get("ConnectionResetError", 0)
+    assert set(codes) <= {"200", "403", "429", "ConnectionRefusedError", "ConnectionResetError"}, codes
     allowed = BURST + RATE_PER_SECOND * seconds + 2
-    assert codes.get("429", 0) >= 1000 - allowed, result
+    assert codes.get("429", 0) + refused >= 1000 - allowed, result
     assert unit_state(UNIT)["MainPID"] == pid
     after = states()
     # Half the burst carried node04's token with "started": node04 is installing, nothing else moved.
