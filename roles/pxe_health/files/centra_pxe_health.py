@@ -65,8 +65,8 @@ def load_config(path: str) -> Dict[str, Any]:
     for key, kind in needed.items():
         if not isinstance(config.get(key), kind):
             raise ConfigError("%s: %s must be a %s" % (path, key, kind.__name__))
-    if config["dhcp"].get("backend") not in ("kea", "isc"):
-        raise ConfigError("%s: dhcp.backend must be kea or isc" % path)
+    if config["dhcp"].get("backend") not in ("kea", "isc", "proxy"):
+        raise ConfigError("%s: dhcp.backend must be kea, isc or proxy" % path)
     if not all(isinstance(p, str) and p.startswith("/") for p in config["disk"]):
         raise ConfigError("%s: disk must list absolute paths" % path)
     for key, default in (("cache_seconds", 2.0), ("timeout", 2.0), ("min_free_mb", 0), ("min_free_percent", 0)):
@@ -242,11 +242,13 @@ def check_dhcp(config: Mapping[str, Any], host: Host, units: Mapping[str, Mappin
             except OSError as exc:
                 raise OSError("Kea's control socket %s: %s" % (dhcp["kea_socket"], exc)) from exc
         else:
+            # dhcpd and dnsmasq (proxy) have no control channel: the digest in the first
+            # lines of the file they read, and a start after its last write.
             match = ISC_DIGEST.search(host.read_text(dhcp["config_file"], 4096))
             detail["plan"] = match.group(1) if match else ""
             if _started_after(host, units[dhcp["unit"]], dhcp["config_file"]) is False:
-                return dict(detail, ok=False, error="%s changed after dhcpd started: restart pending"
-                            % dhcp["config_file"])
+                return dict(detail, ok=False, error="%s changed after %s started: restart pending"
+                            % (dhcp["config_file"], dhcp["unit"]))
     except (OSError, ValueError, KeyError) as exc:
         return dict(detail, ok=False, error=str(exc) or type(exc).__name__)
     if detail["plan"] != expected:

@@ -26,11 +26,15 @@ OTHER = "b" * 64
 PLAN_DOC = {"status": "ok", "config_version": DIGEST, "profiles": ["worker"], "nodes": 3, "assets": {}}
 
 
+UNITS = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server", "proxy": "centra-pxe-proxydhcp"}
+CONFIG_FILES = {"kea": "", "isc": "/etc/dhcp/dhcpd.conf", "proxy": "/etc/centra-pxe-proxydhcp.conf"}
+
+
 def config(backend="kea", firewall=True):
     return {
         "plan_file": "/srv/http/healthz",
-        "dhcp": {"backend": backend, "unit": "kea-dhcp4-server" if backend == "kea" else "isc-dhcp-server",
-                 "kea_socket": "/run/kea/sock", "config_file": "/etc/dhcp/dhcpd.conf"},
+        "dhcp": {"backend": backend, "unit": UNITS[backend],
+                 "kea_socket": "/run/kea/sock", "config_file": CONFIG_FILES[backend]},
         "tftp": {"unit": "tftpd-hpa", "config_file": "/etc/default/tftpd-hpa", "root": "/srv/tftp",
                  "files": ["ipxe.efi", "undionly.kpxe"]},
         "lifecycle": {"unit": "centra-pxe-lifecycle", "socket": "/run/lc.sock"},
@@ -51,14 +55,16 @@ class FakeHost(hc.Host):
 
     def __init__(self):
         self.unit_state = {n: ("active", "running") for n in
-                           ("kea-dhcp4-server", "isc-dhcp-server", "tftpd-hpa", "centra-pxe-lifecycle")}
+                           ("kea-dhcp4-server", "isc-dhcp-server", "centra-pxe-proxydhcp", "tftpd-hpa", "centra-pxe-lifecycle")}
         self.started = 1000.0  # monotonic seconds (= wall 2000)
         self.mtimes = {}
         self.kea = DIGEST
         self.lifecycle = DIGEST
         self.table = True
         self.files = {"/srv/http/healthz": json.dumps(PLAN_DOC),
-                      "/etc/dhcp/dhcpd.conf": "# Managed by centra.pxe. Plan %s.\nauthoritative;\n" % DIGEST}
+                      "/etc/dhcp/dhcpd.conf": "# Managed by centra.pxe. Plan %s.\nauthoritative;\n" % DIGEST,
+                      "/etc/centra-pxe-proxydhcp.conf": "# Managed by centra.pxe: changes here are overwritten. Plan %s.\n"
+                                                        "port=0\n" % DIGEST}
         self.missing = set()
         self.free_blocks = 50000
         self.calls = 0
@@ -101,7 +107,7 @@ class FakeHost(hc.Host):
         return 1000.0
 
 
-@pytest.mark.parametrize("backend", ["kea", "isc"])
+@pytest.mark.parametrize("backend", ["kea", "isc", "proxy"])
 def test_all_well_is_ok_and_keeps_the_old_fields(backend):
     result = hc.check(config(backend), FakeHost())
     assert result["status"] == "ok" and result["failing"] == []
@@ -237,7 +243,7 @@ def test_parse_units_strips_service():
 
 @pytest.mark.parametrize("mutate,message", [
     (lambda c: c.pop("dhcp"), "dhcp must be a dict"),
-    (lambda c: c["dhcp"].update(backend="dnsmasq"), "kea or isc"),
+    (lambda c: c["dhcp"].update(backend="dnsmasq"), "kea, isc or proxy"),
     (lambda c: c.update(cache_seconds=0), "cache_seconds"),
     (lambda c: c.update(min_free_mb=-1), "min_free_mb"),
     (lambda c: c.update(disk=["var/log"]), "absolute paths"),
