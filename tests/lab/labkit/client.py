@@ -150,7 +150,8 @@ def host_state(host: str = "pxe01", paths: tuple[str, ...] = PXE_HOST_PATHS,
                services: tuple[str, ...] = PXE_SERVICES) -> dict[str, str]:
     """One ssh call: every file, directory and link under paths (type, mode, owner,
     link target, sha256 of the content), each service's state and MainPID, and the
-    live nftables table of centra.pxe (without its counters). Equal states mean byte-for-byte unchanged
+    live nftables table of centra.pxe (without its counters, nor the elements of its sets:
+    the per-address connection cap fills one as clients connect). Equal states mean byte-for-byte unchanged
     files and services that were neither restarted nor stopped."""
     script = "\n".join([
         # Only the paths this backend has (/etc/dhcp exists with ISC dhcpd only).
@@ -159,7 +160,7 @@ def host_state(host: str = "pxe01", paths: tuple[str, ...] = PXE_HOST_PATHS,
         "find \"$@\" -type f -exec sha256sum {} + | awk '{print \"file\", $2, $1}'",
         *["echo \"service %s $(systemctl show -p ActiveState,MainPID --value %s | tr '\\n' ' ')\"" % (s, s)
           for s in services],
-        "echo \"nft centra_pxe $( (nft -s list table inet centra_pxe 2>&1 || true) | sha256sum | cut -c1-64)\"",
+        "echo \"nft centra_pxe $( (nft -s -t list table inet centra_pxe 2>&1 || true) | sha256sum | cut -c1-64)\"",
     ])
     run = lab("ssh", host, "--", "sh -c %s" % shlex.quote(script), timeout=120)
     state = {}

@@ -4,8 +4,10 @@
 and class log line, or dhcpd's log lines; tftpd-hpa --verbose through the journal
 feeder; nginx's syslog access log) into the lifecycle service, read back through its API.
 
-No boot of its own: the install boots of test_install_once (which pytest runs before
-this file) are the machines traced here. An unknown machine is a DISCOVER from labkit's
+No boot of its own: the install boots of test_install_once (which pytest runs right
+before this file: the name keeps it there) are the machines traced here. The suite's
+hostile-input tests come later: their requests from a node's address fill that node's
+bounded trace and push its install events out. An unknown machine is a DISCOVER from labkit's
 dhcp_probe; the flood is perfdhcp posing as a relay, on lab addresses only.
 """
 
