@@ -13,6 +13,7 @@ apt_packages=(
   shellcheck                       # ansible-test sanity's shellcheck test (skipped without it)
   kea-dhcp4-server isc-dhcp-server nginx-light
   isc-dhcp-relay                   # the lab's router namespace
+  dnsmasq-base                     # the proxy backend's config check (dnsmasq --test) in the unit tests; no daemon starts
   fdisk dosfstools mtools syslinux syslinux-common syslinux-efi  # the lab's installer: its disk image
   kea-admin wrk atftp tftpd-hpa valgrind  # benchmarks/: perfdhcp, the HTTP load tool, a TFTP client with blksize, in.tftpd, callgrind
   prometheus chromium              # the status views' tests: promtool check metrics, a headless browser for /status
