@@ -7,14 +7,13 @@ from __future__ import annotations
 import os
 import typing as t
 
-from ansible.errors import AnsibleActionFail
 from ansible.inventory.helpers import get_group_vars
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import combine_vars
 from ansible.vars.plugins import get_vars_from_inventory_sources
 
 from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan
+from ansible_collections.centra.pxe.plugins.plugin_utils._action import checked_args
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import HA_SERVER_VARS
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import (
     GROUP_OPTIONS_KEY,
@@ -110,10 +109,7 @@ class ActionModule(ActionBase):
     def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validation.error_messages:
-            raise AnsibleActionFail("centra.pxe.boot_plan: %s" % "; ".join(validation.error_messages))
-        args = validation.validated_parameters
+        args = checked_args("centra.pxe.boot_plan", ARGUMENT_SPEC, self._task.args)
 
         groups = task_vars.get("groups", {})
         hostvars = task_vars["hostvars"]

@@ -10,8 +10,9 @@ import hashlib
 import typing as t
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.centra.pxe.plugins.plugin_utils._action import checked_args
 
 MODULE = "centra.pxe.files"
 FILE_SPEC = {
@@ -40,10 +41,8 @@ class ActionModule(ActionBase):
     def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validation.error_messages:
-            raise AnsibleActionFail("%s: %s" % (MODULE, "; ".join(validation.error_messages)))
-        files = with_checksums(validation.validated_parameters["files"])
+        checked = checked_args(MODULE, ARGUMENT_SPEC, self._task.args)
+        files = with_checksums(checked["files"])
         paths = [spec["path"] for spec in files]
         if len(set(paths)) != len(paths):
             raise AnsibleActionFail("%s: a path is listed twice" % MODULE)

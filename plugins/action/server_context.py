@@ -7,8 +7,9 @@ from __future__ import annotations
 import typing as t
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.centra.pxe.plugins.plugin_utils._action import checked_args
 
 from ansible_collections.centra.pxe.plugins.module_utils._endpoint import EndpointError, server_endpoint
 from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
@@ -39,10 +40,7 @@ class ActionModule(ActionBase):
     def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validation.error_messages:
-            raise AnsibleActionFail("centra.pxe.server_context: %s" % "; ".join(validation.error_messages))
-        args = validation.validated_parameters
+        args = checked_args("centra.pxe.server_context", ARGUMENT_SPEC, self._task.args)
         name = task_vars.get("inventory_hostname", "")
         try:
             plan = load_plan(args["plan"])
