@@ -22,6 +22,8 @@ import tempfile
 import time
 
 import pytest
+
+from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
 from labkit.client import lab_exec, pxe_shell
 from labkit.facts import LAB_INVENTORY, PROJECT, ansible_command, lab_facts, scenario_inventory
 
@@ -85,7 +87,7 @@ def traced():
     before = get("/metrics")
     start = time.time()
     inject([
-        {"src": "dhcp", "type": "discover", "mac": MAC.upper().replace(":", "-"), "arch": 0, "ts": start},
+        {"src": "dhcp", "type": "discover", "mac": format_mac(MAC, "hyphen").upper(), "arch": 0, "ts": start},
         {"src": "dhcp", "type": "ack", "mac": MAC, "ip": NODE_IP, "arch": 0, "boot_file": "undionly.kpxe",
          "server": LAB.backend, "ts": start + 0.1},
         {"src": "tftp", "type": "rrq", "ip": NODE_IP, "file": "undionly.kpxe", "ts": start + 0.2},
@@ -114,7 +116,7 @@ def traced():
 
 
 def events_since(start: float) -> list[dict]:
-    answer = json.loads(get("/api/v1/nodes/%s/events" % MAC.replace(":", "")))
+    answer = json.loads(get("/api/v1/nodes/%s/events" % format_mac(MAC, "bare")))
     assert answer["node"] == NODE
     return [e for e in answer["events"] if e["ts"] >= start - 0.01 and e["src"] != "lifecycle"]
 

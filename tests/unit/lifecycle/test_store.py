@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
+
 from conftest import lc, mac_of, node
 
 M1, M2, M3 = mac_of(1), mac_of(1, 2), mac_of(2)
@@ -99,8 +101,8 @@ def test_sync_creates_states_and_files(env):
     assert env.boot_file(M3) is None and env.boot_file(mac_of(3)) is None  # non-install nodes: static tree
     boot = os.path.join(env.state_dir, "boot")
     assert mode(env.state_dir) == mode(boot) == mode(os.path.join(boot, "nodes")) == 0o755
-    assert mode(os.path.join(boot, "nodes", M1.replace(":", "-") + ".ipxe")) == 0o644
-    expected = sorted([M1.replace(":", "-") + ".ipxe", M2.replace(":", "-") + ".ipxe"])
+    assert mode(os.path.join(boot, "nodes", format_mac(M1, "hyphen") + ".ipxe")) == 0o644
+    expected = sorted([format_mac(M1, "hyphen") + ".ipxe", format_mac(M2, "hyphen") + ".ipxe"])
     assert sorted(os.listdir(os.path.join(boot, "nodes"))) == expected
     again = store.sync(env.plan)
     assert not again["changed"] and again["files_written"] == [] and store.meta("plan_digest") == "digest-1"
@@ -195,28 +197,28 @@ def test_sync_repairs_boot_files(env):
     with sqlite3.connect(os.path.join(env.state_dir, "lifecycle.db")) as db:
         db.execute("UPDATE nodes SET state = 'installed' WHERE name = 'n1'")
     nodes_dir = os.path.join(env.state_dir, "boot", "nodes")
-    os.unlink(os.path.join(nodes_dir, M3.replace(":", "-") + ".ipxe"))
+    os.unlink(os.path.join(nodes_dir, format_mac(M3, "hyphen") + ".ipxe"))
     with open(os.path.join(nodes_dir, "52-54-00-99-99-99.ipxe"), "w") as handle:
         handle.write("stray")
     with open(os.path.join(nodes_dir, "x.tmp"), "w") as handle:
         handle.write("left by a crash")
     os.symlink("/etc/passwd", os.path.join(nodes_dir, "evil"))
     result = store.sync(env.plan)
-    assert sorted(result["files_written"]) == sorted(f.replace(":", "-") + ".ipxe" for f in (M1, M2, M3))
+    assert sorted(result["files_written"]) == sorted(format_mac(f, "hyphen") + ".ipxe" for f in (M1, M2, M3))
     assert "sanboot" in env.boot_file(M1) and "sanboot" in env.boot_file(M2)
     assert env.token("n2", 1) in env.boot_file(M3)
-    assert sorted(os.listdir(nodes_dir)) == sorted(f.replace(":", "-") + ".ipxe" for f in (M1, M2, M3))
+    assert sorted(os.listdir(nodes_dir)) == sorted(format_mac(f, "hyphen") + ".ipxe" for f in (M1, M2, M3))
     # A symlink planted in place of a boot file is replaced, never followed.
-    os.unlink(os.path.join(nodes_dir, M3.replace(":", "-") + ".ipxe"))
-    os.symlink("/etc/hostname", os.path.join(nodes_dir, M3.replace(":", "-") + ".ipxe"))
+    os.unlink(os.path.join(nodes_dir, format_mac(M3, "hyphen") + ".ipxe"))
+    os.symlink("/etc/hostname", os.path.join(nodes_dir, format_mac(M3, "hyphen") + ".ipxe"))
     store.sync(env.plan)
-    assert not os.path.islink(os.path.join(nodes_dir, M3.replace(":", "-") + ".ipxe"))
+    assert not os.path.islink(os.path.join(nodes_dir, format_mac(M3, "hyphen") + ".ipxe"))
     assert env.token("n2", 1) in env.boot_file(M3)
 
 
 def test_missing_variant_leaves_static_tree(env):
     env.write_plan([node("n1", [M1])])
-    os.unlink(os.path.join(env.scripts_dir, "local", M1.replace(":", "-") + ".ipxe"))
+    os.unlink(os.path.join(env.scripts_dir, "local", format_mac(M1, "hyphen") + ".ipxe"))
     store = env.store()
     store.sync(env.plan)
     assert env.boot_file(M1) is not None
@@ -388,8 +390,8 @@ def test_find_by_name_that_looks_like_a_mac(env):
     store = env.store()
     store.sync(env.plan)
     assert store.show("cafe00000001")["name"] == "cafe00000001"
-    assert store.show(M1.replace(":", "").upper())["name"] == "cafe00000001"
-    assert store.show(M3.replace(":", "-"))["name"] == "n2"
+    assert store.show(format_mac(M1, "bare").upper())["name"] == "cafe00000001"
+    assert store.show(format_mac(M3, "hyphen"))["name"] == "n2"
     assert store.show("52:54:00:99:99:99") is None and store.show("../n2") is None
 
 

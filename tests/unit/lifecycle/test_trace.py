@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
+
 from conftest import UnixHTTPConnection, lc, mac_of, node
 
 M1, M2, M3 = mac_of(1), mac_of(2), mac_of(3)
@@ -296,7 +298,7 @@ def test_events_discovered_and_hostile_requests(viewing):
     client, ingest = viewing.client, viewing.ingest
     feed(ingest, dict(src="dhcp", type="ack", mac=M1, ip="192.0.2.11", arch=0),
          dict(src="dhcp", type="discover", mac=UNKNOWN, arch=7, vendor="<script>alert(1)</script>"))
-    for key in (M1, M1.upper().replace(":", "-"), "525400000101", "n1"):
+    for key in (M1, format_mac(M1, "hyphen").upper(), "525400000101", "n1"):
         status, body = client.request("GET", "/api/v1/nodes/%s/events" % key)
         assert status == 200 and body["node"] == "n1" and body["events"][0]["kind"] == "dhcp_ack", key
     status, body = client.request("GET", "/api/v1/nodes/n1/events?limit=1")
