@@ -6,8 +6,12 @@ onboarding one node.
 Each side is a checkout of the collection (a `git worktree` of the older commit, and
 this one), each with its own lab (CENTRA_LAB_NAME=<prefix>o / <prefix>n, two network
 namespaces: both labs are up at once). Each side runs its own benchmarks/scale.py:
-first `--sizes N --no-onboard` (lab up, converge, rerun), then more reruns through that
-scale.py's playbook() in alternating rounds, then `--onboard-only N` (old, then new).
+first `--sizes N --no-onboard` (lab up, converge, rerun); then each side's profiles are
+pointed at a private copy of the lab's test image (all labs share one image, which a
+`lab up` with another recipe rebuilds) with one untimed rerun; then more reruns through
+that scale.py's playbook() in alternating rounds, then `--onboard-only N` (old, then new).
+Onboarding writes a new inventory with the shared image: run it when no other lab is
+being brought up (a changed image shows as a profile-asset copy in its task profile).
 
     git worktree add --detach /tmp/centra-old <commit>
     (cd /tmp/centra-old && bash scripts/setup.sh)    # or link .venv and the collection
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +53,21 @@ def run(checkout: str, argv: List[str], env: Dict[str, str], timeout: float) -> 
     return done.stdout
 
 
+LAB_IMAGE = "/var/cache/centra-pxe-lab/image"  # where every checkout's scale.py points its profiles
+
+
+def private_image(work: str, nodes: int) -> None:
+    """Copy the lab image into work/image and point the side's inventory at the copy."""
+    image = os.path.join(work, "image")
+    shutil.rmtree(image, ignore_errors=True)
+    shutil.copytree(LAB_IMAGE, image)
+    inventory = os.path.join(work, "inv%d" % nodes, "hosts.yml")
+    with open(inventory, encoding="utf-8") as handle:
+        text = handle.read()
+    with open(inventory, "w", encoding="utf-8") as handle:
+        handle.write(text.replace(LAB_IMAGE + "/", image + "/"))
+
+
 def python_of(checkout: str) -> str:
     return os.path.join(checkout, ".venv", "bin", "python")
 
@@ -73,10 +93,24 @@ def main() -> int:
             run(checkout, [python_of(checkout), "benchmarks/scale.py", "--sizes", str(args.nodes), "--no-onboard",
                            "--profiles", work, "--json", os.path.join(work, "scale.json")],
                 side_env(args.lab_prefix, side), 3600)
+            private_image(work, args.nodes)
             with open(os.path.join(work, "scale.json"), encoding="utf-8") as handle:
                 row = json.load(handle)["rows"][0]
             results[side]["converge"] = row["converge"]["seconds"]
             results[side]["reruns"].append(row["rerun"]["seconds"])
+        # Every lab on this machine shares one test image (LAB_IMAGE), and any `lab up` whose
+        # recipe differs (the other side's, another checkout's) rebuilds it: the kernel and
+        # initrd a side converged with would change under its reruns. Each side gets a copy
+        # of the image as it was right after its converge (taken in the loop above), and
+        # one untimed rerun moves it onto that copy; the timed rounds follow.
+        for side, checkout in sides.items():
+            work = os.path.join(args.work, side)
+            out = run(checkout, [python_of(checkout), "-c", RERUN, os.path.join(work, "inv%d" % args.nodes, "hosts.yml"),
+                                 os.path.join(work, "profile-rerun-settle.json")], side_env(args.lab_prefix, side), 3600)
+            settle = json.loads(out.strip().splitlines()[-1])
+            results[side]["settle_changed"] = settle["changed"]
+            print("%s: untimed rerun onto its own image copy, changed=%d" % (side, settle["changed"]),
+                  file=sys.stderr, flush=True)
         for round_number in range(args.rounds):
             for side, checkout in sides.items():
                 work = os.path.join(args.work, side)
