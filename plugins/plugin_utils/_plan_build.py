@@ -32,7 +32,9 @@ NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options")
 GROUP_OPTIONS_KEY = "group_dhcp_options"
 # Other pxe_* variables a group holding nodes may carry: the contract's and the roles'.
 SHARED_VARS = ("pxe_subnets", "pxe_profiles", "pxe_interface", "pxe_dhcp_backend")
-ROLE_VAR_PREFIXES = ("pxe_server_", "pxe_dhcp_", "pxe_tftp_", "pxe_http_", "pxe_ipxe_", "pxe_firewall_")
+# One per role with variables (tests/unit/roles/test_argument_specs.py holds them together).
+ROLE_VAR_PREFIXES = ("pxe_server_", "pxe_dhcp_", "pxe_tftp_", "pxe_http_", "pxe_ipxe_", "pxe_firewall_",
+                     "pxe_lifecycle_", "pxe_health_")
 SUBNET_FIELDS = ("cidr", "pool", "gateway", "dns", "id", "options")
 PROFILE_FIELDS = ("label", "kernel", "initrd", "cmdline", "services")
 ASSET_FIELDS = ("src", "url", "checksum")

@@ -11,6 +11,7 @@ import yaml
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BOOT_RULES, LOADER_SLOTS
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import HA_SETTINGS
+from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import ROLE_VAR_PREFIXES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROLES = sorted(r for r in os.listdir(os.path.join(ROOT, "roles"))
@@ -115,3 +116,13 @@ def test_ha_settings_are_documented_without_repeating_their_defaults():
             continue  # no value to repeat: mode is required, peers default to a rule
         text = " ".join(sub["description"]) if isinstance(sub["description"], list) else sub["description"]
         assert not re.search(r"\bdefault\b", text, re.I), "pxe_dhcp_ha.%s: %s" % (name, text)
+
+
+def test_the_inventory_check_knows_every_roles_variables():
+    """A role variable set on a group of nodes (all, a profile group) passes the plan's
+    group check: its prefix is one of ROLE_VAR_PREFIXES, for every option of every role."""
+    for role in ROLES:
+        for entry in specs_of(role).values():
+            for option in entry.get("options") or {}:
+                if option.startswith(role + "_"):
+                    assert option.startswith(ROLE_VAR_PREFIXES), (role, option)
