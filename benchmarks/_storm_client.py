@@ -113,14 +113,18 @@ class Relay:
 def dora(relay: Relay, giaddr: str, mac: str, arch: int, ipxe: bool, waits: Tuple[float, ...], deadline: float,
          retries: Dict[str, int], phase: str) -> wire.DhcpReply:
     xid = random.getrandbits(32)
-    offer = relay.exchange(lambda secs: wire.dhcp_request_packet(wire.DISCOVER, mac, xid, giaddr, arch, ipxe,
-                                                                  secs=secs),
-                           xid, wire.OFFER, waits, deadline, retries, phase)
+
+    def discover(secs: int) -> bytes:
+        return wire.dhcp_request_packet(wire.DISCOVER, mac, xid, giaddr, arch, ipxe, secs=secs)
+
+    offer = relay.exchange(discover, xid, wire.OFFER, waits, deadline, retries, phase)
     server_id = offer.server_id or relay.server
-    return relay.exchange(lambda secs: wire.dhcp_request_packet(wire.REQUEST, mac, xid, giaddr, arch, ipxe,
-                                                                 requested=offer.yiaddr, server_id=server_id,
-                                                                 secs=secs),
-                          xid, wire.ACK, waits, deadline, retries, phase)
+
+    def request(secs: int) -> bytes:
+        return wire.dhcp_request_packet(wire.REQUEST, mac, xid, giaddr, arch, ipxe, requested=offer.yiaddr,
+                                        server_id=server_id, secs=secs)
+
+    return relay.exchange(request, xid, wire.ACK, waits, deadline, retries, phase)
 
 
 def tftp_get(own: str, server: str, filename: str, deadline: float, retries: Dict[str, int]) -> int:
@@ -276,11 +280,11 @@ def boot_one(spec: Dict[str, Any], item: Dict[str, Any], relay: Relay, t0: float
     if boot is None:
         raise Failed("scripts: %s boots no kernel" % node_url)
     lap("scripts")
-    size, _ = http_request(own, boot.kernel, deadline, retries, "kernel", buffer)
+    size, _body = http_request(own, boot.kernel, deadline, retries, "kernel", buffer)
     result["bytes"] += size
     result["kernel_bytes"] = size
     lap("kernel")
-    size, _ = http_request(own, boot.initrd, deadline, retries, "initrd", buffer)
+    size, _body = http_request(own, boot.initrd, deadline, retries, "initrd", buffer)
     result["bytes"] += size
     result["initrd_bytes"] = size
     lap("initrd")
@@ -303,7 +307,7 @@ def storm(spec: Dict[str, Any]) -> Dict[str, Any]:
     offsets = [spec.get("spread", 1.0) * i / len(machines) for i in range(len(machines))]
     rng.shuffle(offsets)
     relay = Relay(spec["relay"], spec["server"])
-    results: List[Dict[str, Any]] = [{} for _ in machines]
+    results: List[Dict[str, Any]] = [{} for _machine in machines]
     go = threading.Event()
     clock: Dict[str, float] = {}
 
@@ -366,7 +370,7 @@ def link(address: str, port: int, streams: int) -> Dict[str, Any]:
 
     threads = []
     for index in range(streams):
-        conn, _ = listener.accept()
+        conn, _peer = listener.accept()
         thread = threading.Thread(target=receive, args=(index, conn))
         thread.start()
         threads.append(thread)

@@ -238,7 +238,7 @@ def node_boot(script: str, mac: str) -> Optional[NodeBoot]:
     for word in kernel_args[1:]:
         if word in ("||", "&&"):
             break
-        key, _, value = word.partition("=")
+        key, _sep, value = word.partition("=")
         if key in ("centra.callback", "centra.token"):
             found[key] = value
     return NodeBoot(kernel=_expand(kernel_args[0], base, mac), initrd=_expand(initrd_args[0], base, mac),
@@ -267,8 +267,7 @@ class Machine:
 def machine(index: int, profiles: Sequence[str]) -> Machine:
     """Machine number `index`: even ones BIOS, odd ones UEFI; two in five with a fixed
     address; the profiles in turn."""
-    mac = "02:5b:%02x:%02x:%02x:%02x" % ((index >> 24) & 0xFF, (index >> 16) & 0xFF, (index >> 8) & 0xFF,
-                                          index & 0xFF)
+    mac = "02:5b:" + ":".join("%02x" % ((index >> shift) & 0xFF) for shift in (24, 16, 8, 0))
     fixed = str(FIXED_BASE + index) if index % 5 in (0, 2) else None
     return Machine(index=index, name="s%05d" % index, mac=mac, arch=ARCH_BIOS if index % 2 == 0 else ARCH_UEFI,
                    profile=profiles[index % len(profiles)], fixed_ip=fixed)

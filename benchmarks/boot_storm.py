@@ -47,6 +47,7 @@ import _benchlib as bl  # noqa: E402  pylint: disable=wrong-import-position
 import _storm_wire as wire  # noqa: E402  pylint: disable=wrong-import-position
 import scale  # noqa: E402  pylint: disable=wrong-import-position
 from labkit.common import BRIDGE_ADDRESS, NETNS  # noqa: E402  pylint: disable=wrong-import-position
+from labkit.rootfs import DEFAULT_APT_PACKAGES  # noqa: E402  pylint: disable=wrong-import-position
 
 PROFILES = ("control_plane", "worker", "all_in_one")
 KERNEL_BYTES, INITRD_BYTES = 10_000_000, 60_000_000
@@ -94,9 +95,10 @@ def write_inventory(path: str, machines: Sequence[wire.Machine], assets: Dict[st
         lines.append("      %s: {kernel: {src: %s}, initrd: {src: %s}, cmdline: \"panic=-1\"}"
                      % (profile, assets["vmlinuz"], assets["initrd"]))
     lines += ["    %s" % line for line in scale.LAB_VARS]
-    lines += ["    pxe_dhcp_backend: %s" % backend]
-    lines += ["    %s: %s" % (name, "true" if trace else "false") for name in TRACE_VARS]
-    lines += ["  children:", "    pxe_nodes:", "      children:"]
+    # The server's variables in its group: the plan refuses pxe_lifecycle_* under `all`.
+    lines += ["  children:", "    pxe_servers:", "      vars:", "        pxe_dhcp_backend: %s" % backend]
+    lines += ["        %s: %s" % (name, "true" if trace else "false") for name in TRACE_VARS]
+    lines += ["    pxe_nodes:", "      children:"]
     for profile in PROFILES:
         hosts = [m for m in machines if m.profile == profile]
         lines.append("        %s:" % profile)
@@ -228,7 +230,7 @@ def settle(trace: bool) -> None:
         time.sleep(3)
         return
     last = None
-    for _ in range(30):
+    for _poll in range(30):
         now = read_trace_counters().get("centra_pxe_trace_events_stored_total")
         if now is not None and now == last:
             return
@@ -270,7 +272,9 @@ def run_storm(work: str, label: str, machines: Sequence[wire.Machine], units: Se
                    trace_events_per_s=(counters.get("centra_pxe_trace_events_received_total", 0.0) / makespan
                                        if makespan else None),
                    loaders=sorted({(r.get("arch"), r.get("loader")) for r in outcome["results"] if r.get("loader")}),
-                   sample_errors=[r.get("error") for r in outcome["results"] if not r.get("ok")][:5])
+                   sample_errors=[r.get("error") for r in outcome["results"] if not r.get("ok")][:5],
+                   wrong_sizes=sum(1 for r in outcome["results"] if r.get("ok") and (
+                       r.get("kernel_bytes") != KERNEL_BYTES or r.get("initrd_bytes") != INITRD_BYTES)))
     if trace:
         summary["traces"] = check_traces([m.mac for m in machines], outcome["t0_epoch"])
     with open(os.path.join(work, "results-%s.json" % label), "w", encoding="utf-8") as handle:
@@ -279,6 +283,47 @@ def run_storm(work: str, label: str, machines: Sequence[wire.Machine], units: Se
         label, summary["completed"], summary["machines"], summary["failed"], makespan,
         "%.1f" % summary["link_bound_s"] if summary["link_bound_s"] else "-"))
     return summary
+
+
+DNSMASQ_UNIT = "centra-storm-dnsmasq"
+DNSMASQ_CONF = "/etc/centra-storm-dnsmasq.conf"
+
+
+def dnsmasq_conf(machines: Sequence[wire.Machine], server: str, tftp_root: str) -> str:
+    """dnsmasq written by hand for the boot policy the roles generate (docs: DESIGN's
+    table): iPXE (user class iPXE or option 175) gets the entry script's URL; option 93
+    7 or 9 gets ipxe.efi, 0 or none undionly.kpxe, by TFTP from this server; fixed
+    addresses as dhcp-host lines, the others from the same pool. No DNS, no logging of
+    each packet (as the roles' Kea logs at INFO: one line per lease)."""
+    lines = ["port=0", "interface=host0", "bind-interfaces", "dhcp-authoritative", "no-resolv", "no-hosts",
+             "dhcp-leasefile=/var/lib/misc/centra-storm-dnsmasq.leases",
+             "dhcp-range=192.0.2.100,192.0.2.199,255.255.255.0,1h",
+             "dhcp-range=%s,%s,1h" % (wire.POOL.replace("-", ","), wire.NODE_NETWORK.netmask),
+             "dhcp-userclass=set:ipxe,iPXE", "dhcp-match=set:ipxe,175",
+             "dhcp-match=set:efi64,option:client-arch,7", "dhcp-match=set:efi64,option:client-arch,9",
+             "dhcp-boot=tag:ipxe,http://%s/boot.ipxe" % server,
+             "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi,,%s" % server,
+             "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe,,%s" % server,
+             "enable-tftp", "tftp-root=%s" % tftp_root]
+    lines += ["dhcp-host=%s,%s" % (m.mac, m.fixed_ip) for m in machines if m.fixed_ip]
+    return "\n".join(lines) + "\n"
+
+
+def dnsmasq_start(machines: Sequence[wire.Machine], dhcp_unit: str) -> None:
+    """Stop the roles' DHCP server and tftpd-hpa, start dnsmasq as a transient unit (its
+    own cgroup: its CPU is read like the others')."""
+    conf = base64.b64encode(dnsmasq_conf(machines, scale.server_address(), "/srv/centra-pxe/tftp").encode()).decode()
+    scale.on_host("set -e; dpkg -s dnsmasq-base >/dev/null 2>&1 || apt-get install -y -q dnsmasq-base >/dev/null; "
+                  "echo %s | base64 -d > %s; dnsmasq --test -C %s; systemctl stop %s tftpd-hpa; "
+                  "systemd-run --unit=%s -p Type=simple /usr/sbin/dnsmasq -k -u root -C %s; sleep 1; "
+                  "systemctl is-active %s" % (conf, DNSMASQ_CONF, DNSMASQ_CONF, dhcp_unit, DNSMASQ_UNIT,
+                                              DNSMASQ_CONF, DNSMASQ_UNIT), timeout=300)
+
+
+def dnsmasq_stop(dhcp_unit: str) -> None:
+    """Put the lab back as it was: dnsmasq gone, the roles' DHCP server and tftpd-hpa running."""
+    scale.on_host("systemctl stop %s || true; systemctl start %s tftpd-hpa; systemctl is-active %s tftpd-hpa"
+                  % (DNSMASQ_UNIT, dhcp_unit, dhcp_unit))
 
 
 def converge(work: str, inventory: str, label: str) -> Dict[str, Any]:
@@ -302,8 +347,8 @@ def report(rows: List[Dict[str, Any]]) -> None:
             fmt(row["initrd_p50_s"]), fmt(row["initrd_p99_s"]), fmt(row["makespan_s"]), row["link_mb_s"],
             fmt(row["link_bound_s"]), fmt(row["makespan_over_bound"]), row["load_before"], row["load_after"]))
     for row in rows:
-        print("%s: retries %s; errors %s; phase p50 %s; phase p99 %s" % (
-            row["label"], row["retries"], row["errors"],
+        print("%s: retries %s; errors %s %s; wrong sizes %d; loaders %s; phase p50 %s; phase p99 %s" % (
+            row["label"], row["retries"], row["errors"], row["sample_errors"][:2], row["wrong_sizes"], row["loaders"],
             {k: fmt(v, "%.3f") for k, v in row["phase_p50_s"].items()},
             {k: fmt(v, "%.3f") for k, v in row["phase_p99_s"].items()}))
         print("%s: server CPU ms per boot: %s" % (
@@ -321,6 +366,22 @@ def report(rows: List[Dict[str, Any]]) -> None:
             a, b = on["cpu_s_per_boot"].get(unit, 0.0), off["cpu_s_per_boot"].get(unit, 0.0)
             ratios[unit] = "%.2f / %.2f ms = %s" % (a * 1000, b * 1000, ("%.2f" % (a / b)) if b else "-")
         print("tracing on / off, CPU per boot: %s" % ratios)
+    theirs = by_label.get("dnsmasq")
+    if off and theirs:
+        for phase in ("dhcp", "dhcp_ipxe", "tftp"):
+            for key in ("phase_p50_s", "phase_p99_s"):
+                a, b = off[key].get(phase), theirs[key].get(phase)
+                ratio = fmt(b / a if a and b else None)
+                print("dnsmasq / ours, %s %s: %s / %s s = %s" % (phase, key[6:9], fmt(b, "%.4f"), fmt(a, "%.4f"), ratio))
+        ours_cpu = off["cpu_s_per_boot"]
+        dhcp_unit = next(unit for unit in ours_cpu if unit in ("kea-dhcp4-server", "isc-dhcp-server"))
+        ours_both = ours_cpu.get(dhcp_unit, 0.0) + ours_cpu.get("tftpd-hpa", 0.0)
+        their_both = theirs["cpu_s_per_boot"].get(DNSMASQ_UNIT, 0.0)
+        print("DHCP+TFTP CPU per boot: dnsmasq %.2f ms, ours %.2f ms (%s %.2f + tftpd-hpa %.2f): dnsmasq / ours = %s"
+              % (their_both * 1000, ours_both * 1000, dhcp_unit, ours_cpu.get(dhcp_unit, 0.0) * 1000,
+                 ours_cpu.get("tftpd-hpa", 0.0) * 1000, fmt(their_both / ours_both if ours_both else None)))
+        spans = (theirs["makespan_s"], off["makespan_s"])
+        print("makespan dnsmasq / ours: %s" % fmt(spans[0] / spans[1] if all(spans) else None))
 
 
 def main() -> int:
@@ -332,15 +393,25 @@ def main() -> int:
     parser.add_argument("--link-streams", type=int, default=4)
     parser.add_argument("--link-seconds", type=float, default=5.0)
     parser.add_argument("--keep-lab", action="store_true", help="leave the lab up (default: lab.py down at the end)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="a lab this script left up (--keep-lab) with the same --nodes: no up, no first converge")
+    parser.add_argument("--nodes", type=int, help="machines in the inventory (default: every storm's own)")
+    parser.add_argument("--against-dnsmasq", action="store_true",
+                        help="after the trace-off storm, the same storm with DHCP and TFTP served by dnsmasq")
     parser.add_argument("--json")
     args = parser.parse_args()
     if not scale.lab_name():
         raise SystemExit("set CENTRA_LAB_NAME (this run's own lab)")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    plan = [("n%d" % n, n) for n in sizes] + ([("trace-on", args.trace_size), ("trace-off", args.trace_size)]
-                                               if args.trace_size else [])
-    total = sum(n for _, n in plan)
-    if not 0 < total <= 5000 or any(n > 2000 for _, n in plan):
+    plan = [("n%d" % n, n) for n in sizes]
+    if args.trace_size:
+        plan += [("trace-on", args.trace_size), ("trace-off", args.trace_size)]
+    if args.against_dnsmasq:
+        if not args.trace_size:
+            raise SystemExit("--against-dnsmasq runs after the trace-off storm: give --trace-size")
+        plan.append(("dnsmasq", args.trace_size))
+    total = args.nodes or sum(n for _label, n in plan)
+    if not 0 < total <= 5000 or any(n > 2000 for _label, n in plan):
         raise SystemExit("boot_storm: at most 2,000 machines a storm and 5,000 in all")
     machines = [wire.machine(i, PROFILES) for i in range(total)]
     units = ("kea-dhcp4-server" if args.backend == "kea" else "isc-dhcp-server",) + UNITS
@@ -350,20 +421,32 @@ def main() -> int:
     rows: List[Dict[str, Any]] = []
     info: Dict[str, Any] = {"date": bl.stamp(), "backend": args.backend, "load_start": bl.load()}
     try:
-        log("lab up")
-        scale.lab("up")
-        # As scale.py: packages do not start their daemons; the roles start every service.
-        scale.on_host("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d")
         inventory_on = write_inventory(os.path.join(work, "on", "hosts.yml"), machines, assets, True, args.backend)
         inventory_off = write_inventory(os.path.join(work, "off", "hosts.yml"), machines, assets, False, args.backend)
-        info["converge"] = converge(work, inventory_on, "converge")
+        if not args.reuse:
+            log("lab up")
+            if args.against_dnsmasq:  # its package in the host's apt cache (installed only for that storm)
+                os.environ["CENTRA_LAB_APT_PACKAGES"] = ",".join(DEFAULT_APT_PACKAGES + ("dnsmasq-base",))
+            scale.lab("up")
+            # As scale.py: packages do not start their daemons; the roles start every service.
+            scale.on_host("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d")
+            info["converge"] = converge(work, inventory_on, "converge")
         start = 0
         for label, count in plan:
+            if start + count > total:
+                start = 0  # --nodes smaller than the storms: machines boot again
             chosen = machines[start:start + count]
             start += count
             if label == "trace-off":
                 info["converge_off"] = converge(work, inventory_off, "trace-off")
-            rows.append(run_storm(work, label, chosen, units, label != "trace-off", args))
+            if label == "dnsmasq":
+                dnsmasq_start(machines, units[0])
+                try:
+                    rows.append(run_storm(work, label, chosen, (DNSMASQ_UNIT,) + UNITS, False, args))
+                finally:
+                    dnsmasq_stop(units[0])
+            else:
+                rows.append(run_storm(work, label, chosen, units, label.startswith(("n", "trace-on")), args))
             bl.write_json(args.json, {"rows": rows, "info": info, "partial": True})
     finally:
         if not args.keep_lab:
@@ -372,8 +455,8 @@ def main() -> int:
                            timeout=300)
     info["load_end"] = bl.load()
     report(rows)
-    print("date %s, backend %s, load %s at the start, %s at the end" % (info["date"], args.backend, info["load_start"],
-                                                                       info["load_end"]))
+    print("date %s, backend %s, load %s at the start, %s at the end"
+          % (info["date"], args.backend, info["load_start"], info["load_end"]))
     bl.write_json(args.json, {"rows": rows, "info": info})
     return 0
 

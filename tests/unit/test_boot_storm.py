@@ -110,7 +110,8 @@ INSTALL = """#!ipxe
 set centra-base http://192.0.2.2
 :install
 imgfree
-kernel ${centra-base}/profiles/worker/vmlinuz initrd=initrd panic=-1 centra.profile=worker centra.node=s00001 centra.callback=http://192.0.2.2/api/v1/callback/s00001 centra.token=abc_DEF-1 console=ttyS0,115200 || goto install_failed
+kernel ${centra-base}/profiles/worker/vmlinuz initrd=initrd panic=-1 centra.profile=worker centra.node=s00001 \
+centra.callback=http://192.0.2.2/api/v1/callback/s00001 centra.token=abc_DEF-1 console=ttyS0,115200 || goto install_failed
 initrd ${centra-base}/profiles/worker/initrd || goto install_failed
 boot || goto install_failed
 """
