@@ -250,7 +250,7 @@ def node_boot(script: str, mac: str) -> Optional[NodeBoot]:
 NODE_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 RELAY_ADDRESS = "198.18.0.1"                 # giaddr: the storm's relay, in the lab namespace
 FIXED_BASE = ipaddress.IPv4Address("198.18.16.0")
-POOL = "198.19.0.10-198.19.255.250"
+POOL = "198.19.0.10-198.19.15.250"
 ARCH_BIOS, ARCH_UEFI = 0, 7
 
 

@@ -58,7 +58,7 @@ TRACE_VARS = ("pxe_dhcp_trace", "pxe_tftp_trace", "pxe_http_trace", "pxe_lifecyc
 # Every step of a boot as the trace names it (docs/status.md), and the installer's event.
 TRACE_KINDS = ("dhcp_ack", "loader", "entry_script", "install_script", "kernel", "initrd", "lifecycle_started")
 UNITS = ("tftpd-hpa", "nginx", "centra-pxe-lifecycle", "centra-pxe-trace-journal", "centra-pxe-health",
-         "systemd-journald")
+         "systemd-journald", "ssh")  # ssh: this benchmark's own readings (not counted in the total)
 
 
 def log(message: str) -> None:
@@ -164,17 +164,21 @@ def measure_link(streams: int, seconds: float) -> Dict[str, Any]:
 
 
 def read_cpu(units: Sequence[str]) -> Dict[str, float]:
-    """CPU-seconds each unit's cgroup has used (inside the container), and the container's."""
+    """CPU-seconds each unit's cgroup has used (inside the container; the lab's hosts
+    mount cgroup v2 at /sys/fs/cgroup/unified beside the v1 controllers), and all of
+    system.slice (every service of the host)."""
     script = "; ".join(
-        ["f=/sys/fs/cgroup/system.slice/%s.service/cpu.stat; [ -f $f ] && echo %s $(sed -n "
-         "'s/^usage_usec //p' $f)" % (unit, unit) for unit in units]
-        + ["echo container $(sed -n 's/^usage_usec //p' /sys/fs/cgroup/cpu.stat)", "true"])
+        ["c=/sys/fs/cgroup/unified; [ -d $c/system.slice ] || c=/sys/fs/cgroup"]
+        + ["f=$c/system.slice/%s.service/cpu.stat; [ -f $f ] && echo %s $(sed -n 's/^usage_usec //p' $f)"
+           % (unit, unit) for unit in units]
+        + ["echo system.slice $(sed -n 's/^usage_usec //p' $c/system.slice/cpu.stat)", "true"])
     return wire.parse_cpu_stat(scale.on_host(script))
 
 
 def read_trace_counters() -> Dict[str, float]:
     """The trace counters of /metrics (summed over their labels); {} when none answer."""
-    out = scale.on_host("curl -s -m 10 http://%s/metrics || true" % scale.server_address())
+    out = scale.on_host("python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], "
+                        "timeout=10).read().decode())' http://%s/metrics || true" % scale.server_address())
     sums: Dict[str, float] = {}
     for line in out.splitlines():
         if line.startswith("centra_pxe_trace_") or line.startswith("centra_pxe_installs_started_total"):
@@ -263,7 +267,10 @@ def run_storm(work: str, label: str, machines: Sequence[wire.Machine], units: Se
     counters_after = read_trace_counters()
     link_after = measure_link(args.link_streams, args.link_seconds)
     rate = max(link_before["bytes_per_s"], link_after["bytes_per_s"])
-    summary = wire.summarize(outcome["results"], rate, wire.cpu_delta(cpu_before, cpu_after))
+    cpu = wire.cpu_delta(cpu_before, cpu_after)
+    # Every service of the host but the benchmark's own ssh sessions (its readings).
+    cpu["all services"] = cpu.pop("system.slice", 0.0) - cpu.get("ssh", 0.0)
+    summary = wire.summarize(outcome["results"], rate, cpu)
     counters = {name: counters_after.get(name, 0.0) - counters_before.get(name, 0.0) for name in counters_after}
     makespan = summary["makespan_s"] or 0.0
     summary.update(label=label, trace=trace, load_before=load_before, load_after=load_after,
@@ -295,7 +302,10 @@ def dnsmasq_conf(machines: Sequence[wire.Machine], server: str, tftp_root: str) 
     7 or 9 gets ipxe.efi, 0 or none undionly.kpxe, by TFTP from this server; fixed
     addresses as dhcp-host lines, the others from the same pool. No DNS, no logging of
     each packet (as the roles' Kea logs at INFO: one line per lease)."""
-    lines = ["port=0", "interface=host0", "bind-interfaces", "dhcp-authoritative", "no-resolv", "no-hosts",
+    # no-ping: the lab namespace answers for every address of 198.18.0.0/15 (the storm's
+    # local route), so dnsmasq's ping before an offer would find each one in use (and
+    # Kea and dhcpd do no such check).
+    lines = ["port=0", "interface=host0", "bind-interfaces", "dhcp-authoritative", "no-resolv", "no-hosts", "no-ping",
              "dhcp-leasefile=/var/lib/misc/centra-storm-dnsmasq.leases",
              "dhcp-range=192.0.2.100,192.0.2.199,255.255.255.0,1h",
              "dhcp-range=%s,%s,1h" % (wire.POOL.replace("-", ","), wire.NODE_NETWORK.netmask),
@@ -315,7 +325,8 @@ def dnsmasq_start(machines: Sequence[wire.Machine], dhcp_unit: str) -> None:
     conf = base64.b64encode(dnsmasq_conf(machines, scale.server_address(), "/srv/centra-pxe/tftp").encode()).decode()
     scale.on_host("set -e; dpkg -s dnsmasq-base >/dev/null 2>&1 || apt-get install -y -q dnsmasq-base >/dev/null; "
                   "echo %s | base64 -d > %s; dnsmasq --test -C %s; systemctl stop %s tftpd-hpa; "
-                  "systemd-run --unit=%s -p Type=simple /usr/sbin/dnsmasq -k -u root -C %s; sleep 1; "
+                  "systemctl stop centra-storm-dnsmasq 2>/dev/null || true; "
+                  "systemctl reset-failed centra-storm-dnsmasq 2>/dev/null || true; systemd-run --unit=%s -p Type=simple /usr/sbin/dnsmasq -k -u root -C %s; sleep 1; "
                   "systemctl is-active %s" % (conf, DNSMASQ_CONF, DNSMASQ_CONF, dhcp_unit, DNSMASQ_UNIT,
                                               DNSMASQ_CONF, DNSMASQ_UNIT), timeout=300)
 
