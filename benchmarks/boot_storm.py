@@ -219,13 +219,16 @@ def check_traces(macs: Sequence[str], since: float) -> Dict[str, Any]:
     kinds_of = json.loads(scale.on_host(command, timeout=600))
     incomplete: Dict[str, int] = {}
     complete = 0
-    for kinds in kinds_of.values():
+    gaps: Dict[str, List[str]] = {}
+    for mac, kinds in kinds_of.items():
         ok, missing = wire.trace_complete(kinds, TRACE_KINDS)
         complete += ok
+        if missing:
+            gaps[mac] = missing
         for kind in missing:
             incomplete[kind] = incomplete.get(kind, 0) + 1
     sample = next(iter(kinds_of.values()), [])
-    return {"machines": len(kinds_of), "complete": complete, "missing": incomplete, "sample": sample}
+    return {"machines": len(kinds_of), "complete": complete, "missing": incomplete, "sample": sample, "gaps": gaps}
 
 
 def settle(trace: bool) -> None:
@@ -283,7 +286,14 @@ def run_storm(work: str, label: str, machines: Sequence[wire.Machine], units: Se
                    wrong_sizes=sum(1 for r in outcome["results"] if r.get("ok") and (
                        r.get("kernel_bytes") != KERNEL_BYTES or r.get("initrd_bytes") != INITRD_BYTES)))
     if trace:
-        summary["traces"] = check_traces([m.mac for m in machines], outcome["t0_epoch"])
+        traces = check_traces([m.mac for m in machines], outcome["t0_epoch"])
+        booted = {r["mac"] for r in outcome["results"] if r.get("ok")}
+        fixed = {m.mac for m in machines if m.fixed_ip}
+        # Booted machines whose trace lacks a step, by how they got their address.
+        traces["gaps_of_booted"] = {
+            "fixed": sum(1 for mac in traces["gaps"] if mac in booted and mac in fixed),
+            "pool": sum(1 for mac in traces["gaps"] if mac in booted and mac not in fixed)}
+        summary["traces"] = traces
     with open(os.path.join(work, "results-%s.json" % label), "w", encoding="utf-8") as handle:
         json.dump(outcome, handle)
     log("%s: %d/%d completed, %d failed, makespan %.1f s, bound %s s" % (
@@ -365,8 +375,9 @@ def report(rows: List[Dict[str, Any]]) -> None:
         print("%s: server CPU ms per boot: %s" % (
             row["label"], {unit: round(seconds * 1000, 2) for unit, seconds in row["cpu_s_per_boot"].items()}))
         if row.get("traces"):
-            print("%s: traces complete %d/%d, missing %s; events/s %s; counters %s" % (
+            print("%s: traces complete %d/%d, missing %s (booted with a gap: %s); events/s %s; counters %s" % (
                 row["label"], row["traces"]["complete"], row["traces"]["machines"], row["traces"]["missing"],
+                row["traces"].get("gaps_of_booted"),
                 fmt(row["trace_events_per_s"], "%.0f"), row["trace_counters"]))
     by_label = {row["label"]: row for row in rows}
     on, off = by_label.get("trace-on"), by_label.get("trace-off")
@@ -409,6 +420,8 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, help="machines in the inventory (default: every storm's own)")
     parser.add_argument("--against-dnsmasq", action="store_true",
                         help="after the trace-off storm, the same storm with DHCP and TFTP served by dnsmasq")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="the --sizes storms with tracing off (the four trace variables false)")
     parser.add_argument("--json")
     args = parser.parse_args()
     if not scale.lab_name():
@@ -441,13 +454,15 @@ def main() -> int:
             scale.lab("up")
             # As scale.py: packages do not start their daemons; the roles start every service.
             scale.on_host("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d")
-            info["converge"] = converge(work, inventory_on, "converge")
+            info["converge"] = converge(work, inventory_off if args.no_trace else inventory_on, "converge")
         start = 0
         for label, count in plan:
             if start + count > total:
                 start = 0  # --nodes smaller than the storms: machines boot again
             chosen = machines[start:start + count]
             start += count
+            if label == "trace-on" and args.no_trace:
+                info["converge_on"] = converge(work, inventory_on, "trace-on")
             if label == "trace-off":
                 info["converge_off"] = converge(work, inventory_off, "trace-off")
             if label == "dnsmasq":
@@ -457,7 +472,9 @@ def main() -> int:
                 finally:
                     dnsmasq_stop(units[0])
             else:
-                rows.append(run_storm(work, label, chosen, units, label.startswith(("n", "trace-on")), args))
+                traced = label == "trace-on" or (label.startswith("n") and not args.no_trace)
+                rows.append(run_storm(work, label + ("-off" if label.startswith("n") and args.no_trace else ""),
+                                      chosen, units, traced, args))
             bl.write_json(args.json, {"rows": rows, "info": info, "partial": True})
     finally:
         if not args.keep_lab:
