@@ -85,7 +85,7 @@ def make_assets() -> Dict[str, str]:
 
 
 def write_inventory(path: str, machines: Sequence[wire.Machine], assets: Dict[str, str], trace: bool,
-                    backend: str) -> str:
+                    backend: str, server_vars: Sequence[str] = ()) -> str:
     lines = ["all:", "  vars:", "    pxe_subnets:",
              "      - " + scale.LAB_SUBNET,
              "      - cidr: %s" % wire.NODE_NETWORK,
@@ -98,6 +98,7 @@ def write_inventory(path: str, machines: Sequence[wire.Machine], assets: Dict[st
     # The server's variables in its group: the plan refuses pxe_lifecycle_* under `all`.
     lines += ["  children:", "    pxe_servers:", "      vars:", "        pxe_dhcp_backend: %s" % backend]
     lines += ["        %s: %s" % (name, "true" if trace else "false") for name in TRACE_VARS]
+    lines += ["        %s: %s" % tuple(item.split("=", 1)) for item in server_vars]
     lines += ["    pxe_nodes:", "      children:"]
     for profile in PROFILES:
         hosts = [m for m in machines if m.profile == profile]
@@ -422,12 +423,19 @@ def main() -> int:
                         help="after the trace-off storm, the same storm with DHCP and TFTP served by dnsmasq")
     parser.add_argument("--no-trace", action="store_true",
                         help="the --sizes storms with tracing off (the four trace variables false)")
+    parser.add_argument("--compare-var", metavar="NAME=VALUE",
+                        help="after the size storms: converge with this server variable too and repeat the last "
+                        "size storm (e.g. pxe_dhcp_kea_log_severity=WARN)")
     parser.add_argument("--json")
     args = parser.parse_args()
     if not scale.lab_name():
         raise SystemExit("set CENTRA_LAB_NAME (this run's own lab)")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     plan = [("n%d" % n, n) for n in sizes]
+    if args.compare_var:
+        if not sizes or "=" not in args.compare_var:
+            raise SystemExit("--compare-var NAME=VALUE repeats the last of --sizes")
+        plan.append(("compare", sizes[-1]))
     if args.trace_size:
         plan += [("trace-on", args.trace_size), ("trace-off", args.trace_size)]
     if args.against_dnsmasq:
@@ -465,6 +473,13 @@ def main() -> int:
                 info["converge_on"] = converge(work, inventory_on, "trace-on")
             if label == "trace-off":
                 info["converge_off"] = converge(work, inventory_off, "trace-off")
+            if label == "compare":
+                inventory = write_inventory(os.path.join(work, "compare", "hosts.yml"), machines, assets,
+                                            not args.no_trace, args.backend, [args.compare_var])
+                info["converge_compare"] = converge(work, inventory, "compare")
+                rows.append(run_storm(work, "n%d-%s" % (count, args.compare_var.split("=", 1)[1]), chosen, units,
+                                      not args.no_trace, args))
+                continue
             if label == "dnsmasq":
                 dnsmasq_start(machines, units[0])
                 try:
