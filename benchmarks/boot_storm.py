@@ -5,7 +5,7 @@ firmware and iPXE do, from its own address: DHCP DISCOVER/REQUEST with option 93
 TFTP loader (blksize negotiated), DHCP again as iPXE, HTTP boot.ipxe, its node script,
 the profile's kernel (10 MB) and initrd (60 MB), and the installer's `started` callback.
 
-    CENTRA_LAB_NAME=st /work/wt/labslot .venv/bin/python benchmarks/boot_storm.py \
+    CENTRA_LAB_NAME=st .venv/bin/python benchmarks/boot_storm.py \
         --sizes 50,200,1000 --trace-size 200 --json benchmarks/results/storm.json
 
 1. `lab.py up`, then site.yml with an inventory of every machine the run will boot
@@ -336,10 +336,10 @@ def dnsmasq_start(machines: Sequence[wire.Machine], dhcp_unit: str) -> None:
     conf = base64.b64encode(dnsmasq_conf(machines, scale.server_address(), "/srv/centra-pxe/tftp").encode()).decode()
     scale.on_host("set -e; dpkg -s dnsmasq-base >/dev/null 2>&1 || apt-get install -y -q dnsmasq-base >/dev/null; "
                   "echo %s | base64 -d > %s; dnsmasq --test -C %s; systemctl stop %s tftpd-hpa; "
-                  "systemctl stop centra-storm-dnsmasq 2>/dev/null || true; "
-                  "systemctl reset-failed centra-storm-dnsmasq 2>/dev/null || true; systemd-run --unit=%s -p Type=simple /usr/sbin/dnsmasq -k -u root -C %s; sleep 1; "
-                  "systemctl is-active %s" % (conf, DNSMASQ_CONF, DNSMASQ_CONF, dhcp_unit, DNSMASQ_UNIT,
-                                              DNSMASQ_CONF, DNSMASQ_UNIT), timeout=300)
+                  "systemctl stop %s 2>/dev/null || true; systemctl reset-failed %s 2>/dev/null || true; "
+                  "systemd-run --unit=%s -p Type=simple /usr/sbin/dnsmasq -k -u root -C %s; sleep 1; "
+                  "systemctl is-active %s" % (conf, DNSMASQ_CONF, DNSMASQ_CONF, dhcp_unit, DNSMASQ_UNIT, DNSMASQ_UNIT,
+                                              DNSMASQ_UNIT, DNSMASQ_CONF, DNSMASQ_UNIT), timeout=300)
 
 
 def dnsmasq_stop(dhcp_unit: str) -> None:
