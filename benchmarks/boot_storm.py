@@ -16,8 +16,9 @@ the profile's kernel (10 MB) and initrd (60 MB), and the installer's `started` c
 2. The storm's addresses: the lab namespace takes all of 198.18.0.0/15 as local
    (`ip route add local ... dev lo`), the PXE host routes 198.18.0.0/15 back through
    the lab bridge (192.0.2.1). DHCP goes through a relay address (giaddr 198.18.0.1,
-   as perfdhcp does); every machine then binds the address it leased. Nothing leaves
-   the lab namespace and the container.
+   as perfdhcp does); every machine then binds the address it leased. Pings to those
+   addresses are dropped (as a machine in PXE firmware answers none: dhcpd pings an
+   address before it offers it). Nothing leaves the lab namespace and the container.
 3. Per storm: the link bound (a raw bulk TCP transfer, sendfile() of the initrd on the
    PXE host to a receiver in the lab namespace over the same veth, several streams,
    before and after the storm; the faster counts), each unit's cgroup CPU
@@ -118,11 +119,28 @@ def in_lab(argv: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
                           **kwargs)
 
 
+# A machine in PXE firmware answers no ping; the lab namespace, which holds every storm
+# address, would answer for all of them, and a server that pings an address before it
+# offers it (dhcpd's ping-check, dnsmasq) would find the whole pool in use.
+NO_PING = """table inet centra_storm
+delete table inet centra_storm
+table inet centra_storm {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        ip daddr %s icmp type echo-request drop
+    }
+}
+""" % wire.NODE_NETWORK
+
+
 def storm_network() -> None:
     """The storm's addresses (module docstring, step 2); idempotent."""
     done = in_lab(["ip", "route", "replace", "local", str(wire.NODE_NETWORK), "dev", "lo"])
     if done.returncode:
         raise SystemExit("lab namespace route: %s" % done.stderr)
+    done = in_lab(["nft", "-f", "-"], input=NO_PING)
+    if done.returncode:
+        raise SystemExit("lab namespace nft: %s" % done.stderr)
     scale.on_host("ip route replace %s via %s dev host0" % (wire.NODE_NETWORK, BRIDGE_ADDRESS))
 
 
@@ -313,9 +331,8 @@ def dnsmasq_conf(machines: Sequence[wire.Machine], server: str, tftp_root: str) 
     7 or 9 gets ipxe.efi, 0 or none undionly.kpxe, by TFTP from this server; fixed
     addresses as dhcp-host lines, the others from the same pool. No DNS, no logging of
     each packet (as the roles' Kea logs at INFO: one line per lease)."""
-    # no-ping: the lab namespace answers for every address of 198.18.0.0/15 (the storm's
-    # local route), so dnsmasq's ping before an offer would find each one in use (and
-    # Kea and dhcpd do no such check).
+    # no-ping: as Kea, no ping before an offer (the storm's addresses answer none, see
+    # NO_PING; dhcpd keeps its default ping-check and pays its 1 s wait).
     lines = ["port=0", "interface=host0", "bind-interfaces", "dhcp-authoritative", "no-resolv", "no-hosts", "no-ping",
              "dhcp-leasefile=/var/lib/misc/centra-storm-dnsmasq.leases",
              "dhcp-range=192.0.2.100,192.0.2.199,255.255.255.0,1h",
