@@ -56,6 +56,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def boot_file_name(mac: str) -> str:
+    """The service's boot file of a MAC: <hyphen form>.ipxe (the collection's MAC module)."""
+    import_collection()
+    from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac  # pylint: disable=import-outside-toplevel
+    return format_mac(mac, "hyphen") + ".ipxe"
+
+
 def prepare(base: str, count: int, service: dict[str, int]) -> list[tuple[str, str]]:
     """Plan, scripts and config in base; returns (node, mac) pairs."""
     import_collection()
@@ -107,7 +114,7 @@ def main() -> int:
                                   stdout=subprocess.DEVNULL, stderr=log)
         try:
             boot_dir = os.path.join(base, "state", "boot", "nodes")
-            last = os.path.join(boot_dir, pairs[-1][1].replace(":", "-") + ".ipxe")
+            last = os.path.join(boot_dir, boot_file_name(pairs[-1][1]))
             deadline = time.monotonic() + 300
             while not (os.path.exists(sock) and os.path.exists(last)) and time.monotonic() < deadline:
                 if server.poll() is not None:
@@ -116,7 +123,7 @@ def main() -> int:
                 time.sleep(0.2)
             tokens = {}
             for name, mac in pairs:
-                with open(os.path.join(boot_dir, mac.replace(":", "-") + ".ipxe"), encoding="utf-8") as handle:
+                with open(os.path.join(boot_dir, boot_file_name(mac)), encoding="utf-8") as handle:
                     tokens[name] = re.search(r"centra\.token=(\S+)", handle.read()).group(1)
             latencies: list[float] = []
             failures: list[str] = []

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-from _benchlib import load, write_json
+from _benchlib import import_collection, load, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAM = os.path.join(ROOT, "roles", "pxe_lifecycle", "files", "centra_pxe_lifecycle.py")
@@ -81,7 +81,9 @@ def ip_of(index: int) -> str:
 
 def boot_events(index: int, t: float) -> list:
     m, ip = mac(index), ip_of(index)
-    hy = m.replace(":", "-")
+    import_collection()
+    from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac  # pylint: disable=import-outside-toplevel
+    hy = format_mac(m, "hyphen")
     out = [dict(src="dhcp", type=kind, mac=m, arch=7, vendor="PXEClient:Arch:00007:UNDI:003016", server="kea", ts=t)
            for kind in ("discover", "offer", "request")]
     out.append(dict(src="dhcp", type="ack", mac=m, ip=ip, arch=7, boot_file="ipxe.efi", server="kea", ts=t))

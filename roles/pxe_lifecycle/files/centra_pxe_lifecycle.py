@@ -47,6 +47,15 @@ import time
 import urllib.parse
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+# The collection's one MAC parser (plugins/module_utils/_mac.py), which the role installs
+# beside this program as centra_pxe_mac.py; run from the source tree (unit tests,
+# benchmarks) it is read from there.
+try:
+    import centra_pxe_mac as macs  # pylint: disable=import-error
+except ImportError:  # pragma: no cover - depends on where the program runs from
+    sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "plugins", "module_utils"))
+    import _mac as macs  # pylint: disable=import-error
+
 LOG = logging.getLogger("centra-pxe-lifecycle")
 
 DEFAULT_STATE_DIR = "/var/lib/centra-pxe-lifecycle"
@@ -134,19 +143,12 @@ def iso(ts: Optional[float]) -> Optional[str]:
 
 
 def mac_hyphen(canonical: str) -> str:
-    return canonical.replace(":", "-")
+    return macs.format_mac(canonical, "hyphen")
 
 
 def canonical_mac(text: str) -> Optional[str]:
-    """The canonical form (aa:bb:cc:dd:ee:ff) of a MAC in colon, hyphen, Cisco or bare notation."""
-    if len(text) > 17:
-        return None
-    if re.fullmatch(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}", text) or \
-            re.fullmatch(r"[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}", text) or \
-            re.fullmatch(r"[0-9A-Fa-f]{12}", text):
-        bare = re.sub(r"[^0-9A-Fa-f]", "", text).lower()
-        return ":".join(bare[i:i + 2] for i in range(0, 12, 2))
-    return None
+    """The canonical form (aa:bb:cc:dd:ee:ff) of a MAC in any notation the collection reads, or None."""
+    return macs.mac_or_none(text)
 
 
 def _valid_ip(text: Any) -> bool:

@@ -36,6 +36,15 @@ import sys
 import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+# The collection's one MAC parser (plugins/module_utils/_mac.py), which the role installs
+# beside this program as centra_pxe_mac.py; run from the source tree (unit tests) it is
+# read from there.
+try:
+    import centra_pxe_mac as macs  # pylint: disable=import-error
+except ImportError:  # pragma: no cover - depends on where the program runs from
+    sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "plugins", "module_utils"))
+    import _mac as macs  # pylint: disable=import-error
+
 # The identifiers the daemons log under, and which parser reads them.
 IDENTIFIERS = {"in.tftpd": "tftp", "dhcpd": "dhcpd", "kea-dhcp4": "kea"}
 MAX_DATAGRAM = 8192
@@ -59,9 +68,9 @@ KEA_VENDOR_PREFIX = "VENDOR_CLASS_"
 VENDOR_ARCH = re.compile(r"^(?:PXEClient|HTTPClient):Arch:(?P<arch>\d{5})(?::|$)")
 
 
-def padded_mac(mac: str) -> str:
-    """dhcpd's binary-to-ascii drops leading zeros (2:ce:5:...): 02:ce:05:..."""
-    return ":".join(octet.rjust(2, "0") for octet in mac.lower().split(":"))
+def padded_mac(mac: str) -> Optional[str]:
+    """dhcpd's binary-to-ascii drops leading zeros (2:ce:5:...): 02:ce:05:... (None: no card's MAC)."""
+    return macs.mac_or_none(mac)
 
 
 def vendor_arch(vendor: Optional[str]) -> Optional[int]:
@@ -82,7 +91,10 @@ def parse_dhcpd(message: str) -> Optional[Dict[str, Any]]:
         kind = DHCPD_ANSWERS.get(match.group("type"))
         if not kind:
             return None
-        event: Dict[str, Any] = {"src": "dhcp", "server": "dhcpd", "type": kind, "mac": padded_mac(match.group("mac"))}
+        mac = padded_mac(match.group("mac"))
+        if not mac:
+            return None
+        event: Dict[str, Any] = {"src": "dhcp", "server": "dhcpd", "type": kind, "mac": mac}
         if match.group("ip"):
             event["ip"] = match.group("ip")
         if match.group("arch"):
@@ -96,7 +108,10 @@ def parse_dhcpd(message: str) -> Optional[Dict[str, Any]]:
         return event
     match = DHCPD_RELEASE.match(message)
     if match:
-        event = {"src": "dhcp", "server": "dhcpd", "type": "release", "mac": padded_mac(match.group("mac"))}
+        mac = padded_mac(match.group("mac"))
+        if not mac:
+            return None
+        event = {"src": "dhcp", "server": "dhcpd", "type": "release", "mac": mac}
         if match.group("ip"):
             event["ip"] = match.group("ip")
         return event

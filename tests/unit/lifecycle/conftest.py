@@ -61,7 +61,7 @@ class Env:
             json.dump({"schema": 1, "digest": digest, "nodes": nodes}, handle)
 
     def write_scripts(self, entry, mac):
-        hy = mac.replace(":", "-")
+        hy = lc.mac_hyphen(mac)
         for variant, text in (("install", INSTALL_SCRIPT), ("local", LOCAL_SCRIPT)):
             os.makedirs(os.path.join(self.scripts_dir, variant), exist_ok=True)
             with open(os.path.join(self.scripts_dir, variant, hy + ".ipxe"), "w") as handle:
@@ -76,7 +76,7 @@ class Env:
         return lc.Store(self.state_dir, self.scripts_dir, self.config)
 
     def boot_file(self, mac):
-        path = os.path.join(self.state_dir, "boot", "nodes", mac.replace(":", "-") + ".ipxe")
+        path = os.path.join(self.state_dir, "boot", "nodes", lc.mac_hyphen(mac) + ".ipxe")
         try:
             with open(path) as handle:
                 return handle.read()

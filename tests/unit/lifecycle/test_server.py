@@ -46,7 +46,7 @@ def test_callback_flow_and_read_api(server):
     status, body = client.callback("n1", env.token("n1", 1), "installed")
     assert status == 200 and body["state"] == "installed"
     assert "sanboot" in env.boot_file(M1) and "vmlinuz" not in env.boot_file(M1) and "sanboot" in env.boot_file(M2)
-    for key in ("n1", M2, M2.upper().replace(":", "-"), "525400000102", "5254.0000.0102"):
+    for key in ("n1", M2, lc.mac_hyphen(M2).upper(), "525400000102", "5254.0000.0102"):
         status, shown = client.request("GET", "/api/v1/nodes/" + key)
         assert status == 200 and shown["name"] == "n1" and shown["state"] == "installed", key
     assert shown["profile"] == "worker" and shown["generation"] == 1 and shown["macs"] == [M1, M2]
@@ -331,7 +331,7 @@ def test_cli_rearm_show_forget(env):
     out = subprocess.run(base + ["rearm", "n1"], capture_output=True, text=True, check=True)
     expected = {"changed": True, "nodes": {"n1": {"generation": [1, 2], "state": ["install", "install"]}}}
     assert json.loads(out.stdout) == expected
-    out = subprocess.run(base + ["show", M1.replace(":", "-")], capture_output=True, text=True, check=True)
+    out = subprocess.run(base + ["show", lc.mac_hyphen(M1)], capture_output=True, text=True, check=True)
     shown = json.loads(out.stdout)
     assert shown["generation"] == 2 and [e["event"] for e in shown["events"]] == ["rearm"]
     assert env.token("n1", 2) not in out.stdout
