@@ -19,7 +19,7 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
                    "status_url", "metrics_url", "api_url": the read-only views},
      "health": {"socket": the health service's (nginx proxies /healthz to it),
                 "plan_file": the plan document the converge writes last (what it expects)},
-     "plan": {"digest", "subnets", "profiles"}: the plan without its nodes, decoded once}
+     "plan": {"digest", "subnets", "profiles", "subnets6" (when there)}: the plan without its nodes, decoded once}
 """
 
 from __future__ import annotations
@@ -112,5 +112,6 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
             "socket": HEALTH_SOCKET,
             "plan_file": root.rstrip("/") + "/http/healthz",
         },
-        "plan": {"digest": plan["digest"], "subnets": plan["subnets"], "profiles": plan["profiles"]},
+        "plan": {"digest": plan["digest"], "subnets": plan["subnets"], "profiles": plan["profiles"],
+                 **({"subnets6": plan["subnets6"]} if plan.get("subnets6") else {})},
     }
