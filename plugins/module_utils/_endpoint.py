@@ -59,7 +59,7 @@ def _ipv6_of(facts: Mapping[str, Any], name: str) -> Iterator[str]:
     data = facts.get(name.replace("-", "_").replace(".", "_")) or facts.get(name) or {}
     for entry in data.get("ipv6", []) or []:
         if isinstance(entry, Mapping) and entry.get("address") and entry.get("scope", "global") == "global":
-            yield str(entry["address"]).split("%")[0]
+            yield str(entry["address"]).split("%", maxsplit=1)[0]
 
 
 def server_endpoint6(plan: Mapping[str, Any], facts: Mapping[str, Any], interface: str,

@@ -103,8 +103,8 @@ def kea6_client_classes(boot: BootServer) -> List[Dict[str, Any]]:
         "name": ipxe,
         # DHCPv6 user class data is a list of length-prefixed strings (RFC 8415, 21.15):
         # iPXE sends one, "iPXE", after its 2-byte length.
-        "test": "substring(option[%d].hex,2,%d) == '%s'" % (OPT_USER_CLASS, len(IPXE_USER_CLASS),
-                                                         IPXE_USER_CLASS.decode()),
+        "test": "substring(option[%d].hex,2,%d) == '%s'"
+                % (OPT_USER_CLASS, len(IPXE_USER_CLASS), IPXE_USER_CLASS.decode()),
         "option-data": [{"name": "bootfile-url", "data": script, "always-send": True}],
     }]
     for rule in BOOT_RULES:

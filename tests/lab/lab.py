@@ -256,6 +256,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         kea = foreign.ForeignDhcp.from_json(foreign_record).kea
         foreign_record["kea_alive"] = bool(kea and kea.alive())
         foreign_record["leases"] = foreign.leases(Path(foreign_record.get("lease_file", "")))
+    ipv6_record = state.get("ipv6")
+    if isinstance(ipv6_record, dict):
+        ra = net6.Ipv6Lab.from_json(ipv6_record).ra
+        ipv6_record["ra_alive"] = bool(ra and ra.alive())
     state["running_boots"] = running_boots()
     print(json.dumps(state, indent=2, sort_keys=True))
     return 0

@@ -118,9 +118,9 @@ def exchange(sock: socket.socket, ifindex: int, packet: bytes, xid: int, timeout
         if time.monotonic() >= next_send:
             sock.sendto(packet, (ALL_DHCP_SERVERS, 547, 0, ifindex))
             next_send = time.monotonic() + 2.0
-        ready, _, _ = select.select([sock], [], [], 0.2)
+        ready = select.select([sock], [], [], 0.2)[0]
         if ready:
-            data, _ = sock.recvfrom(4096)
+            data = sock.recvfrom(4096)[0]
             answer = parse_advertise(data)
             if answer["xid"] == xid and answer["type"] == ADVERTISE:
                 return answer
@@ -128,7 +128,7 @@ def exchange(sock: socket.socket, ifindex: int, packet: bytes, xid: int, timeout
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m labkit.dhcp6_probe", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python3 -m labkit.dhcp6_probe", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--iface", default=BRIDGE)
     parser.add_argument("--timeout", type=float, default=6.0)
     parser.add_argument("--duid", help="send every case with this DUID (hex bytes, colons allowed)")
@@ -145,7 +145,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.duid:
             duid = bytes.fromhex(args.duid.replace(":", ""))
         else:
-            duid = duid_ll(bytes([0x02, 0xCE] + [random.randrange(256) for _ in range(4)]))
+            duid = duid_ll(b"\x02\xce" + random.randbytes(4))
         xid = random.randrange(1 << 24)
         answer = exchange(sock, ifindex, solicit(xid, duid, arch, user_class, vendor_class), xid, args.timeout)
         result = {"case": name, "advertise": answer is not None}
