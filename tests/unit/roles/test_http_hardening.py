@@ -68,7 +68,7 @@ def site():
             values = yaml.safe_load(handle)
         values.update(
             ansible_managed="test",
-            centra_pxe_server={"http_port": "unix:%s/http.sock" % work, "address": "192.0.2.2", "address6": None, "root": work,
+            centra_pxe_server={"http_port": "unix:%s/http.sock" % work, "address": "192.0.2.2", "root": work,
                                "lifecycle": {"socket": "%s/lifecycle.sock" % work, "boot_dir": work,
                                              "peer_addresses": ["192.0.2.3"]},
                                "health": {"socket": "%s/health.sock" % work}},
