@@ -213,6 +213,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         for host in hosts:
             status = container.wait_ready(host)
             log(f"{host.name} at {host.address} is {status}")
+        if args.ipv6:
+            net6.wait_sending(lab6)
         inventory.write(inventory_path, hosts)
         state["ready_seconds"] = round(time.monotonic() - started, 1)
         save_state(state, hosts)

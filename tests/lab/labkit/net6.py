@@ -24,6 +24,7 @@ applies unchanged.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import signal
 import socket
 import struct
@@ -52,6 +53,7 @@ ND_OPT_SOURCE_LINKADDR = 1
 ND_OPT_PREFIX_INFORMATION = 3
 PREFIX_FLAG_ON_LINK = 0x80
 ALL_NODES = "ff02::1"
+SIOCGIFHWADDR = 0x8927
 
 
 def host_address6(index: int) -> str:
@@ -114,10 +116,17 @@ def router_advertisement(mac: bytes, prefix: str = PREFIX6, prefix_len: int = PR
     return header + source + prefix_option
 
 
+def hardware_address(interface: str) -> bytes:
+    """The interface's MAC, asked of the kernel in this process's network namespace
+    (/sys/class/net is the build machine's: sysfs follows the mount, not setns())."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        info = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", interface.encode()[:15]))
+    return info[18:24]
+
+
 def _send_ras(interface: str, interval: float) -> None:
     """Send the RA to all nodes every ``interval`` seconds until SIGTERM."""
-    mac = bytes.fromhex(Path(f"/sys/class/net/{interface}/address").read_text().strip().replace(":", ""))
-    packet = router_advertisement(mac)
+    packet = router_advertisement(hardware_address(interface))
     index = socket.if_nametoindex(interface)
     sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)  # RFC 4861: hop limit 255
@@ -166,6 +175,22 @@ def start(bridge: str = BRIDGE) -> Ipv6Lab:
                                    preexec_fn=net.enter_netns)
     lab6.ra = ProcessRef.of(process.pid)
     return lab6
+
+
+def wait_sending(lab6: Ipv6Lab, timeout: float = 30.0) -> None:
+    """Until the RA sender says it sends (the bridge has a link-local address once a port is
+    up: call this after the PXE hosts are); fails with its log otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = lab6.log_path.read_text(errors="replace") if lab6.log_path.exists() else ""
+        if "RA-SENDING" in text:
+            log(f"router advertisements on {BRIDGE} (PID {lab6.ra.pid if lab6.ra else '?'}), log {lab6.log_path}")
+            return
+        if lab6.ra is None or not lab6.ra.alive():
+            break
+        time.sleep(0.3)
+    raise LabError(f"the router-advertisement sender is not sending; log {lab6.log_path}:\n"
+                   + (lab6.log_path.read_text(errors="replace")[-2000:] if lab6.log_path.exists() else ""))
 
 
 def stop(lab6: Ipv6Lab) -> None:
