@@ -12,6 +12,7 @@ apt_packages=(
   iproute2 nftables tftp-hpa busybox-static cpio xz-utils zstd
   shellcheck                       # ansible-test sanity's shellcheck test (skipped without it)
   kea-dhcp4-server isc-dhcp-server nginx-light
+  kea-dhcp6-server                 # the DHCPv6 renderer's config check (kea-dhcp6 -t) in the unit tests
   isc-dhcp-relay                   # the lab's router namespace
   dnsmasq-base                     # the proxy backend's config check (dnsmasq --test) in the unit tests; no daemon starts
   fdisk dosfstools mtools syslinux syslinux-common syslinux-efi  # the lab's installer: its disk image

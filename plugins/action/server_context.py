@@ -11,7 +11,11 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.centra.pxe.plugins.plugin_utils._action import checked_args
 
-from ansible_collections.centra.pxe.plugins.module_utils._endpoint import EndpointError, server_endpoint
+from ansible_collections.centra.pxe.plugins.module_utils._endpoint import (
+    EndpointError,
+    server_endpoint,
+    server_endpoint6,
+)
 from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationship
 from ansible_collections.centra.pxe.plugins.plugin_utils._server_context import server_context
@@ -20,6 +24,7 @@ ARGUMENT_SPEC = {
     "plan": {"type": "raw", "required": True},
     "interface": {"type": "str", "default": ""},
     "address": {"type": "str", "default": ""},
+    "address6": {"type": "str", "default": ""},
     "extra_interfaces": {"type": "list", "elements": "str", "default": []},
     "http_port": {"type": "int", "default": 80},
     "https_port": {"type": "int", "default": 0},
@@ -58,6 +63,7 @@ class ActionModule(ActionBase):
                      for k, v in gathered.get("ansible_facts", {}).items()}
         try:
             endpoint = server_endpoint(plan, facts, args["interface"] or None, args["address"] or None)
+            endpoint6 = server_endpoint6(plan, facts, endpoint["interface"], args["address6"] or None)
         except EndpointError as exc:
             result.update(failed=True, msg="host %s: pxe_interface: %s" % (name, exc))
             return result
@@ -66,6 +72,6 @@ class ActionModule(ActionBase):
             http_port=args["http_port"], https_port=args["https_port"], root=args["root"],
             loaders=args["loaders"], loader_files=args["loader_files"], loader_dir=args["loader_dir"],
             dhcp_backend=args["dhcp_backend"],
-            ha=ha_relationship(plan, {"name": name}))
+            ha=ha_relationship(plan, {"name": name}), endpoint6=endpoint6)
         result.update(changed=False, ansible_facts={args["fact_name"]: context})
         return result

@@ -53,3 +53,29 @@ def server_endpoint(plan: Mapping[str, Any], facts: Mapping[str, Any], interface
                             % ", ".join("%s %s" % (n, ip) for n, ip, _cidr in candidates))
     name, ip, cidr = candidates[0]
     return {"interface": name, "address": ip, "cidr": cidr}
+
+
+def _ipv6_of(facts: Mapping[str, Any], name: str) -> Iterator[str]:
+    data = facts.get(name.replace("-", "_").replace(".", "_")) or facts.get(name) or {}
+    for entry in data.get("ipv6", []) or []:
+        if isinstance(entry, Mapping) and entry.get("address") and entry.get("scope", "global") == "global":
+            yield str(entry["address"]).split("%", maxsplit=1)[0]
+
+
+def server_endpoint6(plan: Mapping[str, Any], facts: Mapping[str, Any], interface: str,
+                     address: Optional[str] = None) -> Optional[Dict[str, str]]:
+    """The server's IPv6 address on the provisioning interface inside an IPv6 prefix of the
+    plan ({"address6", "cidr6"}), or None when the plan has no IPv6 prefix. address: the one
+    to pick when the interface holds several."""
+    prefixes = [(ipaddress.IPv6Network(s["cidr"]), s["cidr"]) for s in plan.get("subnets6") or []]
+    if not prefixes:
+        return None
+    for text in _ipv6_of(facts, interface):
+        ip = ipaddress.IPv6Address(text)
+        cidr = next((c for net, c in prefixes if ip in net), None)
+        if cidr and (address is None or ip == ipaddress.IPv6Address(address)):
+            return {"address6": str(ip), "cidr6": cidr}
+    raise EndpointError(
+        "interface %s holds no IPv6 address inside the IPv6 prefixes of pxe_subnets (%s)%s: give it one "
+        "(DHCPv6 clients reach the server there)"
+        % (interface, ", ".join(c for _n, c in prefixes), " equal to pxe_server_address6 %s" % address if address else ""))

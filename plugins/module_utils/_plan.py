@@ -21,6 +21,10 @@ per use; a single string costs next to nothing. load_plan() turns it back into t
               checked (plugin_utils/_dhcp_options.py); a node's already merge its groups'
               and its own. "options" is there only when not empty.
 
+IPv6 (plugin_utils/_plan6.py; each key only when the inventory sets it, so an IPv4-only
+plan is unchanged): "subnets6": [{"id", "cidr", "network", "prefix", "pool", "dns"}], and on
+a node "ip6", "subnet6_id" (pxe_ip6) and "duids" (pxe_duid, canonical).
+
 "ha" lists the high-availability relationships (usually one pair) of the PXE servers
 that set pxe_dhcp_ha; each server renders its side of the one it belongs to.
 

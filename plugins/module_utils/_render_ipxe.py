@@ -49,10 +49,13 @@ IPXE_SETTINGS = ("menu_timeout", "menu_default", "console", "retry_seconds", "ti
 def _header(plan: Optional[Mapping[str, Any]], base: str, what: str) -> List[str]:
     # Node scripts carry no plan digest: onboarding one node must not rewrite 10,000 files.
     version = ", plan %s" % plan["digest"][:12] if plan else ""
+    # An empty base (a dual-stack server: docs/ipv6.md): the URLs below are host-relative,
+    # and iPXE resolves them against the URL this script came from, IPv4 or IPv6 alike.
+    base_line = "set centra-base %s" % base.rstrip("/") if base else "clear centra-base"
     return [
         "#!ipxe",
         "# %s. Managed by centra.pxe%s." % (what, version),
-        "set centra-base %s" % base.rstrip("/"),
+        base_line,
     ]
 
 

@@ -14,6 +14,8 @@ description:
     one holding an address inside a C(pxe_subnets) cidr), and returns, as the fact
     O(fact_name), everything the component roles render from besides the boot plan.
   - "The fact holds: C(name) (inventory name), C(interface), C(address), C(cidr),
+    C(address6), C(cidr6), C(http_base6) (the IPv6 endpoint on the same interface when the plan
+    has IPv6 prefixes, else null),
     C(interfaces) (the provisioning interface and O(extra_interfaces)), C(http_port),
     C(https_port) (0 when HTTPS is off), C(http_base), C(root), C(loaders) (a file name or
     an empty string for every option-93 slot of the boot policy table), C(loader_sources)
@@ -39,6 +41,12 @@ options:
     default: ""
   address:
     description: The provisioning address (C(pxe_server_address)); empty for the interface's.
+    type: str
+    default: ""
+  address6:
+    description:
+      - The provisioning IPv6 address (C(pxe_server_address6)), when the plan has IPv6 prefixes and the
+        interface holds several addresses in them; empty for the first.
     type: str
     default: ""
   extra_interfaces:

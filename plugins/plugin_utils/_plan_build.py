@@ -24,9 +24,17 @@ from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES
 from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import check_options, merge_options
 from ansible_collections.centra.pxe.plugins.plugin_utils._assets import file_sha256
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationships
+from ansible_collections.centra.pxe.plugins.plugin_utils._plan6 import (
+    Subnet6,
+    check_subnets6,
+    is_ipv6_cidr,
+    node6,
+    server_problems,
+    subnet6,
+)
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dnsmasq import proxy_problems
 
-NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options")
+NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options", "pxe_ip6", "pxe_duid")
 # A node's DHCP options: those its groups set (GROUP_OPTIONS_KEY in the node's entry, as
 # the groups resolve pxe_dhcp_options), then its own, option by option (the node wins).
 GROUP_OPTIONS_KEY = "group_dhcp_options"
@@ -77,6 +85,7 @@ class _Builder:
         self.reserved_ips = reserved_ips  # address -> who holds it (e.g. the PXE servers)
         self.problems: List[Problem] = []
         self._group_options: Dict[int, Tuple[Any, List[Dict[str, Any]]]] = {}
+        self.subnets6: List[Subnet6] = []  # the IPv6 prefixes of pxe_subnets (_plan6.py)
 
     def problem(self, where: str, field: str, message: str) -> None:
         self.problems.append(Problem(where, field, message))
@@ -91,9 +100,15 @@ class _Builder:
             return []
         out: List[_Subnet] = []
         for index, item in enumerate(raw):
+            if isinstance(item, Mapping) and is_ipv6_cidr(item.get("cidr")):
+                v6 = subnet6(index, item, self.reserved_ips, self.problem)
+                if v6 is not None:
+                    self.subnets6.append(v6)
+                continue
             subnet = self._subnet(index, item)
             if subnet is not None:
                 out.append(subnet)
+        check_subnets6(self.subnets6, self.problem)
         for i, a in enumerate(out):
             for b in out[i + 1:]:
                 if a.network.overlaps(b.network):
@@ -315,6 +330,7 @@ class _Builder:
               profile_names: Sequence[str], subnets: Sequence[_Subnet]) -> List[Dict[str, Any]]:
         mac_owner: Dict[str, str] = {}
         ip_owner: Dict[str, str] = dict(self.reserved_ips)
+        duid_owner: Dict[str, str] = {}
         out = []
         for name in sorted(raw):
             node = raw[name]
@@ -344,6 +360,7 @@ class _Builder:
                 self.problem(where, "pxe_boot", "%r is not one of %s" % (boot, ", ".join(BOOT_MODES)))
             entry = {"name": name, "profile": groups[0] if len(groups) == 1 else None,
                      "macs": macs, "ip": ip, "subnet_id": subnet_id, "boot": boot}
+            entry.update(node6(where, name, node, self.subnets6, ip_owner, duid_owner, self.problem))
             options = self._node_options(where, node, errors)
             if options:  # only when set: 10,000 empty lists would cost plan size for nothing
                 entry["options"] = options
@@ -471,6 +488,7 @@ def build_plan(
     builder.option_types(subnet_list, node_list)
     _group_var_problems(builder, group_vars or {})
     ha = ha_relationships(builder.problem, servers or {})
+    server_problems(builder.subnets6, servers or {}, builder.problem)
     for where, field, message in proxy_problems([s.entry for s in subnet_list], node_list, servers or {}):
         builder.problem(where, field, message)
     if builder.problems:
@@ -482,5 +500,7 @@ def build_plan(
         "nodes": node_list,
         "ha": ha,
     }
+    if builder.subnets6:  # only when given: the plans (and digests) of IPv4-only inventories stay as they were
+        plan["subnets6"] = [s.entry for s in builder.subnets6]
     plan["digest"] = plan_digest(plan)
     return plan

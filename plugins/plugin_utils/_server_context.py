@@ -5,6 +5,8 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
 
     {"name": inventory name, "interface", "address", "cidr": the provisioning endpoint,
      "interfaces": the provisioning interface and the extra ones the services answer on,
+     "address6", "cidr6", "http_base6": the IPv6 endpoint on the same interface, when the plan
+       has IPv6 prefixes (else None; docs/ipv6.md),
      "http_port", "https_port" (0: HTTPS off), "http_base": "http://<address>[:<port>]",
      "root": the boot trees' directory,
      "loaders": {slot: file name or "" for every slot of the boot policy table},
@@ -17,7 +19,7 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
                    "status_url", "metrics_url", "api_url": the read-only views},
      "health": {"socket": the health service's (nginx proxies /healthz to it),
                 "plan_file": the plan document the converge writes last (what it expects)},
-     "plan": {"digest", "subnets", "profiles"}: the plan without its nodes, decoded once}
+     "plan": {"digest", "subnets", "profiles", "subnets6" (when there)}: the plan without its nodes, decoded once}
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def http_base(address: str, port: int) -> str:
 def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, str], extra_interfaces: Sequence[str],
                    http_port: int, https_port: int, root: str, loaders: Mapping[str, Any],
                    loader_files: Mapping[str, str], loader_dir: str, dhcp_backend: str,
-                   ha: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+                   ha: Optional[Mapping[str, Any]], endpoint6: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     """The context of server `name`; endpoint is {interface, address, cidr} (centra.pxe's _endpoint)."""
     relationship = None
     if ha:
@@ -71,6 +73,9 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
         "interface": endpoint["interface"],
         "address": endpoint["address"],
         "cidr": endpoint["cidr"],
+        "address6": endpoint6["address6"] if endpoint6 else None,
+        "cidr6": endpoint6["cidr6"] if endpoint6 else None,
+        "http_base6": http_base("[%s]" % endpoint6["address6"], http_port) if endpoint6 else None,
         "interfaces": [endpoint["interface"]] + [str(i) for i in extra_interfaces],
         "http_port": int(http_port),
         "https_port": int(https_port),
@@ -107,5 +112,6 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
             "socket": HEALTH_SOCKET,
             "plan_file": root.rstrip("/") + "/http/healthz",
         },
-        "plan": {"digest": plan["digest"], "subnets": plan["subnets"], "profiles": plan["profiles"]},
+        "plan": {"digest": plan["digest"], "subnets": plan["subnets"], "profiles": plan["profiles"],
+                 **({"subnets6": plan["subnets6"]} if plan.get("subnets6") else {})},
     }

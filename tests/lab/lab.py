@@ -1,8 +1,8 @@
 """centra.pxe lab harness: a real PXE host (nspawn container) and real PXE clients (QEMU).
 
     python3 tests/lab/lab.py up [--inventory PATH] [--hosts N] [--apt-packages a,b] [--far-network]
-                                [--foreign-dhcp]
-    python3 tests/lab/lab.py boot --mac MAC --firmware bios|uefi [--timeout S] [--json]
+                                [--foreign-dhcp] [--ipv6]
+    python3 tests/lab/lab.py boot --mac MAC --firmware bios|uefi [--timeout S] [--json] [--ipv6]
                                   [--network near|far]
                                   [--disk NAME [--disk-size MB] [--fresh-disk]]
                                   [--until MARKER] [--max-boots N]
@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 
 # labkit is found beside this script: Python puts a script's own directory first on sys.path.
-from labkit import boot, container, far, foreign, image, inventory, net, rootfs
+from labkit import boot, container, far, foreign, image, inventory, net, net6, rootfs
 from labkit.common import (
     BOOTS_DIR,
     BRIDGE,
@@ -98,6 +98,9 @@ def teardown() -> None:
     if isinstance(foreign_record, dict):
         foreign.stop(foreign.ForeignDhcp.from_json(foreign_record))
     foreign.delete_namespace()  # takes its veth (and the peer on the bridge) with it
+    ipv6_record = state.get("ipv6")
+    if isinstance(ipv6_record, dict):
+        net6.stop(net6.Ipv6Lab.from_json(ipv6_record))
     for data in state.get("hosts", []):
         host = PxeHost.from_json(data)
         log(f"stopping {host.name} ({host.machine})")
@@ -150,6 +153,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not 1 <= args.hosts <= MAX_PXE_HOSTS:
         raise LabError(f"--hosts must be between 1 and {MAX_PXE_HOSTS}")
     packages = rootfs.apt_packages_from(args.apt_packages)
+    if args.ipv6 and net6.KEA_DHCP6_PACKAGE not in packages:
+        packages += (net6.KEA_DHCP6_PACKAGE,)
     inventory_path = Path(args.inventory).resolve() if args.inventory else DEFAULT_INVENTORY
     started = time.monotonic()
     with lab_lock(), stdout_to_stderr():
@@ -187,8 +192,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             state["foreign_dhcp"] = foreign_dhcp.to_json()
             save_state(state, [])
             foreign.wait_ready(foreign_dhcp)
+        if args.ipv6:
+            lab6 = net6.start()
+            state["ipv6"] = lab6.to_json()
+            save_state(state, [])
         routes = far.pxe_host_routes() if args.far_network else []
         hosts = prepare_hosts(args.hosts, packages, public_key, routes)
+        for index, host in enumerate(hosts, start=1):
+            if args.ipv6:
+                net6.write_host_dropin(host.rootfs, index)
         save_state(state, hosts)
         for host in hosts:
             container.start(host)
@@ -201,6 +213,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         for host in hosts:
             status = container.wait_ready(host)
             log(f"{host.name} at {host.address} is {status}")
+        if args.ipv6:
+            net6.wait_sending(lab6)
         inventory.write(inventory_path, hosts)
         state["ready_seconds"] = round(time.monotonic() - started, 1)
         save_state(state, hosts)
@@ -244,6 +258,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         kea = foreign.ForeignDhcp.from_json(foreign_record).kea
         foreign_record["kea_alive"] = bool(kea and kea.alive())
         foreign_record["leases"] = foreign.leases(Path(foreign_record.get("lease_file", "")))
+    ipv6_record = state.get("ipv6")
+    if isinstance(ipv6_record, dict):
+        ra = net6.Ipv6Lab.from_json(ipv6_record).ra
+        ipv6_record["ra_alive"] = bool(ra and ra.alive())
     state["running_boots"] = running_boots()
     print(json.dumps(state, indent=2, sort_keys=True))
     return 0
@@ -285,7 +303,7 @@ def boot_request(args: argparse.Namespace) -> boot.BootRequest:
     return boot.BootRequest(
         macs=macs, firmware=args.firmware, timeout=timeout,
         boot_nic=args.boot_nic or 1, attach_all=args.boot_nic is None or args.attach_all,
-        http_boot=args.http_boot,
+        http_boot=args.http_boot, ipv6=args.ipv6,
         nic_model=args.nic_model or ("virtio" if args.firmware == "uefi" else "e1000"),
         memory_mb=args.memory, network=args.network,
         disk=args.disk, disk_size_mb=args.disk_size or boot.DEFAULT_DISK_MB,
@@ -403,6 +421,10 @@ def parser() -> argparse.ArgumentParser:
                          f"{foreign.FOREIGN_ADDRESS}, pool {'-'.join(foreign.FOREIGN_POOL)}) in a namespace of "
                          f"its own ({foreign.FOREIGN_NETNS}) on the lab network: the site's server, for "
                          "pxe_dhcp_backend: proxy")
+    up.add_argument("--ipv6", action="store_true",
+                    help=f"also IPv6 on the lab network: {net6.NETWORK6} on {BRIDGE} "
+                         f"({net6.BRIDGE_ADDRESS6}), PXE host i at {net6.PREFIX6}(1+i), router advertisements "
+                         "(DHCPv6, no default router), kea-dhcp6-server in the apt cache")
     up.set_defaults(func=cmd_up)
 
     bt = sub.add_parser("boot", help="PXE-boot one QEMU machine and wait for PXE-BOOT-OK")
@@ -419,6 +441,9 @@ def parser() -> argparse.ArgumentParser:
                     help="with --boot-nic: keep every NIC on the lab bridge")
     bt.add_argument("--http-boot", action="store_true",
                     help="UEFI only: boot through OVMF's UEFI HTTPv4 entry instead of PXE")
+    bt.add_argument("--ipv6", action="store_true",
+                    help="UEFI only, after `up --ipv6`: boot over IPv6 only (OVMF's IPv4 stack off): "
+                         "UEFI PXEv6, or UEFI HTTPv6 with --http-boot")
     bt.add_argument("--nic-model", choices=("e1000", "virtio"),
                     help="default: e1000 for bios, virtio for uefi (OVMF drives virtio only)")
     bt.add_argument("--memory", type=int, default=512, metavar="MB")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import net
+from . import net, net6
 from .common import (
     BOOTS_DIR,
     BRIDGE,
@@ -138,6 +138,7 @@ class BootRequest:
     fresh_disk: bool = False  # start from an empty disk (recreate it)
     until: str = SUCCESS_MARK
     max_boots: int = 1        # > 1: the guest may reboot (no -no-reboot)
+    ipv6: bool = False        # --ipv6: OVMF's IPv4 stack off (PXEv6, or HTTPv6 with http_boot)
 
     @property
     def bridge(self) -> str:
@@ -207,12 +208,9 @@ def qemu_argv(request: BootRequest, nics: list[Nic], serial_log: Path,
         argv.append("-no-reboot")
     argv += ["-boot", "strict=on"]
     if request.firmware == "uefi":
-        argv += ["-bios", str(OVMF),
-                 # The lab network is IPv4 only: no PXEv6/HTTPv6 attempts, no DHCPv6.
-                 "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no"]
-        if request.http_boot:
-            argv += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
-                     "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"]
+        argv += ["-bios", str(OVMF)]
+        # One address family (IPv4 unless --ipv6), PXE or only HTTP boot: net6.ovmf_fw_cfg.
+        argv += net6.ovmf_fw_cfg(request.ipv6, request.http_boot)
     device = QEMU_DEVICES[request.nic_model]
     romfile = "" if request.firmware == "uefi" else str(IPXE_ROMS[request.nic_model])
     for nic in nics:
@@ -239,6 +237,8 @@ def validate(request: BootRequest) -> None:
         raise LabError(f"--boot-nic must be between 1 and {len(request.macs)}")
     if request.http_boot and request.firmware != "uefi":
         raise LabError("--http-boot needs --firmware uefi (BIOS has no HTTP boot)")
+    if request.ipv6 and request.firmware != "uefi":
+        raise LabError("--ipv6 needs --firmware uefi (the lab's BIOS iPXE ROM boots over IPv4)")
     if request.firmware == "uefi" and request.nic_model != "virtio":
         raise LabError("UEFI boots use OVMF's own network stack, which drives virtio NICs only")
     if request.firmware == "uefi" and not OVMF.exists():

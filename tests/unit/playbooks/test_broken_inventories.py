@@ -18,7 +18,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BROKEN = os.path.join(ROOT, "tests", "fixtures", "broken")
 
-WHERE = r"(?:host [^\s:]+|group [^\s:]+|profile [^\s:]+|subnet \d+\.\d+\.\d+\.\d+/\d+|pxe_subnets\[\d+\]|inventory)"
+WHERE = r"(?:host [^\s:]+|group [^\s:]+|profile [^\s:]+|subnet \d+\.\d+\.\d+\.\d+/\d+|subnet [0-9a-f:]+/\d+|pxe_subnets\[\d+\]|inventory)"
 NAMES_WHERE = re.compile(r"^(?:%s:(?: |$)|ansible: )" % WHERE)
 NAMES_WHERE_AND_FIELD = re.compile(r"^%s: [^\s:][^:]*: \S" % WHERE)
 

@@ -11,6 +11,7 @@ import yaml
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import IPXE_SETTINGS
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import ISC_SETTINGS, KEA_SETTINGS
+from ansible_collections.centra.pxe.plugins.plugin_utils._render_kea6 import KEA6_SETTINGS
 
 SAMPLE_ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -41,6 +42,13 @@ def fixture_kea_settings() -> dict:
     keys = [k for k in KEA_SETTINGS if k not in ("interfaces", "trace_script")]
     return dict(settings_from_defaults("pxe_dhcp", keys, ("pxe_dhcp_kea_", "pxe_dhcp_")), interfaces=["eth1"],
                 trace_script="/usr/local/libexec/centra-pxe/kea-trace")
+
+
+@pytest.fixture(name="kea6_settings", scope="session")
+def fixture_kea6_settings() -> dict:
+    keys = [k for k in KEA6_SETTINGS if k != "interfaces"]
+    return dict(settings_from_defaults("pxe_dhcp", keys, ("pxe_dhcp_kea6_", "pxe_dhcp_kea_", "pxe_dhcp_")),
+                interfaces=["eth1"])
 
 
 @pytest.fixture(name="isc_settings", scope="session")

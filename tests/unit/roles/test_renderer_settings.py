@@ -11,6 +11,7 @@ import yaml
 
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import IPXE_SETTINGS
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import ISC_SETTINGS, KEA_SETTINGS
+from ansible_collections.centra.pxe.plugins.plugin_utils._render_kea6 import KEA6_SETTINGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -21,6 +22,8 @@ PASSED = [
     ("pxe_dhcp", "_pxe_dhcp_kea_settings", KEA_SETTINGS, ("pxe_dhcp_kea_", "pxe_dhcp_"),
      {"interfaces": "_pxe_dhcp_interfaces", "trace_script": "_pxe_dhcp_kea_trace_script"}),
     ("pxe_dhcp", "_pxe_dhcp_isc_settings", ISC_SETTINGS, ("pxe_dhcp_",), {}),
+    ("pxe_dhcp", "_pxe_dhcp_kea6_settings", KEA6_SETTINGS, ("pxe_dhcp_kea6_", "pxe_dhcp_kea_", "pxe_dhcp_"),
+     {"interfaces": "_pxe_dhcp_interfaces"}),
     ("pxe_ipxe", "_pxe_ipxe_settings", IPXE_SETTINGS, ("pxe_ipxe_",), {}),
 ]
 
@@ -37,7 +40,7 @@ def test_the_role_passes_every_setting_from_its_own_variable(role, name, keys, p
     assert sorted(passed) == sorted(keys), "%s passes %s; the renderer reads %s" % (name, sorted(passed), sorted(keys))
     defaults = _yaml("roles", role, "defaults", "main.yml")
     for key in keys:
-        variables = re.findall(r"\b[a-z_]+\b", str(passed[key]).replace("{{", "").replace("}}", ""))
+        variables = re.findall(r"\b[a-z0-9_]+\b", str(passed[key]).replace("{{", "").replace("}}", ""))
         expected = derived.get(key) or next((p + key for p in prefixes if p + key in defaults), None)
         assert expected, "no role default for setting %s (looked for %s)" % (key, [p + key for p in prefixes])
         assert expected in variables, "%s.%s is %r, not from %s" % (name, key, passed[key], expected)

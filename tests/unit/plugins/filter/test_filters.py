@@ -16,7 +16,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.centra.pxe.plugins.filter import (
     boot_answer, dhcpd_config, dnsmasq_config, file_states, healthz, ipxe_entry_script, ipxe_menu_script, kea_config,
-    mac_format, server_endpoint,
+    kea6_config, mac_format, server_endpoint,
 )
 from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan
@@ -29,7 +29,7 @@ PLAN = dump_plan(build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": AS
 
 def test_every_filter_is_registered_under_its_file_name():
     for module in (boot_answer, dhcpd_config, dnsmasq_config, file_states, healthz, ipxe_entry_script,
-                   ipxe_menu_script, kea_config, mac_format, server_endpoint):
+                   ipxe_menu_script, kea_config, kea6_config, mac_format, server_endpoint):
         name = module.__name__.rsplit(".", 1)[1]
         assert list(module.FilterModule().filters()) == [name]
 
@@ -134,3 +134,14 @@ def test_file_states_from_a_real_find_run(tmp_path):
     assert states[str(tmp_path / "sub")].startswith("- 0")
     with pytest.raises(AnsibleFilterError, match="centra.pxe.file_states: not a list of find results"):
         file_states.file_states([{"path": "/x"}])
+
+
+def test_kea6_config(kea6_settings):
+    plan6 = dump_plan(build_plan([{"cidr": "192.0.2.0/24"}, {"cidr": "2001:db8:0:1::/64"}],
+                                 {"worker": {"kernel": ASSET, "initrd": ASSET}},
+                                 {"n1": {"groups": ["worker"], "pxe_mac": "52:54:00:00:00:01", "pxe_ip6": "2001:db8:0:1::10"}}))
+    server = dict(SERVER, address6="2001:db8:0:1::2", cidr6="2001:db8:0:1::/64", interface="eth1")
+    config = kea6_config.kea6_config(plan6, server, kea6_settings)
+    assert config["Dhcp6"]["subnet6"][0]["reservations"][0]["ip-addresses"] == ["2001:db8:0:1::10"]
+    with pytest.raises(AnsibleFilterError, match="centra.pxe.kea6_config: the boot plan has no IPv6 prefix"):
+        kea6_config.kea6_config(PLAN, server, kea6_settings)

@@ -96,3 +96,13 @@ def test_a_missing_setting_is_an_error_not_a_default(plan, ipxe_settings, missin
         entry_script(plan, "http://192.0.2.2", dict(ipxe_settings, **{missing: None}))
     with pytest.raises(ValueError, match="must be a mapping"):
         entry_script(plan, "http://192.0.2.2", None)
+
+
+def test_a_dual_stack_server_renders_host_relative_urls(plan, ipxe_settings):
+    """No base (docs/ipv6.md): iPXE resolves /nodes/... against the script's own URL, so an
+    IPv6 client fetches over IPv6 what an IPv4 client fetches over IPv4."""
+    entry = entry_script(plan, "", ipxe_settings)
+    assert "\nclear centra-base\n" in entry and "set centra-base" not in entry
+    assert "chain --autofree ${centra-base}/nodes/${mac:hexhyp}.ipxe" in entry
+    for text in list(node_scripts(plan, "", ipxe_settings).values()) + [menu_script(plan, "", ipxe_settings)]:
+        assert "clear centra-base" in text and "http://" not in text

@@ -60,3 +60,11 @@ def test_lifecycle_trace_socket_and_views():
     assert lifecycle["status_url"] == "http://192.0.2.2:8080/status"
     assert lifecycle["metrics_url"] == "http://192.0.2.2:8080/metrics"
     assert lifecycle["api_url"] == "http://192.0.2.2:8080/api/v1"
+
+
+def test_the_ipv6_endpoint_is_there_when_the_plan_has_ipv6():
+    assert {context()[k] for k in ("address6", "cidr6", "http_base6")} == {None}
+    ctx = context(endpoint6={"address6": "2001:db8:0:1::2", "cidr6": "2001:db8:0:1::/64"}, http_port=8080)
+    assert ctx["address6"] == "2001:db8:0:1::2" and ctx["cidr6"] == "2001:db8:0:1::/64"
+    assert ctx["http_base6"] == "http://[2001:db8:0:1::2]:8080"
+    assert ctx["http_base"] == "http://192.0.2.2:8080"  # IPv4 stays as it was
