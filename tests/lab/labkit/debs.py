@@ -53,6 +53,11 @@ class SignedLoaders:
     version: str        # shim-signed and grub versions, for logs and reports
 
     @property
+    def disk_grub(self) -> Path:
+        """Debian's signed GRUB for a disk (embedded prefix /EFI/debian; no tftp module)."""
+        return self.grub.with_name(f"grub{EFI_ARCH[self.arch]}.efi.signed")
+
+    @property
     def shim_name(self) -> str:
         return f"shim{EFI_ARCH[self.arch]}.efi"
 

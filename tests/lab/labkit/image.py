@@ -317,7 +317,9 @@ def ensure_image() -> tuple[Path, Path]:
     install_modules = module_order(NET_MODULES + DISK_MODULES, find)
     build_initrd(LOCAL_INITRD, LOCAL_INIT_SCRIPT.replace("@MODULES@", " ".join(local_modules)),
                  modules=local_modules)
-    digest = sysimage.build_system_image(SYSTEM_IMAGE, VMLINUZ, LOCAL_INITRD)
+    loaders = debs.signed_loaders("amd64")
+    digest = sysimage.build_system_image(SYSTEM_IMAGE, VMLINUZ, LOCAL_INITRD,
+                                         signed=(loaders.shim, loaders.disk_grub))
     install = (INSTALL_SCRIPT.replace("@MODULES@", " ".join(install_modules))
                .replace("@IMAGE_SECTORS@", str(sysimage.IMAGE_SECTORS))
                .replace("@NODE_START@", str(sysimage.NODE_START))
