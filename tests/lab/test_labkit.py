@@ -40,6 +40,20 @@ def test_servers_subnets_and_menu_come_from_the_generated_and_scenario_inventori
     assert facts.nodes["node06"].ip is None and facts.nodes["node05"].ip == "198.51.100.15"
 
 
+def test_a_nodes_loader_is_its_own_its_profiles_or_the_servers_default(tmp_path):
+    inventory = tmp_path / "loaders.yml"
+    inventory.write_text(
+        "all:\n  vars:\n    pxe_profiles: {a: {}, b: {}}\n  children:\n"
+        "    pxe_servers:\n      hosts: {pxe01: {ansible_host: 192.0.2.2}}\n      vars: {pxe_loader: grub}\n"
+        "    pxe_nodes:\n      children:\n"
+        "        a:\n          hosts:\n            n1: {pxe_mac: '52:54:00:00:0a:01'}\n"
+        "            n2: {pxe_mac: '52:54:00:00:0a:02', pxe_loader: ipxe}\n"
+        "        b:\n          vars: {pxe_loader: ipxe}\n          hosts:\n"
+        "            n3: {pxe_mac: '52:54:00:00:0a:03'}\n")
+    nodes = inventory_facts([str(inventory)]).nodes
+    assert {name: node.loader for name, node in nodes.items()} == {"n1": "grub", "n2": "ipxe", "n3": "ipxe"}
+
+
 def test_no_server_is_a_clear_error():
     with pytest.raises(LabError, match="no host in group pxe_servers"):
         assert inventory_facts([LAB_INVENTORY]).server_address

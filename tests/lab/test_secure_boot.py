@@ -253,7 +253,7 @@ def test_unsigned_kernel_is_refused_by_grub(boots: dict[str, dict[str, Any]]) ->
     data = boots["unsigned_kernel"]
     assert not data["ok"] and data["line"] is None
     log = serial_log(data)
-    assert f"centra-lab: GRUB x86_64-efi" in log, "GRUB never ran: the refusal proves nothing"
+    assert "centra-lab: GRUB x86_64-efi" in log, "GRUB never ran: the refusal proves nothing"
     assert "error: bad shim signature." in log
     assert "centra-lab: the unsigned kernel did not boot" in log
     assert "EFI stub" not in log and "Linux version" not in log
