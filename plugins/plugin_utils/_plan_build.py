@@ -32,7 +32,7 @@ NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options", "pxe_loader")
 # the groups resolve pxe_dhcp_options), then its own, option by option (the node wins).
 GROUP_OPTIONS_KEY = "group_dhcp_options"
 # Other pxe_* variables a group holding nodes may carry: the contract's and the roles'.
-SHARED_VARS = ("pxe_subnets", "pxe_profiles", "pxe_interface", "pxe_dhcp_backend")
+SHARED_VARS = ("pxe_subnets", "pxe_profiles", "pxe_interface", "pxe_dhcp_backend", "pxe_secure_boot_keys")
 ROLE_VAR_PREFIXES = ("pxe_server_", "pxe_dhcp_", "pxe_tftp_", "pxe_http_", "pxe_ipxe_", "pxe_firewall_")
 SUBNET_FIELDS = ("cidr", "pool", "gateway", "dns", "id", "options")
 PROFILE_FIELDS = ("label", "kernel", "initrd", "cmdline", "services")
