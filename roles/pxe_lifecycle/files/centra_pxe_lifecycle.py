@@ -1462,17 +1462,32 @@ def parse_datagram(data: bytes, received_at: float) -> TraceEvent:
     return TraceEvent(src, type_, at, mac, ip, mac_in_uri, detail)
 
 
+def _profile_file_kind(path: str) -> Optional[str]:
+    match = PROFILE_URI_RE.match(path)
+    if not match:
+        return None
+    filename = match.group(2)
+    if filename == "vmlinuz" or filename.startswith(("vmlinuz", "linux", "kernel")):
+        return "kernel"
+    if filename.startswith("initrd"):
+        return "initrd"
+    return "profile_file"
+
+
 def classify(event: TraceEvent, row: Any) -> str:
     """What the event means for the node of `row` (its state when the event is recorded)."""
     if event.src == "dhcp":
         return "dhcp_" + event.type
     if event.src == "tftp":
-        name = event.detail["file"].rsplit("/", 1)[-1].lower()
-        if "grub" in name and ("cfg" in name or MAC_IN_PATH_RE.search(event.detail["file"])):
+        path = "/" + event.detail["file"].lstrip("/")
+        name = path.rsplit("/", 1)[-1].lower()
+        # centra.pxe's grub chain reads grub/grub.cfg, grub/nodes/<mac>.cfg, grub/lifecycle/<mac>.cfg.
+        if ("grub" in name or path.startswith("/grub/")) and ("cfg" in name or MAC_IN_PATH_RE.search(path)):
             return "grub_config"
         if name.endswith((".efi", ".kpxe", ".pxe", ".0", ".signed", ".efi.signed")) or name.startswith(("shim", "grub")):
             return "loader"
-        return "tftp_file"
+        # The grub chain loads the profile's kernel and initrd over TFTP.
+        return _profile_file_kind(path) or "tftp_file"
     path = clean_uri_path(event.detail["uri"])
     if path == "/boot.ipxe":
         return "entry_script"
@@ -1482,14 +1497,9 @@ def classify(event: TraceEvent, row: Any) -> str:
         if row["boot"] == "install":
             return "local_boot_script" if row["state"] == "installed" else "install_script"
         return "node_script"
-    match = PROFILE_URI_RE.match(path)
-    if match:
-        filename = match.group(2)
-        if filename == "vmlinuz" or filename.startswith(("vmlinuz", "linux", "kernel")):
-            return "kernel"
-        if filename.startswith("initrd"):
-            return "initrd"
-        return "profile_file"
+    kind = _profile_file_kind(path)
+    if kind:
+        return kind
     if path.startswith("/loaders/"):
         return "loader"
     if path.startswith("/api/v1/callback/"):
