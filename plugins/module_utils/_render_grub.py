@@ -76,7 +76,7 @@ def _boot_lines(profile: Mapping[str, Any], opts: Mapping[str, Any], who: str, e
         "boot",
         # Only reached when a load failed: say so on the console, then start over.
         "echo %s" % grub_quote("centra.pxe: could not boot profile %s; rebooting in %d s"
-                                % (name, int(opts["retry_seconds"]))),
+                               % (name, int(opts["retry_seconds"]))),
         "sleep --interruptible %d" % int(opts["retry_seconds"]),
         "reboot",
     ]

@@ -55,7 +55,8 @@ options:
         directory (the C(grub/) directory of the TFTP root) - C(grub.cfg) (the entry GRUB sources from its
         prefix), C(menu.cfg), and C(nodes/<mac>.cfg) for every MAC of every node of the C(grub) chain; with
         O(lifecycle_dest), also C(install/<mac>.cfg) and C(local/<mac>.cfg) there for its install nodes.
-      - Configurations of MACs no longer of the C(grub) chain are removed.
+      - Configurations of MACs no longer of the C(grub) chain are removed; without O(grub_dest), the GRUB
+        variants in O(lifecycle_dest) are removed.
     type: path
   default_loader:
     description: The server's default loader, for the nodes that set no C(pxe_loader) (with O(grub_dest)).
@@ -249,12 +250,16 @@ def main():
                 configs = grub.lifecycle_configs(plan, params["settings"], default)
                 for kind in (INSTALL_DIR, LOCAL_DIR):
                     grub_trees.append((os.path.join(params["lifecycle_dest"], kind), configs[kind]))
+        stale_grub = []
+        if params["lifecycle_dest"] and not params["grub_dest"]:
+            # The grub chain out of use: its lifecycle variants go (the service would serve them).
+            stale_grub = [(os.path.join(params["lifecycle_dest"], kind), {}) for kind in (INSTALL_DIR, LOCAL_DIR)]
     except (KeyError, TypeError, ValueError) as exc:
         module.fail_json(msg="cannot render the node scripts: %s" % exc)
     try:
         deltas = [_compare(dest, wanted, mode) for dest, wanted in trees]
-        deltas += [_compare(dest, wanted, mode, grub.SUFFIX) for dest, wanted in grub_trees]
-        trees += grub_trees
+        deltas += [_compare(dest, wanted, mode, grub.SUFFIX) for dest, wanted in grub_trees + stale_grub]
+        trees += grub_trees + stale_grub
         if not module.check_mode:
             for (dest, wanted), delta in zip(trees, deltas):
                 if delta["changed"]:
@@ -271,7 +276,7 @@ def main():
     if params["lifecycle_dest"]:
         result["lifecycle"] = {INSTALL_DIR: counts(1), LOCAL_DIR: counts(2)}
     if grub_trees:
-        first = len(trees) - len(grub_trees)
+        first = len(trees) - len(grub_trees) - len(stale_grub)
         result["grub"] = {"configs": counts(first), "nodes": counts(first + 1)}
         if len(grub_trees) == 4:
             result["grub"].update({INSTALL_DIR: counts(first + 2), LOCAL_DIR: counts(first + 3)})

@@ -122,8 +122,9 @@ def dnsmasq_proxy_config(plan: Mapping[str, Any], server: Mapping[str, Any], set
             if answer.kind == "none":
                 lines.append("# %s, loader %s: %s" % (rule.name, loader, answer.reason))
                 continue
-            lines.append("dhcp-boot=tag:%s,tag:%s,tag:!%s,%s,,%s" % (arch_tag(rule.name), loader_tag(loader), IPXE_TAG,
-                                                                    _value(str(answer.filename), "boot file"), address))
+            filename = _value(str(answer.filename), "boot file")
+            lines.append("dhcp-boot=tag:%s,tag:%s,tag:!%s,%s,,%s"
+                         % (arch_tag(rule.name), loader_tag(loader), IPXE_TAG, filename, address))
     ipxe = decide_proxy(boot, arch=0, user_class=IPXE_USER_CLASS)
     lines.append("# iPXE, whatever its architecture: the boot script (stops the chainload loop).")
     lines.append("dhcp-boot=tag:%s,%s,,%s" % (IPXE_TAG, _value(str(ipxe.filename), "boot script URL"), address))
