@@ -94,7 +94,10 @@ def _local_lines(who: str) -> List[str]:
             'if [ "$grub_cpu" = %s ]; then' % cpu,
             "  for centra_loader in %s %s; do" % (loader, removable),
             "    if search --no-floppy --file --set=centra_disk $centra_loader; then",
-            "      chainloader ($centra_disk)$centra_loader",
+            # With root on the disk: `chainloader ($centra_disk)...` alone started the disk's
+            # shim, which then failed ("unknown error") under Secure Boot (measured in the lab).
+            "      set root=$centra_disk",
+            "      chainloader $centra_loader",
             "      boot",
             "    fi",
             "  done",

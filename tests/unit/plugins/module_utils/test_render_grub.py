@@ -73,7 +73,7 @@ def test_install_config_carries_the_lifecycle_arguments_as_the_ipxe_one(grub_pla
 def test_local_boot_chainloads_the_disk_then_exits(grub_plan, ipxe_settings):
     config = grub.node_config(grub_plan, _node(grub_plan, "node03"), ipxe_settings)
     assert "linux " not in config
-    assert "chainloader ($centra_disk)$centra_loader" in config
+    assert "set root=$centra_disk\n      chainloader $centra_loader" in config
     assert "/EFI/debian/shimx64.efi /EFI/BOOT/BOOTX64.EFI" in config
     assert config.rstrip().endswith("exit")
     assert grub.local_config(_node(grub_plan, "node01")) == grub.node_config(
