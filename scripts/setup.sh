@@ -9,6 +9,8 @@ venv=${CENTRA_VENV:-$here/.venv}
 apt_packages=(
   python3 python3-venv python3-dev gcc git rsync curl openssh-client
   qemu-system-x86 qemu-utils ovmf ipxe-qemu debootstrap systemd-container
+  qemu-system-arm qemu-efi-aarch64  # the lab's arm64 machines (boot --arch arm64: AAVMF)
+  sbsigntool                       # sbverify/sbattach: the lab's Secure Boot test (an unsigned kernel copy)
   iproute2 nftables tftp-hpa busybox-static cpio xz-utils zstd
   shellcheck                       # ansible-test sanity's shellcheck test (skipped without it)
   kea-dhcp4-server isc-dhcp-server nginx-light

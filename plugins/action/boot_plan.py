@@ -152,7 +152,7 @@ class ActionModule(ActionBase):
         address = self._templar.template(hostvars.raw_get(name).get("ansible_host"))
         if address:
             out["address"] = address
-        for key in ("pxe_dhcp_backend",) + HA_SERVER_VARS:
+        for key in ("pxe_dhcp_backend", "pxe_loader") + HA_SERVER_VARS:
             if key in host_vars:
                 out[key] = host_vars[key]
         return out

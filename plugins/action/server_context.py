@@ -33,6 +33,8 @@ ARGUMENT_SPEC = {
     "loader_files": {"type": "dict", "default": {}},
     "loader_dir": {"type": "path", "default": "/usr/lib/ipxe"},
     "dhcp_backend": {"type": "str", "choices": ["kea", "isc", "proxy"], "default": "kea"},
+    "default_loader": {"type": "str", "choices": ["ipxe", "grub"], "default": "ipxe"},
+    "shim_loaders": {"type": "dict", "default": {}},
     "facts": {"type": "dict"},
     "fact_name": {"type": "str", "default": "centra_pxe_server"},
 }
@@ -72,6 +74,7 @@ class ActionModule(ActionBase):
             http_port=args["http_port"], https_port=args["https_port"], root=args["root"],
             loaders=args["loaders"], loader_files=args["loader_files"], loader_dir=args["loader_dir"],
             dhcp_backend=args["dhcp_backend"],
-            ha=ha_relationship(plan, {"name": name}), endpoint6=endpoint6)
+            ha=ha_relationship(plan, {"name": name}), endpoint6=endpoint6,
+            default_loader=args["default_loader"], shim_loaders=args["shim_loaders"])
         result.update(changed=False, ansible_facts={args["fact_name"]: context})
         return result

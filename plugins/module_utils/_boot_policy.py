@@ -5,6 +5,13 @@
 Both DHCP renderers (Kea and ISC dhcpd) are generated from BOOT_RULES, and the
 tests check both daemons' real answers against decide(), so the three cannot
 disagree. See docs/architecture.md, "Boot policy".
+
+Two loader chains answer from the same rows (pxe_loader, docs/secure-boot.md):
+"ipxe" (the loader_slot column: iPXE binaries) and "grub", the Secure Boot chain
+(the grub_slot column: Microsoft-signed shim, which loads Debian's signed GRUB as
+its second stage from the same directory). A row without a grub_slot (BIOS, IA32,
+ARM32), or whose shim the server does not serve, answers iPXE whatever the node's
+loader: those machines have no Secure Boot chain here.
 """
 
 from __future__ import annotations
@@ -28,19 +35,30 @@ class BootRule:
     client: str
     transport: str  # "tftp": next-server + file name; "http": full URL + HTTPClient echo
     loader_slot: str
+    grub_slot: Optional[str] = None  # the shim of this architecture, for the grub chain
 
 
 BOOT_RULES: Tuple[BootRule, ...] = (
     BootRule("bios", (None, 0), "x86 BIOS PXE", "tftp", "bios"),
     BootRule("efi32", (6,), "x86 UEFI (IA32)", "tftp", "efi32"),
     # 7 is x86-64 UEFI in IANA's registry (RFC 4578 erratum); much real firmware sends 9.
-    BootRule("efi64", (7, 9), "x86-64 UEFI", "tftp", "efi64"),
+    BootRule("efi64", (7, 9), "x86-64 UEFI", "tftp", "efi64", "efi64"),
     # ARM32 and ARM64 each get their own loader: an arm64 binary does not run on ARM32.
     BootRule("arm32", (10,), "ARM32 UEFI", "tftp", "arm32"),
-    BootRule("arm64", (11,), "ARM64 UEFI", "tftp", "arm64"),
-    BootRule("http_efi64", (16,), "x86-64 UEFI HTTP boot", "http", "efi64"),
-    BootRule("http_arm64", (19,), "ARM64 UEFI HTTP boot", "http", "arm64"),
+    BootRule("arm64", (11,), "ARM64 UEFI", "tftp", "arm64", "arm64"),
+    BootRule("http_efi64", (16,), "x86-64 UEFI HTTP boot", "http", "efi64", "efi64"),
+    BootRule("http_arm64", (19,), "ARM64 UEFI HTTP boot", "http", "arm64", "arm64"),
 )
+
+# The loader chains a node, a profile group or a server picks with pxe_loader.
+LOADERS: Tuple[str, ...] = ("ipxe", "grub")
+DEFAULT_LOADER = "ipxe"
+# The shim slots of the grub chain (role variable pxe_server_shim_loaders), in table order.
+GRUB_SLOTS: Tuple[str, ...] = tuple(dict.fromkeys(rule.grub_slot for rule in BOOT_RULES if rule.grub_slot))
+# shim loads its second stage from its own directory (TFTP) or URL (HTTP boot) under a
+# name compiled into it (DEFAULT_LOADER of shim): Debian's signed netboot GRUB is served
+# under that name beside shim.
+GRUB_SECOND_STAGE = {"efi64": "grubx64.efi", "arm64": "grubaa64.efi"}
 
 # Loader slots an operator can fill (role variable pxe_server_loaders), in table order:
 # ("bios", "efi32", "efi64", "arm32", "arm64"). A slot left empty means "no boot file"
@@ -60,6 +78,8 @@ class BootServer:
     loaders: Mapping[str, Optional[str]] = field(default_factory=dict)  # slot -> file name
     script_path: str = "boot.ipxe"
     http_loader_dir: str = "loaders"
+    shims: Mapping[str, Optional[str]] = field(default_factory=dict)  # grub slot -> shim file name
+    default_loader: str = DEFAULT_LOADER  # the chain of unknown machines and of nodes that set none
 
     @property
     def script_url(self) -> str:
@@ -72,6 +92,13 @@ class BootServer:
         name = self.loader(slot)
         return "%s/%s/%s" % (self.http_base, self.http_loader_dir, name) if name else None
 
+    def shim(self, slot: str) -> Optional[str]:
+        return self.shims.get(slot) or None
+
+    def shim_url(self, slot: str) -> Optional[str]:
+        name = self.shim(slot)
+        return "%s/%s/%s" % (self.http_base, self.http_loader_dir, name) if name else None
+
 
 @dataclass(frozen=True)
 class BootAnswer:
@@ -81,14 +108,21 @@ class BootAnswer:
     next_server: Optional[str] = None  # DHCP siaddr
     vendor_class: Optional[str] = None  # option 60 to echo (HTTPClient for HTTP boot)
     reason: str = ""
+    loader: str = DEFAULT_LOADER  # the chain the boot file starts: "ipxe" or "grub"
 
 
 def boot_server(server: Mapping[str, Any]) -> BootServer:
-    """The BootServer of a server settings mapping (address, http_base, loaders)."""
+    """The BootServer of a server settings mapping (address, http_base, loaders, and
+    optionally shim_loaders and default_loader)."""
+    default_loader = str(server.get("default_loader") or DEFAULT_LOADER)
+    if default_loader not in LOADERS:
+        raise ValueError("default loader %r is not one of %s" % (default_loader, ", ".join(LOADERS)))
     return BootServer(
         address=str(server["address"]),
         http_base=str(server["http_base"]).rstrip("/"),
         loaders={k: (v or None) for k, v in dict(server.get("loaders") or {}).items()},
+        shims={k: (v or None) for k, v in dict(server.get("shim_loaders") or {}).items()},
+        default_loader=default_loader,
     )
 
 
@@ -122,6 +156,7 @@ def decide(
     user_class: Optional[bytes] = None,
     option_175: bool = False,
     vendor_class: Optional[str] = None,
+    loader: Optional[str] = None,
 ) -> BootAnswer:
     """The answer to a DHCP request, from what the client sent.
 
@@ -129,7 +164,12 @@ def decide(
     user_class: option 77 payload as sent (iPXE sends the bare string "iPXE").
     option_175: whether the client sent iPXE's encapsulated option 175.
     vendor_class: option 60 as sent; only echoed in the reason (the table keys on 93).
+    loader: the node's pxe_loader; None (an unknown machine, or a node that sets none)
+    follows the server's default loader.
     """
+    chain = loader or server.default_loader
+    if chain not in LOADERS:
+        raise ValueError("loader %r is not one of %s" % (chain, ", ".join(LOADERS)))
     if is_ipxe(user_class, option_175):
         # Already running iPXE: hand it the script, or it would load iPXE again, forever.
         return BootAnswer("script", "ipxe", filename=server.script_url, reason="iPXE client: boot script over HTTP")
@@ -139,6 +179,10 @@ def decide(
         seen += ", vendor class %r" % vendor_class
     if rule is None:
         return BootAnswer("none", "unknown", reason="option 93 = %s: unknown architecture, no boot file" % seen)
+    if chain == "grub" and rule.grub_slot and server.shim(rule.grub_slot):
+        return _grub_answer(server, rule, rule.grub_slot, seen)
+    # The iPXE chain; also for a grub node where the row has no shim (BIOS, IA32, ARM32,
+    # or an architecture whose shim the server does not serve).
     if rule.transport == "http":
         url = server.loader_url(rule.loader_slot)
         if url is None:
@@ -150,6 +194,18 @@ def decide(
         return BootAnswer("none", rule.name, reason="%s: no %s loader configured" % (rule.client, rule.loader_slot))
     return BootAnswer("tftp", rule.name, filename=name, next_server=server.address,
                       reason="%s (option 93 = %s): loader over TFTP" % (rule.client, seen))
+
+
+def _grub_answer(server: BootServer, rule: BootRule, slot: str, seen: str) -> BootAnswer:
+    """The grub chain: the shim of the architecture, over TFTP or HTTP like the row's iPXE answer."""
+    if rule.transport == "http":
+        # next-server too: GRUB reads its configuration and the kernel over TFTP (Debian's
+        # signed netboot GRUB has no HTTP module), from the server DHCP named.
+        return BootAnswer("http", rule.name, filename=server.shim_url(slot), next_server=server.address,
+                          vendor_class=HTTP_CLIENT_VENDOR_CLASS, loader="grub",
+                          reason="%s (option 93 = %s): shim over HTTP (grub chain)" % (rule.client, seen))
+    return BootAnswer("tftp", rule.name, filename=server.shim(slot), next_server=server.address, loader="grub",
+                      reason="%s (option 93 = %s): shim over TFTP (grub chain)" % (rule.client, seen))
 
 
 # What a proxyDHCP server answers: PXE clients only (PXE 2.1, 2.2.4). A client shows it
@@ -165,6 +221,7 @@ def decide_proxy(
     user_class: Optional[bytes] = None,
     option_175: bool = False,
     vendor_class: Optional[str] = None,
+    loader: Optional[str] = None,
 ) -> BootAnswer:
     """What the proxyDHCP backend answers (pxe_dhcp_backend: proxy), from the same table.
 
@@ -180,17 +237,34 @@ def decide_proxy(
     if vendor_class is not None and not vendor_class.startswith(PROXY_VENDOR_CLASSES):
         return BootAnswer("none", "unknown", reason="vendor class %r: not a PXE client, a proxyDHCP does not answer"
                           % vendor_class)
-    answer = decide(server, arch=arch, user_class=user_class, option_175=option_175, vendor_class=vendor_class)
+    answer = decide(server, arch=arch, user_class=user_class, option_175=option_175, vendor_class=vendor_class,
+                    loader=loader)
     if answer.kind == "none" or answer.next_server:
         return answer
     return BootAnswer(answer.kind, answer.rule, filename=answer.filename, next_server=server.address,
-                      vendor_class=answer.vendor_class, reason=answer.reason)
+                      vendor_class=answer.vendor_class, reason=answer.reason, loader=answer.loader)
 
 
-def configured_rules(server: BootServer) -> Sequence[Tuple[BootRule, BootAnswer]]:
+def configured_rules(server: BootServer, loader: Optional[str] = None) -> Sequence[Tuple[BootRule, BootAnswer]]:
     """Each rule with the answer it gives on this server (what renderers emit)."""
     out = []
     for rule in BOOT_RULES:
         arch = rule.arch_codes[-1]
-        out.append((rule, decide(server, arch=arch)))
+        out.append((rule, decide(server, arch=arch, loader=loader)))
     return out
+
+
+def loader_dependent_rules(server: BootServer) -> Tuple[BootRule, ...]:
+    """The rows whose answer depends on the loader chain on this server: the renderers
+    give those a per-node answer (nodes whose pxe_loader is not the server's default)."""
+    def effect(answer: BootAnswer) -> Tuple[Any, ...]:
+        return answer.kind, answer.filename, answer.next_server, answer.vendor_class
+
+    return tuple(rule for rule in BOOT_RULES
+                 if rule.grub_slot and effect(decide(server, arch=rule.arch_codes[-1], loader="ipxe"))
+                 != effect(decide(server, arch=rule.arch_codes[-1], loader="grub")))
+
+
+def node_loader(node: Mapping[str, Any], server: BootServer) -> str:
+    """A plan node's loader chain: its own pxe_loader, else the server's default."""
+    return str(node.get("loader") or server.default_loader)

@@ -13,13 +13,16 @@ per use; a single string costs next to nothing. load_plan() turns it back into t
                   "pool": {"start", "end"} | None, "gateway", "dns": [...], "options"?: OPTIONS}],
      "profiles": {name: {"name", "label", "cmdline", "services": [...],
                          "kernel": ASSET, "initrd": ASSET}},
-     "nodes": [{"name", "profile", "macs": [canonical...], "ip", "subnet_id", "boot", "options"?: OPTIONS}],
+     "nodes": [{"name", "profile", "macs": [canonical...], "ip", "subnet_id", "boot", "options"?: OPTIONS,
+                "loader"?: "ipxe"|"grub"}],
      "ha": [{"backend": "kea"|"isc", "mode": "hot-standby"|"load-balancing", "port",
              "peers": [{"name", "role", "address"}], <the backend's timing settings>}]}
     ASSET = {"source": "src"|"url", "src", "url", "checksum": "sha256:<hex>", "filename"}
     OPTIONS = [{"code", "name" | None, "type", "value"}] sorted by code: DHCPv4 options,
               checked (plugin_utils/_dhcp_options.py); a node's already merge its groups'
               and its own. "options" is there only when not empty.
+    "loader": the node's pxe_loader (its own or its groups'), only when set: a node
+              without one follows the default loader of the server that answers it.
 
 IPv6 (plugin_utils/_plan6.py; each key only when the inventory sets it, so an IPv4-only
 plan is unchanged): "subnets6": [{"id", "cidr", "network", "prefix", "pool", "dns"}], and on

@@ -59,11 +59,18 @@ def _header(plan: Optional[Mapping[str, Any]], base: str, what: str) -> List[str
     ]
 
 
-def _kernel_args(profile: Mapping[str, Any], opts: Mapping[str, Any], extra: Sequence[str] = ()) -> str:
-    # initrd=<name>: Debian's 2019 iPXE under EFI does not pass the initrd without it.
-    words = ["initrd=initrd", profile["cmdline"]] + list(extra)
+def kernel_cmdline(profile: Mapping[str, Any], opts: Mapping[str, Any], extra: Sequence[str] = ()) -> str:
+    """The kernel command line of a profile boot, whichever loader chain boots it (iPXE or
+    GRUB: _render_grub.py): the profile's line (with centra.profile=), the lifecycle
+    arguments of an install boot, the consoles."""
+    words = [profile["cmdline"]] + list(extra)
     words.extend("console=%s" % c for c in opts["console"])
     return " ".join(w for w in words if w)
+
+
+def _kernel_args(profile: Mapping[str, Any], opts: Mapping[str, Any], extra: Sequence[str] = ()) -> str:
+    # initrd=<name>: Debian's 2019 iPXE under EFI does not pass the initrd without it.
+    return "initrd=initrd " + kernel_cmdline(profile, opts, extra)
 
 
 def _boot_lines(profile: Mapping[str, Any], opts: Mapping[str, Any], label: str, who: str,

@@ -49,6 +49,20 @@ options:
       - The role M(centra.pxe.pxe_ipxe) writes C(nodes/) and these this way, so a run carries the
         plan to the host once.
     type: path
+  grub_dest:
+    description:
+      - Also write the GRUB configurations of the C(grub) loader chain (docs/secure-boot.md) under this
+        directory (the C(grub/) directory of the TFTP root) - C(grub.cfg) (the entry GRUB sources from its
+        prefix), C(menu.cfg), and C(nodes/<mac>.cfg) for every MAC of every node of the C(grub) chain; with
+        O(lifecycle_dest), also C(install/<mac>.cfg) and C(local/<mac>.cfg) there for its install nodes.
+      - Configurations of MACs no longer of the C(grub) chain are removed; without O(grub_dest), the GRUB
+        variants in O(lifecycle_dest) are removed.
+    type: path
+  default_loader:
+    description: The server's default loader, for the nodes that set no C(pxe_loader) (with O(grub_dest)).
+    type: str
+    choices: [ipxe, grub]
+    default: ipxe
   mode:
     description: Permissions of the scripts.
     type: str
@@ -91,6 +105,12 @@ count:
   description: How many scripts the directory holds afterwards.
   returned: always
   type: int
+grub:
+  description:
+    - The same for the GRUB configurations, C(configs) (grub.cfg and menu.cfg), C(nodes), and with
+      O(lifecycle_dest) C(install) and C(local).
+  returned: when O(grub_dest) is set
+  type: dict
 lifecycle:
   description: The same for the C(install/) and C(local/) directories of O(lifecycle_dest).
   returned: when O(lifecycle_dest) is set
@@ -110,6 +130,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
+from ansible_collections.centra.pxe.plugins.module_utils import _render_grub as grub
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
     INSTALL_DIR, LOCAL_DIR, lifecycle_scripts, node_scripts)
 
@@ -148,11 +169,12 @@ class _Failure(Exception):
     pass
 
 
-def _compare(dest, wanted, mode):
-    """What writing `wanted` ({file name: text}) into `dest` would add, update, remove and re-mode."""
+def _compare(dest, wanted, mode, suffix=".ipxe"):
+    """What writing `wanted` ({file name: text}) into `dest` would add, update, remove and re-mode
+    (of the files ending in `suffix`: the iPXE scripts and the GRUB configs share directories)."""
     existing = set()
     if os.path.isdir(dest):
-        existing = {n for n in os.listdir(dest) if n.endswith(".ipxe")}
+        existing = {n for n in os.listdir(dest) if n.endswith(suffix)}
     elif os.path.exists(dest):
         raise _Failure("%s exists and is not a directory" % dest)
     added, updated = [], []
@@ -197,6 +219,8 @@ def main():
             settings=dict(type="dict", required=True),
             dest=dict(type="path", required=True),
             lifecycle_dest=dict(type="path"),
+            grub_dest=dict(type="path"),
+            default_loader=dict(type="str", choices=["ipxe", "grub"], default="ipxe"),
             mode=dict(type="str", default="0644"),
         ),
         supports_check_mode=True,
@@ -214,10 +238,28 @@ def main():
             variants = lifecycle_scripts(plan, params["http_base"], params["settings"])
             for kind in (INSTALL_DIR, LOCAL_DIR):
                 trees.append((os.path.join(params["lifecycle_dest"], kind), variants[kind]))
+        # The GRUB configs after the iPXE trees (their results keep their places).
+        grub_trees = []
+        if params["grub_dest"]:
+            default = params["default_loader"]
+            grub_trees.append((params["grub_dest"], {"grub.cfg": grub.entry_config(plan),
+                                                     "menu.cfg": grub.menu_config(plan, params["settings"])}))
+            grub_trees.append((os.path.join(params["grub_dest"], "nodes"),
+                               grub.node_configs(plan, params["settings"], default)))
+            if params["lifecycle_dest"]:
+                configs = grub.lifecycle_configs(plan, params["settings"], default)
+                for kind in (INSTALL_DIR, LOCAL_DIR):
+                    grub_trees.append((os.path.join(params["lifecycle_dest"], kind), configs[kind]))
+        stale_grub = []
+        if params["lifecycle_dest"] and not params["grub_dest"]:
+            # The grub chain out of use: its lifecycle variants go (the service would serve them).
+            stale_grub = [(os.path.join(params["lifecycle_dest"], kind), {}) for kind in (INSTALL_DIR, LOCAL_DIR)]
     except (KeyError, TypeError, ValueError) as exc:
         module.fail_json(msg="cannot render the node scripts: %s" % exc)
     try:
         deltas = [_compare(dest, wanted, mode) for dest, wanted in trees]
+        deltas += [_compare(dest, wanted, mode, grub.SUFFIX) for dest, wanted in grub_trees + stale_grub]
+        trees += grub_trees + stale_grub
         if not module.check_mode:
             for (dest, wanted), delta in zip(trees, deltas):
                 if delta["changed"]:
@@ -233,6 +275,11 @@ def main():
     result = dict(changed=any(d["changed"] for d in deltas), **counts(0))
     if params["lifecycle_dest"]:
         result["lifecycle"] = {INSTALL_DIR: counts(1), LOCAL_DIR: counts(2)}
+    if grub_trees:
+        first = len(trees) - len(grub_trees) - len(stale_grub)
+        result["grub"] = {"configs": counts(first), "nodes": counts(first + 1)}
+        if len(grub_trees) == 4:
+            result["grub"].update({INSTALL_DIR: counts(first + 2), LOCAL_DIR: counts(first + 3)})
     changed_trees = [(dest, delta) for (dest, _wanted), delta in zip(trees, deltas) if delta["changed"]]
     if module._diff and changed_trees:
         result["diff"] = [_diff(dest, delta) for dest, delta in changed_trees]

@@ -19,7 +19,10 @@ description:
     C(interfaces) (the provisioning interface and O(extra_interfaces)), C(http_port),
     C(https_port) (0 when HTTPS is off), C(http_base), C(root), C(loaders) (a file name or
     an empty string for every option-93 slot of the boot policy table), C(loader_sources)
-    (slot -> C({path, remote_src}) for the configured slots), C(dhcp_backend),
+    (slot -> C({path, remote_src}) for the configured slots), C(default_loader), C(shim_loaders)
+    (a shim file name or an empty string per architecture of the C(grub) chain), C(grub)
+    (C(in_use), whether any node or the default uses the C(grub) chain, and C(loaders), slot ->
+    C({shim, second_stage}) for the architectures with a shim when in use), C(dhcp_backend),
     C(dhcp_service), C(dhcp_services) (every backend's unit), C(ha) (this server's HA
     relationship with its C(role), or null), C(lifecycle) (the node lifecycle service's
     C(socket), C(state_dir), C(boot_dir), C(scripts_dir), C(callback_base), and its HA C(peers)
@@ -83,6 +86,17 @@ options:
     type: str
     choices: [kea, isc, proxy]
     default: kea
+  default_loader:
+    description:
+      - The loader chain of machines that are not nodes and of nodes that set no C(pxe_loader)
+        (the server's own C(pxe_loader)).
+    type: str
+    choices: [ipxe, grub]
+    default: ipxe
+  shim_loaders:
+    description: Shim file name per architecture slot of the C(grub) chain (C(pxe_server_shim_loaders)).
+    type: dict
+    default: {}
   facts:
     description:
       - The server's network facts (C(ansible_facts) with the network subset). Left out, the

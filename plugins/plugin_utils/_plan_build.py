@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import LOADERS
 from ansible_collections.centra.pxe.plugins.module_utils._mac import MacError, parse_mac
 from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES, PLAN_SCHEMA, plan_digest
 from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import check_options, merge_options
@@ -34,12 +35,12 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._plan6 import (
 )
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dnsmasq import proxy_problems
 
-NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options", "pxe_ip6", "pxe_duid")
+NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options", "pxe_ip6", "pxe_duid", "pxe_loader")
 # A node's DHCP options: those its groups set (GROUP_OPTIONS_KEY in the node's entry, as
 # the groups resolve pxe_dhcp_options), then its own, option by option (the node wins).
 GROUP_OPTIONS_KEY = "group_dhcp_options"
 # Other pxe_* variables a group holding nodes may carry: the contract's and the roles'.
-SHARED_VARS = ("pxe_subnets", "pxe_profiles", "pxe_interface", "pxe_dhcp_backend")
+SHARED_VARS = ("pxe_subnets", "pxe_profiles", "pxe_interface", "pxe_dhcp_backend", "pxe_secure_boot_keys")
 # One per role with variables (tests/unit/roles/test_argument_specs.py holds them together).
 ROLE_VAR_PREFIXES = ("pxe_server_", "pxe_dhcp_", "pxe_tftp_", "pxe_http_", "pxe_ipxe_", "pxe_firewall_",
                      "pxe_lifecycle_", "pxe_health_")
@@ -361,6 +362,14 @@ class _Builder:
             entry = {"name": name, "profile": groups[0] if len(groups) == 1 else None,
                      "macs": macs, "ip": ip, "subnet_id": subnet_id, "boot": boot}
             entry.update(node6(where, name, node, self.subnets6, ip_owner, duid_owner, self.problem))
+            loader = node.get("pxe_loader")
+            if loader is not None:
+                # Only when set (on the node or a group of it): unset follows the server's
+                # default loader, and the plans of inventories without any stay as they were.
+                if loader not in LOADERS:
+                    self.problem(where, "pxe_loader", "%r is not one of %s" % (loader, ", ".join(LOADERS)))
+                else:
+                    entry["loader"] = loader
             options = self._node_options(where, node, errors)
             if options:  # only when set: 10,000 empty lists would cost plan size for nothing
                 entry["options"] = options
@@ -478,7 +487,7 @@ def build_plan(
     reserved_ips: addresses no node may take, with who holds them (PXE servers).
     group_vars: group name -> the pxe_* variables set on that group (typos are reported).
     servers: PXE server name -> {"address" (its ansible_host), and those of pxe_dhcp_backend,
-    pxe_dhcp_ha, pxe_dhcp_ha_address that are set}, in inventory order (high availability).
+    pxe_dhcp_ha, pxe_dhcp_ha_address, pxe_loader that are set}, in inventory order (high availability).
     """
     builder = _Builder(base_dir, reserved_ips or {})
     subnet_list = builder.subnets(subnets)
@@ -487,6 +496,10 @@ def build_plan(
     node_list = builder.nodes(nodes, profile_map, profile_names, subnet_list)
     builder.option_types(subnet_list, node_list)
     _group_var_problems(builder, group_vars or {})
+    for name, server in (servers or {}).items():
+        if "pxe_loader" in server and server["pxe_loader"] not in LOADERS:
+            builder.problem("host %s" % name, "pxe_loader", "%r is not one of %s (the loader of machines that "
+                            "are not nodes, and of nodes that set none)" % (server["pxe_loader"], ", ".join(LOADERS)))
     ha = ha_relationships(builder.problem, servers or {})
     server_problems(builder.subnets6, servers or {}, builder.problem)
     for where, field, message in proxy_problems([s.entry for s in subnet_list], node_list, servers or {}):

@@ -24,6 +24,8 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     BootServer,
     boot_server,
     decide,
+    loader_dependent_rules,
+    node_loader,
 )
 from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
 from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import (
@@ -115,40 +117,86 @@ def _kea_arch_test(rule: BootRule) -> str:
     return " or ".join(terms)
 
 
-def kea_client_classes(server: BootServer, log_only_classes: bool = True) -> List[Dict[str, Any]]:
+def loader_class(loader: str) -> str:
+    """The Kea class a host reservation gives the nodes whose loader is not the server's default."""
+    return KEA_CLASS_PREFIX + "loader_" + loader
+
+
+def other_loaders(plan: Mapping[str, Any], server: BootServer) -> List[str]:
+    """The loaders of nodes that differ from the server's default, when that changes an answer."""
+    if not loader_dependent_rules(server):
+        return []
+    return sorted({node_loader(node, server) for node in plan["nodes"]} - {server.default_loader})
+
+
+def _kea_answer_fields(answer: Any) -> Dict[str, Any]:
+    entry: Dict[str, Any] = {}
+    if answer.kind in ("tftp", "http") and answer.next_server:
+        entry["next-server"] = answer.next_server
+    if answer.kind in ("tftp", "http"):
+        entry["boot-file-name"] = answer.filename
+    if answer.kind == "http":
+        entry["option-data"] = [{"name": "vendor-class-identifier", "data": HTTP_CLIENT_VENDOR_CLASS,
+                                 "always-send": True}]
+    return entry
+
+
+def kea_client_classes(server: BootServer, log_only_classes: bool = True,
+                       loaders: List[str] = ()) -> List[Dict[str, Any]]:
     """The option-93 classes, from BOOT_RULES.
 
     log_only_classes: also the classes that carry no answer (an architecture without a
     loader, and unknown architectures), which only show in Kea's logs at DEBUG. Kea 2.2
     evaluates every class for every packet, at about 1,300 instructions per token
     (benchmarks/dhcp_perf.py --callgrind): without a reader for them they only cost.
+
+    loaders: the loaders, other than the server's default, that some nodes use
+    (other_loaders()). Their host reservations carry the class centra_loader_<loader>,
+    which Kea assigns after its early classification: the rows whose answer depends on
+    the loader are then evaluated late (only-if-required, required by every subnet),
+    one class per loader, each excluding the others, so that exactly one answers (Kea
+    2.2 takes the boot file of the first matching class in the packet's order, and the
+    early classes would come first).
     """
     ipxe = KEA_CLASS_PREFIX + "ipxe"
+    deferred = {rule.name for rule in loader_dependent_rules(server)} if loaders else set()
     classes: List[Dict[str, Any]] = [{
         "name": ipxe,
         # iPXE sends user class "iPXE" (raw, not RFC 3004 framed) and option 175.
         "test": "option[77].hex == 'iPXE' or option[%d].exists" % IPXE_ENCAP_OPTION,
         "boot-file-name": decide(server, user_class=b"iPXE").filename,
     }]
+    # Classes without a test: only host reservations give them.
+    classes.extend({"name": loader_class(loader)} for loader in loaders)
     known = []
     for rule in BOOT_RULES:
         arch_test = _kea_arch_test(rule)
-        known.append("member('%s')" % (KEA_CLASS_PREFIX + "arch_" + rule.name))
         answer = decide(server, arch=rule.arch_codes[-1])
         entry: Dict[str, Any] = {
             "name": KEA_CLASS_PREFIX + "arch_" + rule.name,
             "test": "not member('%s') and (%s)" % (ipxe, arch_test),
         }
-        if answer.kind == "tftp":
-            entry["next-server"] = answer.next_server
-            entry["boot-file-name"] = answer.filename
-        elif answer.kind == "http":
-            entry["boot-file-name"] = answer.filename
-            entry["option-data"] = [{"name": "vendor-class-identifier", "data": HTTP_CLIENT_VENDOR_CLASS,
-                                     "always-send": True}]
-        # kind "none": the class exists (visible in Kea's logs) but carries no boot file.
-        if answer.kind != "none" or log_only_classes:
-            classes.append(entry)
+        if rule.name not in deferred:
+            known.append("member('%s')" % entry["name"])
+            entry.update(_kea_answer_fields(answer))
+            # kind "none": the class exists (visible in Kea's logs) but carries no boot file.
+            if answer.kind != "none" or log_only_classes:
+                classes.append(entry)
+            continue
+        # Evaluated late, after the reservation's classes: the server's default loader
+        # for the nodes of no other loader's class, then one class per other loader.
+        known.append("(%s)" % arch_test)
+        others = " and ".join("not member('%s')" % loader_class(loader) for loader in loaders)
+        entry["test"] = "not member('%s') and %s and (%s)" % (ipxe, others, arch_test)
+        entry["only-if-required"] = True
+        entry.update(_kea_answer_fields(answer))
+        classes.append(entry)
+        for loader in loaders:
+            classes.append(dict({
+                "name": "%s%s_arch_%s" % (KEA_CLASS_PREFIX, loader, rule.name),
+                "test": "not member('%s') and member('%s') and (%s)" % (ipxe, loader_class(loader), arch_test),
+                "only-if-required": True,
+            }, **_kea_answer_fields(decide(server, arch=rule.arch_codes[-1], loader=loader))))
     if not log_only_classes:
         return classes
     classes.append({
@@ -174,15 +222,21 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
     """The whole kea-dhcp4 configuration ({"Dhcp4": ...}) for one PXE server."""
     opts = resolved_settings(settings, KEA_SETTINGS, "Kea", "pxe_dhcp")
     boot = boot_server(server)
+    loaders = other_loaders(plan, boot)
+    client_classes = kea_client_classes(boot, log_only_classes=opts["log_severity"] == "DEBUG", loaders=loaders)
+    required = [c["name"] for c in client_classes if c.get("only-if-required")]
     by_subnet: Dict[int, List[Dict[str, Any]]] = {s["id"]: [] for s in plan["subnets"]}
     global_reservations: List[Dict[str, Any]] = []
     shared_ip = False
     for node in plan["nodes"]:
         node_options = kea_option_data(node.get("options", []))
+        chain = node_loader(node, boot)
         for mac in node["macs"]:
             reservation: Dict[str, Any] = {"hw-address": mac, "hostname": node["name"]}
             if node_options:
                 reservation["option-data"] = node_options
+            if chain in loaders:
+                reservation["client-classes"] = [loader_class(chain)]
             if node["ip"]:
                 reservation["ip-address"] = node["ip"]
                 by_subnet[node["subnet_id"]].append(reservation)
@@ -199,6 +253,8 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
             entry["option-data"] = options
         if by_subnet[subnet["id"]]:
             entry["reservations"] = by_subnet[subnet["id"]]
+        if required:
+            entry["require-client-classes"] = required
         subnets.append(entry)
     dhcp4: Dict[str, Any] = {
         "interfaces-config": {
@@ -211,7 +267,7 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
         "valid-lifetime": int(opts["valid_lifetime"]),
         "authoritative": bool(opts["authoritative"]),
         "host-reservation-identifiers": ["hw-address"],
-        "client-classes": kea_client_classes(boot, log_only_classes=opts["log_severity"] == "DEBUG"),
+        "client-classes": client_classes,
         "subnet4": subnets,
         "loggers": [{"name": "kea-dhcp4", "severity": opts["log_severity"],
                      "output_options": [{"output": "stdout"}]},
@@ -329,16 +385,8 @@ def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: M
     lines.append('if ((exists user-class and option user-class = "iPXE") or exists ipxe-encap-opts) {')
     lines.append("  filename %s;" % _isc_string(str(ipxe_file)))
     for rule in BOOT_RULES:
-        answer = decide(boot, arch=rule.arch_codes[-1])
         lines.append("} elsif %s {" % _isc_arch_test(rule))
-        if answer.kind == "tftp":
-            lines.append("  next-server %s;" % answer.next_server)
-            lines.append("  filename %s;" % _isc_string(str(answer.filename)))
-        elif answer.kind == "http":
-            lines.append("  option vendor-class-identifier %s;" % _isc_string(HTTP_CLIENT_VENDOR_CLASS))
-            lines.append("  filename %s;" % _isc_string(str(answer.filename)))
-        else:
-            lines.append('  log(info, "centra.pxe: %s: no boot file");' % answer.reason.replace('"', "'"))
+        lines.extend("  " + line for line in _isc_answer(decide(boot, arch=rule.arch_codes[-1])))
     lines.append("} else {")
     lines.append('  log(info, concat("centra.pxe: unknown client architecture ", '
                  'binary-to-ascii(16, 8, ":", option arch), ": no boot file"));')
@@ -364,13 +412,49 @@ def dhcpd_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: M
         lines.extend("  " + statement for statement in isc_option_statements(subnet.get("options", [])))
         lines.append("}")
     lines.append("")
+    loaders = other_loaders(plan, boot)
+    hosts: Dict[str, List[str]] = {boot.default_loader: []}
+    hosts.update((loader, []) for loader in loaders)
     for node in plan["nodes"]:
         node_options = isc_option_statements(node.get("options", []))
+        chain = node_loader(node, boot)
         for index, mac in enumerate(node["macs"]):
             parts = ["host %s-%d {" % (node["name"], index), "hardware ethernet %s;" % mac]
             if node["ip"]:
                 parts.append("fixed-address %s;" % node["ip"])
             parts.extend(node_options)
             parts.append("option host-name %s; }" % _isc_string(node["name"]))
-            lines.append(" ".join(parts))
+            hosts[chain if chain in loaders else boot.default_loader].append(" ".join(parts))
+    lines.extend(hosts[boot.default_loader])
+    for loader in loaders:
+        # The nodes of another loader than the server's default: a group whose statements
+        # dhcpd runs after the global ones (a host's group is the inner scope), so its
+        # answers replace the global chain's for the rows that depend on the loader.
+        lines.append("")
+        lines.append("group {")
+        for index, rule in enumerate(loader_dependent_rules(boot)):
+            lines.append("  %s not ((exists user-class and option user-class = \"iPXE\") or exists ipxe-encap-opts)"
+                         " and %s {" % ("if" if index == 0 else "} elsif", _isc_arch_test(rule)))
+            answer = decide(boot, arch=rule.arch_codes[-1], loader=loader)
+            if not answer.next_server and decide(boot, arch=rule.arch_codes[-1]).next_server:
+                # The global chain set one for the default loader: siaddr zero is "none".
+                lines.append("    next-server 0.0.0.0;")
+            lines.extend("    " + line for line in _isc_answer(answer))
+        lines.append("  }")
+        lines.extend("  " + host for host in hosts[loader])
+        lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _isc_answer(answer: Any) -> List[str]:
+    """The dhcpd statements of one answer."""
+    lines = []
+    if answer.kind in ("tftp", "http") and answer.next_server:
+        lines.append("next-server %s;" % answer.next_server)
+    if answer.kind == "http":
+        lines.append("option vendor-class-identifier %s;" % _isc_string(HTTP_CLIENT_VENDOR_CLASS))
+    if answer.kind in ("tftp", "http"):
+        lines.append("filename %s;" % _isc_string(str(answer.filename)))
+    else:
+        lines.append('log(info, "centra.pxe: %s: no boot file");' % answer.reason.replace('"', "'"))
+    return lines

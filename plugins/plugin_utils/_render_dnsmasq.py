@@ -39,6 +39,8 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     PROXY_VENDOR_CLASSES,
     boot_server,
     decide_proxy,
+    loader_dependent_rules,
+    node_loader,
 )
 from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
 
@@ -58,6 +60,10 @@ def _value(value: str, what: str) -> str:
 
 def arch_tag(rule_name: str) -> str:
     return TAG_PREFIX + "arch_" + rule_name
+
+
+def loader_tag(loader: str) -> str:
+    return TAG_PREFIX + "loader_" + loader
 
 
 def dnsmasq_proxy_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
@@ -91,13 +97,34 @@ def dnsmasq_proxy_config(plan: Mapping[str, Any], server: Mapping[str, Any], set
         for code in rule.arch_codes:
             if code is not None:  # no option 93: not a PXE client, dnsmasq's proxy does not answer
                 lines.append("dhcp-match=set:%s,option:client-arch,%d" % (arch_tag(rule.name), code))
+    dependent = {rule.name for rule in loader_dependent_rules(boot)}
+    loaders = sorted({node_loader(node, boot) for node in plan["nodes"]} - {boot.default_loader}) if dependent else []
+    if loaders:
+        lines.append("# Nodes whose loader is not this server's default (%s), tagged by MAC." % boot.default_loader)
+    for loader in loaders:
+        for node in plan["nodes"]:
+            if node_loader(node, boot) == loader:
+                lines.extend("dhcp-host=%s,set:%s" % (mac, loader_tag(loader)) for mac in node["macs"])
     for rule in BOOT_RULES:
         answer = decide_proxy(boot, arch=rule.arch_codes[-1])
+        # Where the loader changes the answer, the tags of the other loaders keep the lines
+        # apart: exactly one dhcp-boot matches, whatever order dnsmasq tries them in.
+        others = "".join(",tag:!%s" % loader_tag(loader) for loader in loaders if rule.name in dependent)
         if answer.kind == "none":
             lines.append("# %s: %s" % (rule.name, answer.reason))
+        else:
+            filename = _value(str(answer.filename), "boot file")
+            lines.append("dhcp-boot=tag:%s,tag:!%s%s,%s,,%s" % (arch_tag(rule.name), IPXE_TAG, others, filename, address))
+        if rule.name not in dependent:
             continue
-        filename = _value(str(answer.filename), "boot file")
-        lines.append("dhcp-boot=tag:%s,tag:!%s,%s,,%s" % (arch_tag(rule.name), IPXE_TAG, filename, address))
+        for loader in loaders:
+            answer = decide_proxy(boot, arch=rule.arch_codes[-1], loader=loader)
+            if answer.kind == "none":
+                lines.append("# %s, loader %s: %s" % (rule.name, loader, answer.reason))
+                continue
+            filename = _value(str(answer.filename), "boot file")
+            lines.append("dhcp-boot=tag:%s,tag:%s,tag:!%s,%s,,%s"
+                         % (arch_tag(rule.name), loader_tag(loader), IPXE_TAG, filename, address))
     ipxe = decide_proxy(boot, arch=0, user_class=IPXE_USER_CLASS)
     lines.append("# iPXE, whatever its architecture: the boot script (stops the chainload loop).")
     lines.append("dhcp-boot=tag:%s,%s,,%s" % (IPXE_TAG, _value(str(ipxe.filename), "boot script URL"), address))

@@ -11,6 +11,12 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
      "root": the boot trees' directory,
      "loaders": {slot: file name or "" for every slot of the boot policy table},
      "loader_sources": {slot: {"path", "remote_src"}} for the slots that have a loader,
+     "default_loader": "ipxe"|"grub": the chain of unknown machines and of nodes that set no pxe_loader,
+     "shim_loaders": {grub slot: shim file name or ""} (the grub chain's first stage, per architecture),
+     "grub": {"in_use": whether any node or the default uses the grub chain,
+              "loaders": {grub slot: {"shim", "second_stage"}} for the slots with a shim, when in use,
+              "profiles": the profiles the grub chain boots (their kernels' signatures are checked),
+              "cache_dir": where the signed loaders are extracted, <cache_dir>/<slot>/<file name>},
      "dhcp_backend": "kea"|"isc"|"proxy", "dhcp_service": its unit, "dhcp_services": every backend's unit,
      "ha": this server's HA relationship (the plan's, plus "role": this server's) or None,
      "lifecycle": {"socket", "state_dir", "boot_dir", "scripts_dir", "callback_base",
@@ -27,7 +33,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Dict, Optional, Sequence
 
-from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import LOADER_SLOTS
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
+    DEFAULT_LOADER, GRUB_SECOND_STAGE, GRUB_SLOTS, LOADER_SLOTS, LOADERS)
 
 # Where the node lifecycle service (centra.pxe.pxe_lifecycle) keeps what nginx
 # (centra.pxe.pxe_http) serves or talks to.
@@ -43,6 +50,10 @@ LIFECYCLE_TRACE_GROUP = "centra-pxe-trace"
 # The DHCP server unit of each backend: pxe_server installs and checks it, pxe_dhcp
 # runs one and stops the other (both want port 67).
 # proxy: dnsmasq as proxyDHCP, under a unit of centra.pxe (dnsmasq-base ships none).
+# Where centra.pxe.pxe_ipxe extracts the signed loaders of the grub chain (shim, GRUB) from
+# their packages, one directory per slot; centra.pxe.pxe_tftp copies them from there.
+GRUB_CACHE_DIR = "/var/cache/centra-pxe/signed-loaders"
+
 DHCP_SERVICES = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server", "proxy": "centra-pxe-proxydhcp"}
 
 
@@ -53,8 +64,19 @@ def http_base(address: str, port: int) -> str:
 def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, str], extra_interfaces: Sequence[str],
                    http_port: int, https_port: int, root: str, loaders: Mapping[str, Any],
                    loader_files: Mapping[str, str], loader_dir: str, dhcp_backend: str,
-                   ha: Optional[Mapping[str, Any]], endpoint6: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+                   ha: Optional[Mapping[str, Any]], endpoint6: Optional[Mapping[str, str]] = None,
+                   default_loader: str = DEFAULT_LOADER,
+                   shim_loaders: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The context of server `name`; endpoint is {interface, address, cidr} (centra.pxe's _endpoint)."""
+    if default_loader not in LOADERS:
+        raise ValueError("pxe_loader %r is not one of %s" % (default_loader, ", ".join(LOADERS)))
+    shims = {slot: str((shim_loaders or {}).get(slot) or "") for slot in GRUB_SLOTS}
+    grub_nodes = [n for n in plan["nodes"] if (n.get("loader") or default_loader) == "grub"]
+    grub_in_use = default_loader == "grub" or bool(grub_nodes)
+    if default_loader == "grub" or any(n["boot"] == "menu" for n in grub_nodes):
+        grub_profiles = sorted(plan["profiles"])  # the menu offers every profile
+    else:
+        grub_profiles = sorted({n["profile"] for n in grub_nodes if n["boot"] != "local"})
     relationship = None
     if ha:
         relationship = dict(ha)
@@ -84,6 +106,13 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
         # Every slot present: a slot the operator leaves out means "no boot file".
         "loaders": names,
         "loader_sources": sources,
+        "default_loader": default_loader,
+        "shim_loaders": shims,
+        "grub": {"in_use": grub_in_use,
+                 "loaders": {slot: {"shim": shim, "second_stage": GRUB_SECOND_STAGE[slot]}
+                             for slot, shim in shims.items() if shim and grub_in_use},
+                 "profiles": grub_profiles if grub_in_use else [],
+                 "cache_dir": GRUB_CACHE_DIR},
         "dhcp_backend": dhcp_backend,
         "dhcp_service": DHCP_SERVICES[dhcp_backend],
         "dhcp_services": dict(DHCP_SERVICES),

@@ -48,6 +48,9 @@ CASES: dict[str, list[str]] = {
     "ha-isc": ["inventories/lab", f"{STAND_IN}/lab", f"{STAND_IN}/ha-isc"],
     # molecule/proxy: proxyDHCP (dnsmasq) beside a foreign DHCP server; MACs only.
     "proxy": ["molecule/proxy/inventory", f"{STAND_IN}/lab", f"{STAND_IN}/proxy"],
+    # The grub loader chain (docs/secure-boot.md): a profile group and a node on it, Kea and dhcpd.
+    "grub-kea": ["inventories/lab", f"{STAND_IN}/lab", f"{STAND_IN}/grub"],
+    "grub-isc": ["inventories/lab", f"{STAND_IN}/lab", f"{STAND_IN}/grub", f"{STAND_IN}/isc"],
     # HTTPS on, other ports, and the other knobs away from their defaults.
     "lab-tls": ["inventories/lab", f"{STAND_IN}/lab", f"{STAND_IN}/tls"],
 }

@@ -2,12 +2,13 @@
 
     python3 tests/lab/lab.py up [--inventory PATH] [--hosts N] [--apt-packages a,b] [--far-network]
                                 [--foreign-dhcp] [--ipv6]
-    python3 tests/lab/lab.py boot --mac MAC --firmware bios|uefi [--timeout S] [--json] [--ipv6]
+    python3 tests/lab/lab.py boot --mac MAC --firmware bios|uefi|uefi-secureboot [--arch amd64|arm64]
+                                  [--timeout S] [--json] [--ipv6]
                                   [--network near|far]
                                   [--disk NAME [--disk-size MB] [--fresh-disk]]
                                   [--until MARKER] [--max-boots N]
     python3 tests/lab/lab.py down [--purge-logs]
-    python3 tests/lab/lab.py image | status
+    python3 tests/lab/lab.py image [--arch amd64|arm64] | status
     python3 tests/lab/lab.py exec [--router] -- CMD...   (run CMD on the lab network,
                                                           or in the far network's router)
     python3 tests/lab/lab.py ssh [pxe01] [-- CMD...]
@@ -281,7 +282,10 @@ def running_boots() -> list[dict[str, object]]:
 
 def cmd_image(args: argparse.Namespace) -> int:
     with stdout_to_stderr(), cache_lock():
-        vmlinuz, initrd = image.ensure_image()
+        if args.arch == "arm64":
+            vmlinuz, initrd = image.ensure_arm64_image()
+        else:
+            vmlinuz, initrd = image.ensure_image()
     print(vmlinuz)
     print(initrd)
     return 0
@@ -304,11 +308,11 @@ def boot_request(args: argparse.Namespace) -> boot.BootRequest:
         macs=macs, firmware=args.firmware, timeout=timeout,
         boot_nic=args.boot_nic or 1, attach_all=args.boot_nic is None or args.attach_all,
         http_boot=args.http_boot, ipv6=args.ipv6,
-        nic_model=args.nic_model or ("virtio" if args.firmware == "uefi" else "e1000"),
+        nic_model=args.nic_model or ("e1000" if args.firmware == "bios" else "virtio"),
         memory_mb=args.memory, network=args.network,
         disk=args.disk, disk_size_mb=args.disk_size or boot.DEFAULT_DISK_MB,
         fresh_disk=args.fresh_disk, until=args.until or boot.SUCCESS_MARK,
-        max_boots=max_boots,
+        max_boots=max_boots, arch=args.arch,
     )
 
 
@@ -429,7 +433,12 @@ def parser() -> argparse.ArgumentParser:
 
     bt = sub.add_parser("boot", help="PXE-boot one QEMU machine and wait for PXE-BOOT-OK")
     bt.add_argument("--mac", required=True, help="MAC of the first NIC")
-    bt.add_argument("--firmware", required=True, choices=("bios", "uefi"))
+    bt.add_argument("--firmware", required=True, choices=boot.FIRMWARES,
+                    help="bios: SeaBIOS + iPXE ROM; uefi: OVMF (AAVMF for arm64); "
+                         "uefi-secureboot: the same with Secure Boot enforced (Microsoft keys)")
+    bt.add_argument("--arch", choices=boot.ARCHES, default="amd64",
+                    help="amd64 (default; qemu-system-x86_64) or arm64 (qemu-system-aarch64 "
+                         "-M virt -cpu cortex-a57, AAVMF; UEFI only)")
     bt.add_argument("--timeout", type=float, metavar="S",
                     help="give up after S seconds (default 180 per allowed boot)")
     bt.add_argument("--extra-mac", action="append", default=[], metavar="MAC",
@@ -472,8 +481,10 @@ def parser() -> argparse.ArgumentParser:
                       help=f"also delete the serial/console logs in {LOGS_DIR}")
     down.set_defaults(func=cmd_down)
 
-    sub.add_parser("image", help="build (or reuse) the test kernel + initrd") \
-        .set_defaults(func=cmd_image)
+    im = sub.add_parser("image", help="build (or reuse) the test kernel + initrd")
+    im.add_argument("--arch", choices=boot.ARCHES, default="amd64",
+                    help="amd64 (default: the image `up` builds) or arm64 (for boot --arch arm64)")
+    im.set_defaults(func=cmd_image)
     sub.add_parser("status", help="print the state JSON").set_defaults(func=cmd_status)
 
     ex = sub.add_parser("exec", help=f"run a command inside the lab namespace {NETNS}")

@@ -20,8 +20,9 @@ RELAY_INVENTORY = os.path.join(PROJECT, "molecule", "relay", "inventory")
 
 def test_the_lab_inventory_nodes_are_read_with_profiles_and_canonical_macs():
     nodes = inventory_facts([LAB_INVENTORY]).nodes
-    assert sorted(nodes) == ["node01", "node02", "node03", "node04", "node07"]
+    assert sorted(nodes) == ["node01", "node02", "node03", "node04", "node07", "node08"]
     assert nodes["node07"].boot == "netboot" and nodes["node01"].boot == "install"
+    assert nodes["node08"].loader == "grub" and nodes["node01"].loader == "ipxe"
     assert (nodes["node01"].profile, nodes["node01"].macs, nodes["node01"].ip) == \
         ("control_plane", ("52:54:00:00:01:01",), "192.0.2.11")
     assert nodes["node04"].profile == "worker" and nodes["node04"].macs == ("52:54:00:00:04:01", "52:54:00:00:04:02")
@@ -38,6 +39,20 @@ def test_servers_subnets_and_menu_come_from_the_generated_and_scenario_inventori
     far = facts.subnet("198.51.100.0/24")
     assert far.gateway == "198.51.100.1" and far.in_pool("198.51.100.150") and not far.in_pool("198.51.100.15")
     assert facts.nodes["node06"].ip is None and facts.nodes["node05"].ip == "198.51.100.15"
+
+
+def test_a_nodes_loader_is_its_own_its_profiles_or_the_servers_default(tmp_path):
+    inventory = tmp_path / "loaders.yml"
+    inventory.write_text(
+        "all:\n  vars:\n    pxe_profiles: {a: {}, b: {}}\n  children:\n"
+        "    pxe_servers:\n      hosts: {pxe01: {ansible_host: 192.0.2.2}}\n      vars: {pxe_loader: grub}\n"
+        "    pxe_nodes:\n      children:\n"
+        "        a:\n          hosts:\n            n1: {pxe_mac: '52:54:00:00:0a:01'}\n"
+        "            n2: {pxe_mac: '52:54:00:00:0a:02', pxe_loader: ipxe}\n"
+        "        b:\n          vars: {pxe_loader: ipxe}\n          hosts:\n"
+        "            n3: {pxe_mac: '52:54:00:00:0a:03'}\n")
+    nodes = inventory_facts([str(inventory)]).nodes
+    assert {name: node.loader for name, node in nodes.items()} == {"n1": "grub", "n2": "ipxe", "n3": "ipxe"}
 
 
 def test_no_server_is_a_clear_error():
@@ -70,3 +85,104 @@ def test_recap_reads_every_host_line():
 def test_task_results_reads_the_json_of_each_result():
     assert task_results(RUN) == [("Build the boot plan", "fatal", "pxe01",
                                   {"changed": False, "msg": "bad inventory", "problems": ["host n1: pxe_mac"]})]
+
+
+# --- boot: the QEMU command line (no QEMU is started) ------------------------------------
+
+
+def _request(**overrides):
+    from labkit.boot import BootRequest
+    values = dict(macs=["52:54:00:00:01:01"], firmware="uefi", timeout=180.0, boot_nic=1,
+                  attach_all=True, http_boot=False, nic_model="virtio")
+    values.update(overrides)
+    return BootRequest(**values)
+
+
+def _argv(request, vars_file=None):
+    from pathlib import Path
+
+    from labkit.boot import Nic, qemu_argv
+    nics = [Nic(index=1, mac=request.macs[0], tap="cpxettest", boot=True)]
+    return qemu_argv(request, nics, Path("/tmp/serial.log"), None, vars_file)
+
+
+def test_bios_and_uefi_command_lines_are_unchanged():
+    """The contract's machines: exactly the command lines the lab has always run."""
+    common = ["-accel", "tcg", "-m", "512", "-smp", "1", "-nodefaults", "-nographic",
+              "-monitor", "none", "-serial", "file:/tmp/serial.log", "-no-reboot", "-boot", "strict=on"]
+    netdev = ["-netdev", "tap,id=net1,ifname=cpxettest,script=no,downscript=no"]
+    assert _argv(_request(firmware="bios", nic_model="e1000")) == [
+        "qemu-system-x86_64", "-name", "cpxe-boot-52:54:00:00:01:01", *common, *netdev,
+        "-device", "e1000,mac=52:54:00:00:01:01,romfile=/usr/lib/ipxe/qemu/pxe-e1000.rom,netdev=net1,bootindex=1"]
+    assert _argv(_request(http_boot=True)) == [
+        "qemu-system-x86_64", "-name", "cpxe-boot-52:54:00:00:01:01", *common,
+        "-bios", "/usr/share/ovmf/OVMF.fd", "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no",
+        "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+        "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no", *netdev,
+        "-device", "virtio-net-pci,mac=52:54:00:00:01:01,romfile=,netdev=net1,bootindex=1"]
+
+
+def test_uefi_secureboot_is_ovmf_secboot_with_smm_and_a_copy_of_the_microsoft_vars():
+    from pathlib import Path
+
+    from labkit.boot import OVMF_MS_VARS
+    request = _request(firmware="uefi-secureboot")
+    assert request.uefi and request.secure_boot and request.vars_template == OVMF_MS_VARS
+    argv = _argv(request, Path("/state/boots/boot-1.vars.fd"))
+    assert argv[:7] == ["qemu-system-x86_64", "-name", "cpxe-boot-52:54:00:00:01:01",
+                        "-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]
+    assert "-bios" not in argv
+    drives = [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"]
+    assert drives == ["if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+                      "if=pflash,format=raw,unit=1,file=/state/boots/boot-1.vars.fd"]
+    # Everything else as --firmware uefi: OVMF's own PXE client on a virtio NIC, IPv4 only.
+    assert "virtio-net-pci,mac=52:54:00:00:01:01,romfile=,netdev=net1,bootindex=1" in argv
+    assert "name=opt/org.tianocore/IPv6Support,string=no" in argv
+    http = _argv(_request(firmware="uefi-secureboot", http_boot=True), Path("/v.fd"))
+    assert "name=opt/org.tianocore/IPv4PXESupport,string=no" in http
+
+
+def test_arm64_is_aarch64_virt_with_aavmf_and_the_vars_of_the_firmware_choice():
+    from pathlib import Path
+
+    from labkit.boot import AAVMF_MS_VARS, AAVMF_VARS
+    plain, secure = _request(arch="arm64"), _request(arch="arm64", firmware="uefi-secureboot")
+    assert plain.vars_template == AAVMF_VARS and secure.vars_template == AAVMF_MS_VARS
+    argv = _argv(secure, Path("/v.fd"))
+    assert argv[:7] == ["qemu-system-aarch64", "-name", "cpxe-boot-52:54:00:00:01:01",
+                        "-M", "virt", "-cpu", "cortex-a57"]
+    assert "q35,smm=on" not in argv and "-bios" not in argv
+    assert "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd" in argv
+    assert "if=pflash,format=raw,unit=1,file=/v.fd" in argv
+    assert "virtio-net-pci,mac=52:54:00:00:01:01,romfile=,netdev=net1,bootindex=1" in argv
+
+
+def test_a_firmware_that_needs_a_vars_copy_refuses_to_run_without_one():
+    from labkit.common import LabError
+    with pytest.raises(LabError, match="variable store"):
+        _argv(_request(firmware="uefi-secureboot"))
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"arch": "arm64", "firmware": "bios", "nic_model": "e1000"}, "arm64 has no BIOS"),
+    ({"firmware": "uefi-secureboot", "nic_model": "e1000"}, "virtio NICs only"),
+    ({"firmware": "bios", "nic_model": "e1000", "http_boot": True}, "BIOS has no HTTP boot"),
+    ({"arch": "riscv64"}, "--arch must be one of amd64, arm64"),
+    ({"firmware": "uefi-sb"}, "--firmware must be one of bios, uefi, uefi-secureboot"),
+])
+def test_impossible_machines_are_refused_before_anything_is_made(overrides, message):
+    from labkit.boot import validate
+    from labkit.common import LabError
+    with pytest.raises(LabError, match=message):
+        validate(_request(**overrides))
+
+
+def test_boot_json_names_the_arch_only_for_arm64():
+    import json
+    from pathlib import Path
+
+    from labkit.boot import BootResult, result_json
+    result = BootResult(ok=True, seconds=1.0, line="PXE-BOOT-OK cmdline=x", log_path=Path("/l"),
+                        tail=[], reason="ok")
+    assert "arch" not in json.loads(result_json(_request(), result))
+    assert json.loads(result_json(_request(arch="arm64"), result))["arch"] == "arm64"

@@ -7,26 +7,61 @@ from; the received answers come from the running daemon, over the wire."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
 import pytest
 from labkit.client import lab_exec, pxe_shell
 from labkit.common import BRIDGE
-from labkit.facts import lab_facts
+from labkit.facts import LAB_INVENTORY, lab_facts, scenario_inventory
+from labkit.playbook import ansible_playbook, recap
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BootServer, decide
 
 LAB = lab_facts()
 # The loaders of the lab host: the role defaults (Debian's ipxe package has no 32-bit
-# or ARM EFI build, so those architectures get no boot file).
-SERVER = BootServer(LAB.server_address, LAB.http_base, {"bios": "undionly.kpxe", "efi64": "ipxe.efi"})
+# or ARM EFI build, so those architectures get no boot file; the grub chain serves an
+# x86-64 shim only).
+SERVER = BootServer(LAB.server_address, LAB.http_base, {"bios": "undionly.kpxe", "efi64": "ipxe.efi"},
+                    shims={"efi64": "shimx64.efi"})
+# The lab's node of the grub chain (pxe_loader: grub in inventories/lab).
+GRUB_NODE = "node08"
+
+
+def _probe(*args):
+    run = lab_exec(sys.executable, "-m", "labkit.dhcp_probe", "--iface", BRIDGE, *args, timeout=300)
+    return {a["case"]: a for a in (json.loads(line) for line in run.stdout.splitlines() if line.startswith("{"))}
 
 
 @pytest.fixture(scope="module")
 def answers():
-    run = lab_exec(sys.executable, "-m", "labkit.dhcp_probe", "--iface", BRIDGE, timeout=300)
-    return {a["case"]: a for a in (json.loads(line) for line in run.stdout.splitlines() if line.startswith("{"))}
+    return _probe()
+
+
+@pytest.fixture(scope="module")
+def grub_node_answers():
+    """Every case from the MAC of the grub node: its reservation puts it on the grub chain."""
+    return _probe("--mac", LAB.nodes[GRUB_NODE].macs[0])
+
+
+def _converge_dhcp(*extra_inventories):
+    run = ansible_playbook("site.yml", "--tags", "pxe_dhcp",
+                           inventories=(scenario_inventory(), LAB_INVENTORY, *extra_inventories))
+    assert run.returncode == 0 and all(r["failed"] == 0 for r in recap(run.stdout).values()), run.stdout[-3000:]
+
+
+@pytest.fixture(scope="module")
+def grub_default_answers(tmp_path_factory):
+    """Unknown machines when the server's default loader is grub: the DHCP configuration
+    converged with pxe_loader: grub on the PXE servers, probed, and converged back."""
+    overlay = tmp_path_factory.mktemp("grub-default") / "grub-default.yml"
+    overlay.write_text("all:\n  children:\n    pxe_servers:\n      vars:\n        pxe_loader: grub\n")
+    _converge_dhcp(str(overlay))
+    try:
+        yield _probe()
+    finally:
+        _converge_dhcp()
 
 
 CASES = ["absent", "arch0", "arch6", "arch7", "arch9", "arch10", "arch11", "arch16", "arch19", "arch_unknown",
@@ -57,3 +92,39 @@ def test_kea_logs_leases_but_no_class_verdicts_at_info(answers, backend):
     journal = pxe_shell("journalctl -u kea-dhcp4-server --no-pager -o cat --since -15min").stdout
     assert "DHCP4_LEASE_ADVERT" in journal
     assert "EVAL_RESULT" not in journal, [line for line in journal.splitlines() if "EVAL_RESULT" in line][:3]
+
+
+def _check(got, expected, case):
+    assert got["offer"], "no OFFER for %s" % case
+    assert got["file"] == (expected.filename or ""), (case, got, expected)
+    if expected.next_server:
+        assert got["siaddr"] == expected.next_server, (case, got, expected)
+    if expected.kind == "http":
+        assert got["vendor_class"] == "HTTPClient"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_grub_node_gets_the_grub_chain(grub_node_answers, case):
+    """7, 9, 16: shim (TFTP, or HTTP with HTTPClient); 11, 19 without an arm64 shim, BIOS
+    and iPXE itself: the iPXE answers, as decide() gives them for loader grub."""
+    got = grub_node_answers[case]
+    expected = decide(SERVER, arch=got["arch"], user_class=got["user_class"].encode() if got["user_class"] else None,
+                      option_175=got["option_175"], loader="grub")
+    _check(got, expected, case)
+    assert got["yiaddr"] == LAB.nodes[GRUB_NODE].ip, got
+    if case in ("arch7", "arch9"):
+        assert (expected.kind, expected.filename) == ("tftp", "shimx64.efi")
+    if case == "arch16":
+        assert expected.filename == "%s/loaders/shimx64.efi" % LAB.http_base
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_unknown_machines_follow_a_grub_default(grub_default_answers, case):
+    got = grub_default_answers[case]
+    expected = decide(dataclasses.replace(SERVER, default_loader="grub"), arch=got["arch"],
+                      user_class=got["user_class"].encode() if got["user_class"] else None,
+                      option_175=got["option_175"])
+    _check(got, expected, case)
+    assert LAB.subnets[0].in_pool(got["yiaddr"]), got
+    if case == "arch7":
+        assert expected.filename == "shimx64.efi"

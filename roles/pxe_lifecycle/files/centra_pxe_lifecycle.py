@@ -87,6 +87,8 @@ NODE_NAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1
 PROFILE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CANONICAL_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 BOOT_FILE_RE = re.compile(r"^[0-9a-f]{2}(-[0-9a-f]{2}){5}\.ipxe$")
+# The lifecycle variants of the grub loader chain end in this (install/<mac>.cfg, local/<mac>.cfg).
+GRUB_SUFFIX = ".cfg"
 MAX_BODY = 4096
 MAX_MESSAGE = 1024
 MAX_SCRIPT = 1 << 20
@@ -985,6 +987,9 @@ class Store:
         for row in rows:
             for mac in self.node_macs(row["name"], db):
                 desired[mac_hyphen(mac) + ".ipxe"] = self._script(row, mac)
+                # The GRUB config of a node of the grub chain (centra.pxe's _render_grub): a
+                # source only for those nodes; tftpd sees this directory as grub/lifecycle/.
+                desired[mac_hyphen(mac) + GRUB_SUFFIX] = self._script(row, mac, GRUB_SUFFIX)
         written, removed = [], []
         # Some nodes (callbacks, rearm): every file is durable before the answer; they are
         # written first, then fsynced, then renamed, in chunks (a bounded number of open
@@ -1028,14 +1033,18 @@ class Store:
             _fsync_directory(self.boot_dir)
         return {"files_written": written, "files_removed": sorted(set(removed))}
 
-    def _script(self, row: sqlite3.Row, mac: str) -> Optional[bytes]:
+    def _script(self, row: sqlite3.Row, mac: str, suffix: str = ".ipxe") -> Optional[bytes]:
         if row["boot"] != "install" or row["state"] not in INSTALL_STATES:
             return None  # nginx serves the static tree
         variant = "local" if row["state"] == "installed" else "install"
-        source = os.path.join(self.scripts_dir, variant, mac_hyphen(mac) + ".ipxe")
+        source = os.path.join(self.scripts_dir, variant, mac_hyphen(mac) + suffix)
         try:
             with open(source, "rb") as handle:
                 content = handle.read(MAX_SCRIPT + 1)
+        except FileNotFoundError:
+            if suffix == ".ipxe":
+                self._warn_once(source, "no %s script for %s: nginx serves the static one" % (variant, mac))
+            return None  # no GRUB config: the node is not of the grub chain
         except OSError as exc:
             self._warn_once(source, "no %s script for %s (%s): nginx serves the static one" % (variant, mac, exc))
             return None
@@ -1455,17 +1464,32 @@ def parse_datagram(data: bytes, received_at: float) -> TraceEvent:
     return TraceEvent(src, type_, at, mac, ip, mac_in_uri, detail)
 
 
+def _profile_file_kind(path: str) -> Optional[str]:
+    match = PROFILE_URI_RE.match(path)
+    if not match:
+        return None
+    filename = match.group(2)
+    if filename == "vmlinuz" or filename.startswith(("vmlinuz", "linux", "kernel")):
+        return "kernel"
+    if filename.startswith("initrd"):
+        return "initrd"
+    return "profile_file"
+
+
 def classify(event: TraceEvent, row: Any) -> str:
     """What the event means for the node of `row` (its state when the event is recorded)."""
     if event.src == "dhcp":
         return "dhcp_" + event.type
     if event.src == "tftp":
-        name = event.detail["file"].rsplit("/", 1)[-1].lower()
-        if "grub" in name and ("cfg" in name or MAC_IN_PATH_RE.search(event.detail["file"])):
+        path = "/" + event.detail["file"].lstrip("/")
+        name = path.rsplit("/", 1)[-1].lower()
+        # centra.pxe's grub chain reads grub/grub.cfg, grub/nodes/<mac>.cfg, grub/lifecycle/<mac>.cfg.
+        if ("grub" in name or path.startswith("/grub/")) and ("cfg" in name or MAC_IN_PATH_RE.search(path)):
             return "grub_config"
         if name.endswith((".efi", ".kpxe", ".pxe", ".0", ".signed", ".efi.signed")) or name.startswith(("shim", "grub")):
             return "loader"
-        return "tftp_file"
+        # The grub chain loads the profile's kernel and initrd over TFTP.
+        return _profile_file_kind(path) or "tftp_file"
     path = clean_uri_path(event.detail["uri"])
     if path == "/boot.ipxe":
         return "entry_script"
@@ -1475,14 +1499,9 @@ def classify(event: TraceEvent, row: Any) -> str:
         if row["boot"] == "install":
             return "local_boot_script" if row["state"] == "installed" else "install_script"
         return "node_script"
-    match = PROFILE_URI_RE.match(path)
-    if match:
-        filename = match.group(2)
-        if filename == "vmlinuz" or filename.startswith(("vmlinuz", "linux", "kernel")):
-            return "kernel"
-        if filename.startswith("initrd"):
-            return "initrd"
-        return "profile_file"
+    kind = _profile_file_kind(path)
+    if kind:
+        return kind
     if path.startswith("/loaders/"):
         return "loader"
     if path.startswith("/api/v1/callback/"):

@@ -7,6 +7,13 @@ TFTP), as real UEFI servers do; OVMF only drives virtio NICs by itself. With
 ``--http-boot`` OVMF's PXE boot options are switched off through fw_cfg, which
 leaves its "UEFI HTTPv4" option (option 93 = 16, vendor class "HTTPClient").
 
+``--firmware uefi-secureboot`` is OVMF with Secure Boot enforced: the 4M Secure Boot
+build (needs SMM: ``-machine q35,smm=on`` and secure pflash) with a per-boot copy of the
+Microsoft-enrolled variable store, so the firmware runs only Microsoft-signed EFI
+binaries (shim) and says "Access Denied" to anything else. ``--arch arm64`` is
+``qemu-system-aarch64 -M virt -cpu cortex-a57`` with AAVMF (``uefi``: the plain
+variable store; ``uefi-secureboot``: the Microsoft-enrolled one), option 93 = 11.
+
 A boot ends as soon as the test image prints ``PXE-BOOT-OK cmdline=...``; QEMU is
 then killed by PID, and its taps deleted, whatever happened (also on Ctrl-C). QEMU
 gets PR_SET_PDEATHSIG so that it dies even if this process is SIGKILLed.
@@ -27,6 +34,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,6 +65,18 @@ from .common import (
 )
 
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
+# --firmware uefi-secureboot (amd64): code and the Microsoft-enrolled variables
+# (package ovmf; note the capital directory).
+OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_MS_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+# --arch arm64 (package qemu-efi-aarch64): one code image; Secure Boot is on when
+# the variable store has the Microsoft keys enrolled.
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
+AAVMF_MS_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.ms.fd")
+FIRMWARES = ("bios", "uefi", "uefi-secureboot")
+ARCHES = ("amd64", "arm64")
+QEMU_BINARIES = {"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
 IPXE_ROMS = {"e1000": Path("/usr/lib/ipxe/qemu/pxe-e1000.rom"),
              "virtio": Path("/usr/lib/ipxe/qemu/pxe-virtio.rom")}
 QEMU_DEVICES = {"e1000": "e1000", "virtio": "virtio-net-pci"}
@@ -139,6 +159,23 @@ class BootRequest:
     until: str = SUCCESS_MARK
     max_boots: int = 1        # > 1: the guest may reboot (no -no-reboot)
     ipv6: bool = False        # --ipv6: OVMF's IPv4 stack off (PXEv6, or HTTPv6 with http_boot)
+    arch: str = "amd64"       # amd64 | arm64
+
+    @property
+    def uefi(self) -> bool:
+        """uefi and uefi-secureboot: OVMF/AAVMF with its own network stack."""
+        return self.firmware in ("uefi", "uefi-secureboot")
+
+    @property
+    def secure_boot(self) -> bool:
+        return self.firmware == "uefi-secureboot"
+
+    @property
+    def vars_template(self) -> Path | None:
+        """The variable store a boot gets a copy of (None: OVMF.fd, which has its own)."""
+        if self.arch == "arm64":
+            return AAVMF_MS_VARS if self.secure_boot else AAVMF_VARS
+        return OVMF_MS_VARS if self.secure_boot else None
 
     @property
     def bridge(self) -> str:
@@ -192,10 +229,23 @@ def plan_nics(request: BootRequest) -> list[Nic]:
 
 
 def qemu_argv(request: BootRequest, nics: list[Nic], serial_log: Path,
-              qmp_socket: Path | None = None) -> list[str]:
-    """The QEMU command line; see the module docstring for the firmware choices."""
+              qmp_socket: Path | None = None, vars_file: Path | None = None) -> list[str]:
+    """The QEMU command line; see the module docstring for the firmware choices.
+
+    ``vars_file`` is this boot's own copy of ``request.vars_template`` (Secure Boot or
+    arm64): the firmware writes to its variable store, so each boot gets a fresh one.
+    """
     argv = [
-        "qemu-system-x86_64", "-name", f"cpxe-boot-{request.macs[0]}",
+        QEMU_BINARIES[request.arch], "-name", f"cpxe-boot-{request.macs[0]}",
+    ]
+    if request.arch == "arm64":
+        argv += ["-M", "virt", "-cpu", "cortex-a57"]
+    elif request.secure_boot:
+        # The Secure Boot build keeps its variables in SMM: without smm=on and secure
+        # pflash it stops in its reset vector.
+        argv += ["-machine", "q35,smm=on",
+                 "-global", "driver=cfi.pflash01,property=secure,value=on"]
+    argv += [
         "-accel", "tcg", "-m", str(request.memory_mb), "-smp", "1",
         "-nodefaults", "-nographic", "-monitor", "none",
         "-serial", f"file:{serial_log}",
@@ -207,12 +257,19 @@ def qemu_argv(request: BootRequest, nics: list[Nic], serial_log: Path,
     else:
         argv.append("-no-reboot")
     argv += ["-boot", "strict=on"]
-    if request.firmware == "uefi":
-        argv += ["-bios", str(OVMF)]
+    if request.uefi:
+        if request.vars_template is None:
+            argv += ["-bios", str(OVMF)]
+        else:
+            if vars_file is None:
+                raise LabError("internal: a firmware variable store copy is needed")
+            code = AAVMF_CODE if request.arch == "arm64" else OVMF_SECBOOT_CODE
+            argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+                     "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
         # One address family (IPv4 unless --ipv6), PXE or only HTTP boot: net6.ovmf_fw_cfg.
         argv += net6.ovmf_fw_cfg(request.ipv6, request.http_boot)
     device = QEMU_DEVICES[request.nic_model]
-    romfile = "" if request.firmware == "uefi" else str(IPXE_ROMS[request.nic_model])
+    romfile = "" if request.uefi else str(IPXE_ROMS[request.nic_model])
     for nic in nics:
         options = [device, f"mac={nic.mac}", f"romfile={romfile}"]
         if nic.tap is not None:
@@ -235,14 +292,31 @@ def validate(request: BootRequest) -> None:
         raise LabError("each NIC needs its own MAC address")
     if not 1 <= request.boot_nic <= len(request.macs):
         raise LabError(f"--boot-nic must be between 1 and {len(request.macs)}")
-    if request.http_boot and request.firmware != "uefi":
+    if request.firmware not in FIRMWARES:
+        raise LabError(f"--firmware must be one of {', '.join(FIRMWARES)}")
+    if request.arch not in ARCHES:
+        raise LabError(f"--arch must be one of {', '.join(ARCHES)}")
+    if request.arch == "arm64" and not request.uefi:
+        raise LabError("--arch arm64 needs --firmware uefi or uefi-secureboot (arm64 has no BIOS)")
+    if request.http_boot and not request.uefi:
         raise LabError("--http-boot needs --firmware uefi (BIOS has no HTTP boot)")
-    if request.ipv6 and request.firmware != "uefi":
+    if request.ipv6 and not request.uefi:
         raise LabError("--ipv6 needs --firmware uefi (the lab's BIOS iPXE ROM boots over IPv4)")
-    if request.firmware == "uefi" and request.nic_model != "virtio":
+    if request.uefi and request.nic_model != "virtio":
         raise LabError("UEFI boots use OVMF's own network stack, which drives virtio NICs only")
-    if request.firmware == "uefi" and not OVMF.exists():
+    if request.firmware == "uefi" and request.arch == "amd64" and not OVMF.exists():
         raise LabError(f"{OVMF} is missing: apt-get install ovmf")
+    if request.arch == "amd64" and request.secure_boot:
+        for path in (OVMF_SECBOOT_CODE, OVMF_MS_VARS):
+            if not path.exists():
+                raise LabError(f"{path} is missing: apt-get install ovmf")
+    if request.arch == "arm64":
+        for path in (AAVMF_CODE, AAVMF_VARS, AAVMF_MS_VARS):
+            if not path.exists():
+                raise LabError(f"{path} is missing: apt-get install qemu-efi-aarch64")
+    if shutil.which(QEMU_BINARIES[request.arch]) is None:
+        package = "qemu-system-arm" if request.arch == "arm64" else "qemu-system-x86"
+        raise LabError(f"{QEMU_BINARIES[request.arch]} is missing: apt-get install {package}")
     if request.firmware == "bios" and not IPXE_ROMS[request.nic_model].exists():
         raise LabError(f"{IPXE_ROMS[request.nic_model]} is missing: apt-get install ipxe-qemu")
     if request.disk is not None and not DISK_NAME_RE.fullmatch(request.disk):
@@ -426,6 +500,8 @@ def _run_boot(request: BootRequest) -> BootResult:
     record_id = f"boot-{os.getpid()}-{secrets.token_hex(3)}"
     record_path = BOOTS_DIR / f"{record_id}.json"
     qmp_socket = BOOTS_DIR / f"{record_id}.qmp" if request.max_boots > 1 else None
+    # The firmware's variable store is written to by the firmware: a copy per boot.
+    vars_file = BOOTS_DIR / f"{record_id}.vars.fd" if request.vars_template is not None else None
     cleanup_stale_boots(only_orphans=True)
     record: dict[str, Any] = {"macs": request.macs, "firmware": request.firmware,
                               "network": request.network,
@@ -435,6 +511,10 @@ def _run_boot(request: BootRequest) -> BootResult:
         record["disk"] = str(request.disk_path)
     if qmp_socket is not None:
         record["qmp"] = str(qmp_socket)
+    if vars_file is not None:
+        record["vars"] = str(vars_file)
+    if request.arch != "amd64":
+        record["arch"] = request.arch
     _record(record_path, record)
     qemu: ProcessRef | None = None
     events: QmpEvents | None = None
@@ -444,10 +524,14 @@ def _run_boot(request: BootRequest) -> BootResult:
         for nic in nics:
             if nic.tap is not None:
                 net.create_tap(nic.tap, request.bridge)
-        argv = qemu_argv(request, nics, serial_log, qmp_socket)
+        if vars_file is not None and request.vars_template is not None:
+            shutil.copyfile(request.vars_template, vars_file)
+        argv = qemu_argv(request, nics, serial_log, qmp_socket, vars_file)
         extra = ""
+        if request.arch != "amd64":
+            extra = f", {request.arch}"
         if request.disk is not None:
-            extra = f", disk {request.disk}"
+            extra += f", disk {request.disk}"
         if request.multi_boot:
             extra += f", until {request.until}, at most {request.max_boots} boot(s)"
         log(f"booting {boot_mac} ({request.firmware}{', HTTP boot' if request.http_boot else ''}, "
@@ -478,6 +562,8 @@ def _run_boot(request: BootRequest) -> BootResult:
                     net.delete_link(nic.tap)
             if qmp_socket is not None:
                 qmp_socket.unlink(missing_ok=True)
+            if vars_file is not None:
+                vars_file.unlink(missing_ok=True)
             record_path.unlink(missing_ok=True)
             if result is not None and result.ok:   # QEMU's messages only matter on failure
                 stderr_path.unlink(missing_ok=True)
@@ -620,8 +706,9 @@ def cleanup_stale_boots(only_orphans: bool = False) -> None:
             stop_qemu(qemu)
         for tap in record.get("taps", []):
             net.delete_link(tap)
-        if isinstance(record.get("qmp"), str):
-            Path(record["qmp"]).unlink(missing_ok=True)
+        for key in ("qmp", "vars"):
+            if isinstance(record.get(key), str):
+                Path(record[key]).unlink(missing_ok=True)
         record_path.unlink(missing_ok=True)
 
 
@@ -653,6 +740,8 @@ def result_json(request: BootRequest, result: BootResult) -> str:
         "reason": result.reason,
         "tail": result.tail,
     }
+    if request.arch != "amd64":   # only then: an amd64 boot's output is what it always was
+        data["arch"] = request.arch
     if request.multi_boot:   # only then: without them the output is what it always was
         data.update({
             "disk": None if request.disk_path is None else str(request.disk_path),

@@ -47,6 +47,7 @@ class Node:
     macs: tuple[str, ...]  # canonical (colon, lower case), in the inventory's order
     ip: str | None  # pxe_ip, None for a node that takes a pool address
     boot: str = "install"  # pxe_boot
+    loader: str = "ipxe"  # pxe_loader (node or profile group; else the servers' default)
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ class LabFacts:
     def nodes(self) -> dict[str, Node]:
         """Every node of group pxe_nodes, by name."""
         nodes = {}
+        servers = self.hosts_of(SERVER_GROUP)
+        default_loader = str(self.hostvars.get(servers[0], {}).get("pxe_loader", "ipxe")) if servers else "ipxe"
         for name in self.hosts_of("pxe_nodes"):
             variables = self.hostvars.get(name, {})
             profiles = [p for p in variables.get("pxe_profiles", {}) if name in self.hosts_of(p)]
@@ -185,7 +188,8 @@ class LabFacts:
             macs = macs if isinstance(macs, list) else [macs]
             ip = variables.get("pxe_ip")
             nodes[name] = Node(name, profiles[0], tuple(parse_mac(mac) for mac in macs), str(ip) if ip else None,
-                               str(variables.get("pxe_boot", "install")))
+                               str(variables.get("pxe_boot", "install")),
+                               str(variables.get("pxe_loader", default_loader)))
         return nodes
 
 

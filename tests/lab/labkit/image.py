@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import sysimage
+from . import debs, sysimage
 from .common import (
     CACHE_DIR,
     LabError,
@@ -269,6 +269,27 @@ fi
 /bin/busybox poweroff -f
 """
 
+# The arm64 test image (`image --arch arm64`, for `boot --arch arm64`): Debian's arm64
+# kernel and an arm64 busybox-static, both from their .debs. QEMU's virt machine has a
+# PL011 UART (ttyAMA0), no ttyS0. It only reports and powers off: the installer of the
+# amd64 image is not built for arm64.
+ARM64_IMAGE_DIR = CACHE_DIR / "image-arm64"
+ARM64_INIT_SCRIPT = """\
+#!/bin/busybox sh
+# centra.pxe lab test image (arm64): report /proc/cmdline on the serial port, power off.
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+read -r cmdline < /proc/cmdline
+out=/dev/console
+for tty in ttyAMA0 ttyS0; do
+    [ -c "/dev/$tty" ] && { out=/dev/$tty; break; }
+done
+echo "PXE-BOOT-OK cmdline=$cmdline" > "$out"
+/bin/busybox sleep 1
+/bin/busybox poweroff -f
+"""
+ARM64_RECIPE = hashlib.sha256(("arm64-v1\n" + ARM64_INIT_SCRIPT).encode()).hexdigest()[:16]
+
 RECIPE = hashlib.sha256("\n".join([
     "v2", INIT_SCRIPT, INSTALL_SCRIPT, UDHCPC_SCRIPT, LOCAL_INIT_SCRIPT,
     " ".join(NET_MODULES), " ".join(DISK_MODULES), sysimage.RECIPE_TEXT,
@@ -296,7 +317,9 @@ def ensure_image() -> tuple[Path, Path]:
     install_modules = module_order(NET_MODULES + DISK_MODULES, find)
     build_initrd(LOCAL_INITRD, LOCAL_INIT_SCRIPT.replace("@MODULES@", " ".join(local_modules)),
                  modules=local_modules)
-    digest = sysimage.build_system_image(SYSTEM_IMAGE, VMLINUZ, LOCAL_INITRD)
+    loaders = debs.signed_loaders("amd64")
+    digest = sysimage.build_system_image(SYSTEM_IMAGE, VMLINUZ, LOCAL_INITRD,
+                                         signed=(loaders.shim, loaders.disk_grub))
     install = (INSTALL_SCRIPT.replace("@MODULES@", " ".join(install_modules))
                .replace("@IMAGE_SECTORS@", str(sysimage.IMAGE_SECTORS))
                .replace("@NODE_START@", str(sysimage.NODE_START))
@@ -308,6 +331,37 @@ def ensure_image() -> tuple[Path, Path]:
     write_json_atomic(IMAGE_META, {"recipe": RECIPE, "kernel_package": kernel,
                                    "modules": list(wanted), "system_sha256": digest})
     return VMLINUZ, INITRD
+
+
+def ensure_arm64_image() -> tuple[Path, Path]:
+    """Return the arm64 (vmlinuz, initrd.img), building them if missing or outdated."""
+    vmlinuz, initrd = ARM64_IMAGE_DIR / "vmlinuz", ARM64_IMAGE_DIR / "initrd.img"
+    meta_path = ARM64_IMAGE_DIR / "image.json"
+    meta = read_json(meta_path) or {}
+    if vmlinuz.exists() and initrd.exists() and meta.get("recipe") == ARM64_RECIPE:
+        return vmlinuz, initrd
+    ARM64_IMAGE_DIR.mkdir(parents=True, exist_ok=True)
+    package = debs.depends_on_kernel("linux-image-arm64", "arm64")
+    log(f"downloading {package} and busybox-static for arm64 (extracted, not installed)")
+    kernel_tree = debs.DEBS_DIR / "arm64" / "kernel"
+    busybox_tree = debs.DEBS_DIR / "arm64" / "busybox-static"
+    debs.download_unpack(package, "arm64", kernel_tree)
+    debs.download_unpack("busybox-static", "arm64", busybox_tree)
+    kernels = sorted((kernel_tree / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise LabError(f"{package} holds no /boot/vmlinuz-*")
+    busybox = busybox_tree / "bin" / "busybox"
+    if not busybox.exists():
+        raise LabError("busybox-static (arm64) holds no /bin/busybox")
+    build_initrd(initrd, ARM64_INIT_SCRIPT, busybox=busybox)
+    tmp_dest = vmlinuz.with_suffix(".tmp")
+    shutil.copyfile(kernels[0], tmp_dest)
+    os.replace(tmp_dest, vmlinuz)
+    write_json_atomic(meta_path, {"recipe": ARM64_RECIPE, "kernel_package": package})
+    # The .debs' trees are only needed while building.
+    shutil.rmtree(kernel_tree, ignore_errors=True)
+    shutil.rmtree(busybox_tree, ignore_errors=True)
+    return vmlinuz, initrd
 
 
 def kernel_package() -> str:
@@ -419,16 +473,20 @@ def _check_busybox() -> None:
 
 def build_initrd(dest: Path, init_script: str, *, modules: list[str] | None = None,
                  extra: dict[str, tuple[bytes, int]] | None = None,
-                 extra_files: dict[str, Path] | None = None) -> None:
+                 extra_files: dict[str, Path] | None = None,
+                 busybox: Path = BUSYBOX) -> None:
     """cpio (newc) + gzip of: /init, a static busybox, the /dev/console node, the kernel
-    modules named (from MODULES_DIR, as /lib/modules/<name>.ko), and extra files."""
-    _check_busybox()
+    modules named (from MODULES_DIR, as /lib/modules/<name>.ko), and extra files.
+    ``busybox``: the build machine's (checked to be static), or another architecture's
+    from its busybox-static .deb (static by the package's definition)."""
+    if busybox == BUSYBOX:
+        _check_busybox()
     log(f"building the initrd {dest}")
     with tempfile.TemporaryDirectory(prefix="centra-lab-initrd-") as tmp:
         root = Path(tmp)
         for directory in ("bin", "dev", "proc", "sys", "etc", "tmp"):
             (root / directory).mkdir()
-        shutil.copy2(BUSYBOX, root / "bin/busybox")
+        shutil.copy2(busybox, root / "bin/busybox")
         (root / "bin/sh").symlink_to("busybox")
         init = root / "init"
         init.write_text(init_script)

@@ -40,10 +40,13 @@ SECURITY_MIRROR = os.environ.get("CENTRA_LAB_SECURITY_MIRROR", "http://deb.debia
 # What the container needs to boot with systemd and be driven by Ansible over SSH.
 DEBOOTSTRAP_INCLUDE = ("openssh-server", "python3", "systemd-sysv", "dbus", "iproute2")
 
-# Downloaded (not installed) into every PXE host's apt cache before it boots.
+# Downloaded (not installed) into every PXE host's apt cache before it boots. The
+# Secure Boot chain (pxe_loader: grub): Debian's signed shim and netboot GRUB, which
+# the server unpacks from their .debs, and sbsigntool for the kernels' signature check.
 DEFAULT_APT_PACKAGES = (
     "kea-dhcp4-server", "kea-ctrl-agent", "isc-dhcp-server", "tftpd-hpa",
     "nginx-light", "ipxe", "nftables", "python3-apt", "curl",
+    "shim-signed", "grub-efi-amd64-signed", "sbsigntool",
 )
 
 # Timers that would grab the dpkg lock or do useless work in the middle of a test.

@@ -20,6 +20,14 @@ BIOS: SeaBIOS -> mbr.bin -> active partition's boot sector (syslinux) -> ldlinux
 -> /syslinux/syslinux.cfg. UEFI: OVMF -> \\EFI\\BOOT\\BOOTX64.EFI (syslinux.efi) ->
 /EFI/BOOT/syslinux.cfg. Both load the same kernel and initrd; only
 ``centra.loader=`` on the kernel command line tells them apart.
+
+Under Secure Boot the unsigned syslinux.efi is refused, so the partition also holds
+Debian's signed chain where a Debian system installed for Secure Boot has it:
+``/EFI/debian/shimx64.efi`` (shim-signed), ``/EFI/debian/grubx64.efi`` (the disk GRUB of
+grub-efi-amd64-signed, whose embedded prefix is /EFI/debian) and
+``/EFI/debian/grub.cfg`` (same kernel and initrd, ``centra.loader=grub-efi``). Nothing
+boots it by default: a network GRUB chainloads ``/EFI/debian/shimx64.efi`` to boot the
+disk (measured: GRUB's ``exit`` never makes OVMF try the disk).
 """
 from __future__ import annotations
 
@@ -58,6 +66,14 @@ LABEL local
 """
 BIOS_CFG = _SYSLINUX_CFG.format(loader="syslinux-bios")
 EFI_CFG = _SYSLINUX_CFG.format(loader="syslinux-efi")
+# Debian's disk GRUB, loaded by the disk's shim: its config (read from $prefix =
+# (the partition)/EFI/debian).
+GRUB_CFG = """\
+set timeout=0
+linux /vmlinuz console=ttyS0,115200 panic=-1 centra.loader=grub-efi
+initrd /local.img
+boot
+"""
 
 SFDISK_SCRIPT = f"""\
 label: dos
@@ -71,7 +87,7 @@ start={NODE_START}, size={NODE_SECTORS}, type=da
 # Everything that shapes the image; image.py folds it into the test image's recipe.
 RECIPE_TEXT = "\n".join([
     "sysimage v1", str(FAT_START), str(FAT_SECTORS), str(NODE_START), str(NODE_SECTORS),
-    SFDISK_SCRIPT, BIOS_CFG, EFI_CFG,
+    SFDISK_SCRIPT, BIOS_CFG, EFI_CFG, "signed: /EFI/debian shim + grub", GRUB_CFG,
 ])
 
 REQUIRED_TOOLS = {
@@ -101,10 +117,11 @@ def _tool(argv: list[str], stdin: str | None = None) -> None:
             from None
 
 
-def build_system_image(dest: Path, vmlinuz: Path, local_initrd: Path) -> str:
+def build_system_image(dest: Path, vmlinuz: Path, local_initrd: Path,
+                       signed: tuple[Path, Path] | None = None) -> str:
     """Write the disk image to ``dest``; return the SHA-256 of its first NODE_START
     sectors (everything but the identity partition), which the installer checks after
-    writing."""
+    writing. ``signed``: (shim, disk GRUB) for /EFI/debian."""
     check_tools()
     log(f"building the local system image {dest}")
     with tempfile.TemporaryDirectory(prefix="centra-lab-sysimage-") as tmp:
@@ -120,12 +137,19 @@ def build_system_image(dest: Path, vmlinuz: Path, local_initrd: Path) -> str:
         fat = f"{disk}@@{FAT_START * SECTOR}"
         (work / "bios.cfg").write_text(BIOS_CFG)
         (work / "efi.cfg").write_text(EFI_CFG)
+        (work / "grub.cfg").write_text(GRUB_CFG)
         _tool(["mmd", "-i", fat, "::/syslinux", "::/EFI", "::/EFI/BOOT"])
-        for source, target in ((vmlinuz, "::/vmlinuz"), (local_initrd, "::/local.img"),
-                               (work / "bios.cfg", "::/syslinux/syslinux.cfg"),
-                               (SYSLINUX_EFI, "::/EFI/BOOT/BOOTX64.EFI"),
-                               (LDLINUX_E64, "::/EFI/BOOT/ldlinux.e64"),
-                               (work / "efi.cfg", "::/EFI/BOOT/syslinux.cfg")):
+        files = [(vmlinuz, "::/vmlinuz"), (local_initrd, "::/local.img"),
+                 (work / "bios.cfg", "::/syslinux/syslinux.cfg"),
+                 (SYSLINUX_EFI, "::/EFI/BOOT/BOOTX64.EFI"),
+                 (LDLINUX_E64, "::/EFI/BOOT/ldlinux.e64"),
+                 (work / "efi.cfg", "::/EFI/BOOT/syslinux.cfg")]
+        if signed is not None:
+            _tool(["mmd", "-i", fat, "::/EFI/debian"])
+            files += [(signed[0], "::/EFI/debian/shimx64.efi"),
+                      (signed[1], "::/EFI/debian/grubx64.efi"),
+                      (work / "grub.cfg", "::/EFI/debian/grub.cfg")]
+        for source, target in files:
             _tool(["mcopy", "-i", fat, str(source), target])
         # Writes ldlinux.sys, ldlinux.c32 and the partition's boot sector (via mtools).
         _tool(["syslinux", "--install", "--offset", str(FAT_START * SECTOR),

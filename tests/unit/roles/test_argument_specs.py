@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BOOT_RULES, LOADER_SLOTS
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BOOT_RULES, GRUB_SLOTS, LOADER_SLOTS
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import HA_SETTINGS
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import ROLE_VAR_PREFIXES
 
@@ -93,6 +93,17 @@ def test_the_loader_slots_are_the_boot_policy_table():
     assert tuple(option["options"]) == LOADER_SLOTS, "the spec's slots are not the boot policy's"
     assert tuple(option["default"]) == LOADER_SLOTS
     assert tuple(defaults_of("pxe_server")["pxe_server_loaders"]) == LOADER_SLOTS
+
+
+def test_the_shim_slots_are_the_boot_policy_table():
+    option = specs_of("pxe_server")["main"]["options"]["pxe_server_shim_loaders"]
+    assert tuple(option["options"]) == tuple(option["default"]) == GRUB_SLOTS
+    assert tuple(defaults_of("pxe_server")["pxe_server_shim_loaders"]) == GRUB_SLOTS
+    for slot, sub in option["options"].items():
+        codes = {c for rule in BOOT_RULES if rule.grub_slot == slot for c in rule.arch_codes if c is not None}
+        text = re.sub(r"option[ -]93", "", " ".join(sub["description"]) if isinstance(sub["description"], list)
+                      else sub["description"])
+        assert {int(n) for n in re.findall(r"(?<![\w-])\d+(?![\w-])", text)} == codes, slot
 
 
 def test_each_slot_documents_the_option_93_codes_the_table_gives_it():

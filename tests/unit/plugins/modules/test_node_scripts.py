@@ -101,3 +101,29 @@ def test_lifecycle_dest_writes_both_variants_of_install_nodes_in_the_same_run(tm
     assert third["changed"] and third["lifecycle"]["install"]["removed"] == ["52-54-00-00-00-0a.ipxe"]
     assert [d["before_header"] for d in third["diff"]] == [dest, lifecycle + "/install", lifecycle + "/local"]
     assert os.listdir(tmp_path / "lifecycle" / "install") == ["52-54-00-00-00-0a.ipxe"], "check mode wrote"
+
+
+def test_grub_configs_beside_the_ipxe_scripts(tmp_path, run):
+    """grub_dest: the grub chain's configs, for the nodes of the grub chain only; the iPXE
+    scripts and the GRUB configs share the lifecycle directories without touching each other."""
+    dest, lifecycle, grub = str(tmp_path / "nodes"), str(tmp_path / "lifecycle"), str(tmp_path / "tftp" / "grub")
+    plan = dump_plan(build_plan([{"cidr": "192.0.2.0/24"}], {"worker": {"kernel": ASSET, "initrd": ASSET}}, {
+        "a": {"groups": ["worker"], "pxe_mac": "52:54:00:00:00:0a", "pxe_loader": "grub"},
+        "b": {"groups": ["worker"], "pxe_mac": "52:54:00:00:00:0b", "pxe_boot": "netboot"},
+    }))
+    first = run(plan=plan, dest=dest, lifecycle_dest=lifecycle, grub_dest=grub)
+    assert first["changed"] and first["grub"]["nodes"]["added"] == ["52-54-00-00-00-0a.cfg"]
+    assert sorted(os.listdir(grub)) == ["grub.cfg", "menu.cfg", "nodes"]
+    assert sorted(os.listdir(os.path.join(lifecycle, "install"))) == ["52-54-00-00-00-0a.cfg", "52-54-00-00-00-0a.ipxe"]
+    assert "linux /profiles/worker/vmlinuz" in open(os.path.join(lifecycle, "install", "52-54-00-00-00-0a.cfg"),
+                                                    encoding="utf-8").read()
+    assert not run(plan=plan, dest=dest, lifecycle_dest=lifecycle, grub_dest=grub)["changed"]
+
+    # The server's default grub: b (no pxe_loader of its own) joins the chain.
+    second = run(plan=plan, dest=dest, lifecycle_dest=lifecycle, grub_dest=grub, default_loader="grub")
+    assert second["grub"]["nodes"]["added"] == ["52-54-00-00-00-0b.cfg"]
+    # Without grub_dest (the chain out of use), the lifecycle service's GRUB variants go; its iPXE ones stay.
+    third = run(plan=plan, dest=dest, lifecycle_dest=lifecycle)
+    assert "grub" not in third and third["changed"]
+    assert sorted(os.listdir(os.path.join(lifecycle, "install"))) == ["52-54-00-00-00-0a.ipxe"]
+    assert not run(plan=plan, dest=dest, lifecycle_dest=lifecycle)["changed"]

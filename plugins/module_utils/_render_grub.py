@@ -1,0 +1,211 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The GRUB configurations of the grub loader chain (pxe_loader: grub; docs/secure-boot.md),
+from the same boot plan and the same kernel command line as the iPXE scripts
+(_render_ipxe.kernel_cmdline). Runs on the controller and on the PXE host (the
+node_scripts module): standard library only.
+
+The chain: the firmware loads shim (Microsoft-signed) over TFTP or HTTP, shim loads
+Debian's signed netboot GRUB beside it (grubx64.efi), and GRUB, whose prefix is /grub on
+the TFTP server, sources /grub/grub.cfg. Debian's signed netboot GRUB has no HTTP module
+(and under Secure Boot loads no module that is not built in), so everything GRUB reads
+comes over TFTP, relative to the TFTP root:
+
+    grub/grub.cfg               entry: the config of the MAC that booted, else the menu
+    grub/lifecycle/<mac>.cfg    the lifecycle service's file for an install node (its
+                                boot directory, mounted there for tftpd: the install
+                                config with the node's token, or the local-boot one)
+    grub/nodes/<mac>.cfg        one per MAC of every node of the grub chain
+    grub/menu.cfg               the profiles menu (unknown machines, pxe_boot: menu)
+    profiles/<p>/vmlinuz|initrd the profile assets (hard links to the HTTP tree's)
+
+For the node lifecycle, lifecycle_configs() renders the two variants per MAC the service
+picks from, install/<mac>.cfg and local/<mac>.cfg, with the same placeholders as the
+iPXE variants.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Dict, List, Optional, Sequence
+
+from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
+from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
+    CALLBACK_PLACEHOLDER, INSTALL_DIR, IPXE_SETTINGS, LOCAL_DIR, TOKEN_PLACEHOLDER, kernel_cmdline)
+from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
+
+GRUB_DIR = "grub"
+ENTRY_CONFIG = GRUB_DIR + "/grub.cfg"
+MENU_CONFIG = GRUB_DIR + "/menu.cfg"
+NODE_DIR = GRUB_DIR + "/nodes"
+LIFECYCLE_DIR = GRUB_DIR + "/lifecycle"
+SUFFIX = ".cfg"
+# The firmware's removable-media loader per GRUB cpu: what a disk installed for UEFI boots.
+REMOVABLE_LOADERS = {"x86_64": "/EFI/BOOT/BOOTX64.EFI", "arm64": "/EFI/BOOT/BOOTAA64.EFI"}
+_SAFE_WORD = re.compile(r"^[A-Za-z0-9_.,:/=+@%-]+$")
+
+
+def grub_quote(word: str) -> str:
+    """One word for GRUB's script parser: as is when plain, else single-quoted (no
+    expansion inside; a quote itself is closed, escaped and reopened)."""
+    if _SAFE_WORD.match(word):
+        return word
+    return "'%s'" % word.replace("'", "'\\''")
+
+
+def _words(text: str) -> str:
+    return " ".join(grub_quote(w) for w in text.split())
+
+
+def _header(plan: Optional[Mapping[str, Any]], what: str) -> List[str]:
+    # Node configs carry no plan digest: onboarding one node must not rewrite 10,000 files.
+    version = ", plan %s" % plan["digest"][:12] if plan else ""
+    return ["# %s. Managed by centra.pxe%s." % (what, version)]
+
+
+def _boot_lines(profile: Mapping[str, Any], opts: Mapping[str, Any], who: str, extra: Sequence[str] = (),
+                indent: str = "") -> List[str]:
+    name = profile["name"]
+    lines = [
+        "echo %s" % grub_quote("centra.pxe: %s boots profile %s" % (who, name)),
+        # Under Secure Boot, GRUB has shim verify the kernel: an unsigned or foreign-signed
+        # one fails here ("bad shim signature"), before anything runs.
+        "linux /profiles/%s/vmlinuz %s" % (name, _words(kernel_cmdline(profile, opts, extra))),
+        "initrd /profiles/%s/initrd" % name,
+        "boot",
+        # Only reached when a load failed: say so on the console, then start over.
+        "echo %s" % grub_quote("centra.pxe: could not boot profile %s; rebooting in %d s"
+                               % (name, int(opts["retry_seconds"]))),
+        "sleep --interruptible %d" % int(opts["retry_seconds"]),
+        "reboot",
+    ]
+    return [indent + line for line in lines]
+
+
+def _local_lines(who: str) -> List[str]:
+    """Boot the local disk: chainload its own EFI loader (the shim a Debian install put
+    there, else the firmware's removable-media path), and where there is none, exit to the
+    firmware, which goes on to its next boot entry."""
+    lines = ["echo %s" % grub_quote("centra.pxe: %s boots from local disk" % who)]
+    for cpu, removable in sorted(REMOVABLE_LOADERS.items()):
+        loader = "/EFI/debian/shim%s.efi" % ("x64" if cpu == "x86_64" else "aa64")
+        lines += [
+            'if [ "$grub_cpu" = %s ]; then' % cpu,
+            "  for centra_loader in %s %s; do" % (loader, removable),
+            "    if search --no-floppy --file --set=centra_disk $centra_loader; then",
+            # With root on the disk: `chainloader ($centra_disk)...` alone started the disk's
+            # shim, which then failed ("unknown error") under Secure Boot (measured in the lab).
+            "      set root=$centra_disk",
+            "      chainloader $centra_loader",
+            "      boot",
+            "    fi",
+            "  done",
+            "fi",
+        ]
+    lines.append("exit")
+    return lines
+
+
+def entry_config(plan: Mapping[str, Any]) -> str:
+    """grub/grub.cfg: GRUB sources it from its prefix; it picks the config of the MAC that
+    booted ($net_default_mac: the interface the firmware booted from, on a multi-NIC machine)."""
+    lines = _header(plan, "Entry configuration of the grub chain")
+    octets = ["centra_m%d" % i for i in range(1, 7)]
+    lines += [
+        "regexp %s '^(..):(..):(..):(..):(..):(..)$' \"$net_default_mac\""
+        % " ".join("--set=%d:%s" % (i, name) for i, name in enumerate(octets, 1)),
+        'set centra_mac="%s"' % "-".join("${%s}" % name for name in octets),
+        # The lifecycle service's file first (an install node: install or local), then the
+        # node's own, then the menu. configfile returns only when the file is missing.
+        "configfile /%s/${centra_mac}%s" % (LIFECYCLE_DIR, SUFFIX),
+        "configfile /%s/${centra_mac}%s" % (NODE_DIR, SUFFIX),
+        "configfile /%s" % MENU_CONFIG,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def menu_config(plan: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """grub/menu.cfg: the profiles, and the local disk; the same default and timeout as the iPXE menu."""
+    opts = resolved_settings(settings, IPXE_SETTINGS, "GRUB", "pxe_ipxe")
+    profiles = plan["profiles"]
+    default = str(opts["menu_default"])
+    if default not in profiles and default not in ("local", "shell"):
+        raise ValueError("menu default %r is neither a profile (%s) nor local or shell"
+                         % (default, ", ".join(sorted(profiles))))
+    lines = _header(plan, "Menu of the grub chain")
+    # "shell": no default, no timeout; GRUB's own command line is one key (c) away.
+    if default == "shell":
+        lines.append("set timeout=-1")
+    else:
+        lines.append("set timeout=%d" % int(opts["menu_timeout"]))
+        lines.append("set default=%s" % ("local" if default == "local" else "profile_" + default))
+    for name in sorted(profiles):
+        lines.append("menuentry %s --id profile_%s {" % (grub_quote(profiles[name]["label"]), name))
+        lines += _boot_lines(profiles[name], opts, "$net_default_mac", indent="  ")
+        lines.append("}")
+    lines.append("menuentry 'Boot from local disk' --id local {")
+    lines += ["  " + line for line in _local_lines("$net_default_mac")]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _node_header(node: Mapping[str, Any], what: str = "") -> List[str]:
+    return _header(None, "Node %s (profile %s, boot %s%s), grub chain" % (node["name"], node["profile"], node["boot"],
+                                                                          what))
+
+
+def node_config(plan: Mapping[str, Any], node: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """grub/nodes/<mac>.cfg. An install node's is the local-boot one: tftpd finds it only when
+    the lifecycle service has no file for the MAC, as with the iPXE scripts."""
+    opts = resolved_settings(settings, IPXE_SETTINGS, "GRUB", "pxe_ipxe")
+    lines = _node_header(node)
+    if node["boot"] in ("local", "install"):
+        lines += _local_lines(node["name"])
+    elif node["boot"] == "menu":
+        lines.append("configfile /%s" % MENU_CONFIG)
+    else:
+        lines += _boot_lines(plan["profiles"][node["profile"]], opts, node["name"])
+    return "\n".join(lines) + "\n"
+
+
+def install_config(plan: Mapping[str, Any], node: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """The install boot: the profile with the lifecycle arguments (placeholders the service fills in)."""
+    opts = resolved_settings(settings, IPXE_SETTINGS, "GRUB", "pxe_ipxe")
+    extra = ["centra.node=%s" % node["name"], "centra.callback=%s" % CALLBACK_PLACEHOLDER,
+             "centra.token=%s" % TOKEN_PLACEHOLDER]
+    lines = _node_header(node, ", installing") + _boot_lines(plan["profiles"][node["profile"]], opts, node["name"],
+                                                             extra)
+    return "\n".join(lines) + "\n"
+
+
+def local_config(node: Mapping[str, Any]) -> str:
+    return "\n".join(_node_header(node, ", installed") + _local_lines(node["name"])) + "\n"
+
+
+def uses_grub(node: Mapping[str, Any], default_loader: str) -> bool:
+    return (node.get("loader") or default_loader) == "grub"
+
+
+def _per_mac(node: Mapping[str, Any], text: str) -> Dict[str, str]:
+    return {"%s%s" % (format_mac(mac, "hyphen"), SUFFIX): text for mac in node["macs"]}
+
+
+def node_configs(plan: Mapping[str, Any], settings: Mapping[str, Any], default_loader: str) -> Dict[str, str]:
+    """File name (in grub/nodes/) -> config, one per MAC of every node of the grub chain."""
+    out: Dict[str, str] = {}
+    for node in plan["nodes"]:
+        if uses_grub(node, default_loader):
+            out.update(_per_mac(node, node_config(plan, node, settings)))
+    return out
+
+
+def lifecycle_configs(plan: Mapping[str, Any], settings: Mapping[str, Any],
+                      default_loader: str) -> Dict[str, Dict[str, str]]:
+    """{"install": {file: config}, "local": {file: config}} of every install node of the grub chain."""
+    out: Dict[str, Dict[str, str]] = {INSTALL_DIR: {}, LOCAL_DIR: {}}
+    for node in plan["nodes"]:
+        if node["boot"] == "install" and uses_grub(node, default_loader):
+            out[INSTALL_DIR].update(_per_mac(node, install_config(plan, node, settings)))
+            out[LOCAL_DIR].update(_per_mac(node, local_config(node)))
+    return out

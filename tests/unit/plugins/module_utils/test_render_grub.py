@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The GRUB configurations of the grub loader chain: same plan, same kernel command line as iPXE."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ansible_collections.centra.pxe.plugins.module_utils import _render_grub as grub
+from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
+    CALLBACK_PLACEHOLDER, TOKEN_PLACEHOLDER, install_script, node_script)
+from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan
+
+ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
+
+
+@pytest.fixture(name="grub_plan")
+def fixture_grub_plan():
+    profiles = {"worker": {"kernel": ASSET, "initrd": ASSET, "cmdline": "panic=-1 quiet msg='a b' x=$y",
+                           "label": "Worker's image"},
+                "control_plane": {"kernel": ASSET, "initrd": ASSET}}
+    nodes = {
+        "node01": {"groups": ["worker"], "pxe_mac": ["52:54:00:00:01:01", "52:54:00:00:01:02"], "pxe_loader": "grub"},
+        "node02": {"groups": ["worker"], "pxe_mac": "52:54:00:00:02:01", "pxe_boot": "netboot", "pxe_loader": "grub"},
+        "node03": {"groups": ["worker"], "pxe_mac": "52:54:00:00:03:01", "pxe_boot": "local", "pxe_loader": "grub"},
+        "node04": {"groups": ["control_plane"], "pxe_mac": "52:54:00:00:04:01", "pxe_boot": "menu"},
+        "node05": {"groups": ["control_plane"], "pxe_mac": "52:54:00:00:05:01", "pxe_loader": "ipxe"},
+    }
+    return build_plan([{"cidr": "192.0.2.0/24"}], profiles, nodes)
+
+
+def _node(plan, name):
+    return next(n for n in plan["nodes"] if n["name"] == name)
+
+
+def _linux_words(config):
+    line = next(l for l in config.splitlines() if l.strip().startswith("linux "))
+    return line.split(None, 2)[2]
+
+
+def _unquote(words):
+    """GRUB's reading of single-quoted words (the only quoting grub_quote emits)."""
+    out = []
+    for token in re.findall(r"(?:'[^']*'|\\'|[^\s'\\])+", words):
+        out.append(re.sub(r"'([^']*)'|\\(')", lambda m: m.group(1) if m.group(1) is not None else m.group(2), token))
+    return out
+
+
+def test_the_kernel_command_line_is_the_ipxe_one(grub_plan, ipxe_settings):
+    node = _node(grub_plan, "node02")
+    ipxe = node_script(grub_plan, node, "http://192.0.2.2", ipxe_settings)
+    ipxe_line = next(l for l in ipxe.splitlines() if l.startswith("kernel "))
+    ipxe_args = ipxe_line.split(None, 2)[2].split(" || ")[0].split()
+    assert ipxe_args[0] == "initrd=initrd"  # iPXE's own, for Debian's EFI iPXE
+    config = grub.node_config(grub_plan, node, ipxe_settings)
+    assert _unquote(_linux_words(config)) == ipxe_args[1:]
+    assert "centra.profile=worker" in _unquote(_linux_words(config))
+    assert "'msg='\\''a'" in config  # a quote in the profile's line stays a quote
+
+
+def test_install_config_carries_the_lifecycle_arguments_as_the_ipxe_one(grub_plan, ipxe_settings):
+    node = _node(grub_plan, "node01")
+    config = grub.install_config(grub_plan, node, ipxe_settings)
+    words = _unquote(_linux_words(config))
+    for word in ("centra.node=node01", "centra.callback=" + CALLBACK_PLACEHOLDER, "centra.token=" + TOKEN_PLACEHOLDER):
+        assert word in words
+    ipxe = install_script(grub_plan, node, "http://192.0.2.2", ipxe_settings)
+    assert " ".join(words) in ipxe
+    assert "initrd /profiles/worker/initrd" in config
+    assert config.splitlines().count("boot") == 1 and config.rstrip().endswith("reboot")
+
+
+def test_local_boot_chainloads_the_disk_then_exits(grub_plan, ipxe_settings):
+    config = grub.node_config(grub_plan, _node(grub_plan, "node03"), ipxe_settings)
+    assert "linux " not in config
+    assert "set root=$centra_disk\n      chainloader $centra_loader" in config
+    assert "/EFI/debian/shimx64.efi /EFI/BOOT/BOOTX64.EFI" in config
+    assert config.rstrip().endswith("exit")
+    assert grub.local_config(_node(grub_plan, "node01")) == grub.node_config(
+        grub_plan, _node(grub_plan, "node01"), ipxe_settings).replace("boot install)", "boot install, installed)")
+
+
+def test_only_nodes_of_the_grub_chain_get_configs(grub_plan, ipxe_settings):
+    assert sorted(grub.node_configs(grub_plan, ipxe_settings, "ipxe")) == [
+        "52-54-00-00-01-01.cfg", "52-54-00-00-01-02.cfg", "52-54-00-00-02-01.cfg", "52-54-00-00-03-01.cfg"]
+    with_default = grub.node_configs(grub_plan, ipxe_settings, "grub")
+    assert "52-54-00-00-04-01.cfg" in with_default and "52-54-00-00-05-01.cfg" not in with_default
+    assert with_default["52-54-00-00-04-01.cfg"].rstrip().endswith("configfile /grub/menu.cfg")
+    lifecycle = grub.lifecycle_configs(grub_plan, ipxe_settings, "ipxe")
+    assert sorted(lifecycle["install"]) == sorted(lifecycle["local"]) == ["52-54-00-00-01-01.cfg",
+                                                                          "52-54-00-00-01-02.cfg"]
+
+
+def test_entry_config_picks_lifecycle_then_node_then_menu(grub_plan):
+    text = grub.entry_config(grub_plan)
+    assert '"$net_default_mac"' in text
+    assert 'set centra_mac="${centra_m1}-${centra_m2}-${centra_m3}-${centra_m4}-${centra_m5}-${centra_m6}"' in text
+    order = [l.split()[1] for l in text.splitlines() if l.startswith("configfile ")]
+    assert order == ["/grub/lifecycle/${centra_mac}.cfg", "/grub/nodes/${centra_mac}.cfg", "/grub/menu.cfg"]
+    assert grub_plan["digest"][:12] in text
+
+
+@pytest.mark.parametrize("default, expected", [("local", "set default=local"), ("worker", "set default=profile_worker"),
+                                               ("shell", "set timeout=-1")])
+def test_menu(grub_plan, ipxe_settings, default, expected):
+    text = grub.menu_config(grub_plan, dict(ipxe_settings, menu_default=default))
+    assert expected in text
+    assert "menuentry 'Worker'\\''s image' --id profile_worker {" in text
+    assert "menuentry control_plane --id profile_control_plane {" in text
+    assert "menuentry 'Boot from local disk' --id local {" in text
+    with pytest.raises(ValueError, match="menu default"):
+        grub.menu_config(grub_plan, dict(ipxe_settings, menu_default="nope"))
+
+
+@pytest.mark.parametrize("word, quoted", [("plain=1", "plain=1"), ("a b", "'a b'"), ("x=$y", "'x=$y'"),
+                                          ("it's", "'it'\\''s'"), ("a;b", "'a;b'")])
+def test_grub_quote(word, quoted):
+    assert grub.grub_quote(word) == quoted
+    assert _unquote(quoted) == [word]
