@@ -166,7 +166,7 @@ def leased_address(host: str, mac: str) -> Optional[str]:
 
 
 # Run in the lab network: one DISCOVER (sent twice, 2 s apart) from each given MAC, as a
-# BIOS PXE ROM sends it (secs 0), and which servers offered it an address.
+# BIOS PXE ROM sends it (secs 0), and which server offered it which address.
 _OFFER_PROBE = (
     "import json,random,sys,time\n"
     "from scapy.all import BOOTP,IP,AsyncSniffer,conf,get_if_hwaddr,sendp\n"
@@ -177,7 +177,7 @@ _OFFER_PROBE = (
     "offers={xid:set() for xid in clients}\n"
     "def note(p):\n"
     "    if BOOTP in p and p[BOOTP].op==2 and p[BOOTP].xid in offers and message_type(p)=='offer':\n"
-    "        offers[p[BOOTP].xid].add(p[IP].src)\n"
+    "        offers[p[BOOTP].xid].add((p[IP].src,p[BOOTP].yiaddr))\n"
     "sniffer=AsyncSniffer(iface=iface,prn=note,store=False)\n"
     "sniffer.start()\n"
     "time.sleep(0.5)\n"
@@ -192,8 +192,8 @@ _OFFER_PROBE = (
 )
 
 
-def offering_servers(macs: List[str]) -> Dict[str, List[str]]:
-    """MAC -> the addresses of the servers that offered it an address (a DISCOVER only:
+def offers_to(macs: List[str]) -> Dict[str, List[List[str]]]:
+    """MAC -> [server address, offered address] of every offer it got (a DISCOVER only:
     nothing is leased)."""
     run = lab_exec(sys.executable, "-c", _OFFER_PROBE, BRIDGE, *macs, timeout=120)
     return json.loads(run.stdout)

@@ -21,7 +21,7 @@ import json
 
 import pytest
 from conftest import (BACKUPS, HA_PORT, HA_TLS_DIR, ISC, KEA, LOAD_BALANCING, MODE, SERVING, UNIT, ha_channel_answer,
-                      ha_state, kea, leased_address, offering_servers)
+                      ha_state, kea, leased_address, offers_to)
 from labkit.client import boot, booted_profile, lab
 from labkit.facts import lab_facts
 from labkit.ha import (LATE_NODE, PRIMARY, STANDBY, UNKNOWN_MAC, addresses, fetched_script, kill_and_wait_for_restart,
@@ -75,13 +75,20 @@ def test_the_pair_is_in_its_mode_and_serves_its_scopes():
 def test_new_clients_are_answered_by_the_servers_of_their_scope():
     """DISCOVERs from 16 unknown MACs, as a PXE ROM sends them (secs 0): each is offered
     an address by exactly one server; in hot-standby always the primary, in load-balancing
-    both servers answer, each its half; a backup server answers no one."""
+    both servers answer, each its half, from addresses of its own (Kea: its half of the
+    pool; ISC: its share of the free addresses), never one the other offers; a backup
+    server answers no one."""
     macs = ["02:ce:00:00:01:%02x" % index for index in range(16)]
-    offers = offering_servers(macs)
+    offers = offers_to(macs)
     primary, standby = addresses()[PRIMARY], addresses()[STANDBY]
-    assert all(len(servers) == 1 for servers in offers.values()), offers
-    answering = {servers[0] for servers in offers.values()}
-    assert answering == ({primary, standby} if LOAD_BALANCING else {primary}), (MODE, offers)
+    assert all(len(answers) == 1 for answers in offers.values()), offers
+    by_server: dict = {}
+    for [(server, address)] in offers.values():
+        assert _in_pool(address), (server, address)
+        by_server.setdefault(server, set()).add(address)
+    assert set(by_server) == ({primary, standby} if LOAD_BALANCING else {primary}), (MODE, offers)
+    if LOAD_BALANCING:
+        assert not by_server[primary] & by_server[standby], offers
 
 
 def test_each_server_answers_with_its_own_address():
@@ -146,7 +153,7 @@ def test_a_machine_boots_from_the_pair_and_the_other_server_learns_its_dynamic_l
     backup server, which served nothing."""
     expected = []  # Kea: the one server whose scope the MAC is in
     if KEA:
-        offered = offering_servers([UNKNOWN_MAC])[UNKNOWN_MAC]
+        offered = [server for server, _address in offers_to([UNKNOWN_MAC])[UNKNOWN_MAC]]
         expected = [host for host, address in addresses().items() if [address] == offered]
         assert expected == [PRIMARY] or (LOAD_BALANCING and expected == [STANDBY]), (MODE, offered)
     result = boot(UNKNOWN_MAC, "bios")
