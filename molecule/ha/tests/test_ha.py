@@ -11,7 +11,7 @@ read, what fails over), the test says so.
 The same story runs in the other modes CENTRA_HA_MODE picks (docs/ha.md, "Verified in
 the lab"): in load-balancing (both backends) each server answers its half of the
 clients, so "the server that served" replaces "the primary", and the survivor takes
-both halves; with CENTRA_HA_MODE=backup (Kea) pxe03, a backup server, holds every
+both halves; with CENTRA_HA_BACKUP=1 (Kea) pxe03, a backup server, holds every
 lease and answers no one.
 """
 
@@ -276,7 +276,7 @@ def test_the_primary_comes_back_and_learns_what_the_standby_leased():
              timeout=180)
 
 
-@pytest.mark.skipif(not BACKUPS, reason="no backup server: CENTRA_HA_MODE=backup (scenario ha) adds one")
+@pytest.mark.skipif(not BACKUPS, reason="no backup server: CENTRA_HA_BACKUP=1 (scenario ha) adds one")
 def test_the_backup_server_holds_every_lease_and_served_no_one():
     """After the whole story: the backup got every lease (the first machine's from the
     primary, the late node's from the standby in partner-down) and served no boot."""
