@@ -77,15 +77,17 @@ def test_new_clients_are_answered_by_the_servers_of_their_scope():
     an address by exactly one server; in hot-standby always the primary, in load-balancing
     both servers answer, each its half, from addresses of its own (Kea: its half of the
     pool; ISC: its share of the free addresses), never one the other offers; a backup
-    server answers no one."""
+    server answers no one. (Each DISCOVER goes out twice: Kea, which holds no address
+    for an offer, may offer another one the second time.)"""
     macs = ["02:ce:00:00:01:%02x" % index for index in range(16)]
     offers = offers_to(macs)
     primary, standby = addresses()[PRIMARY], addresses()[STANDBY]
-    assert all(len(answers) == 1 for answers in offers.values()), offers
+    assert all(len({server for server, _address in answers}) == 1 for answers in offers.values()), offers
     by_server: dict = {}
-    for [(server, address)] in offers.values():
-        assert _in_pool(address), (server, address)
-        by_server.setdefault(server, set()).add(address)
+    for answers in offers.values():
+        for server, address in answers:
+            assert _in_pool(address), (server, address)
+            by_server.setdefault(server, set()).add(address)
     assert set(by_server) == ({primary, standby} if LOAD_BALANCING else {primary}), (MODE, offers)
     if LOAD_BALANCING:
         assert not by_server[primary] & by_server[standby], offers
@@ -153,7 +155,7 @@ def test_a_machine_boots_from_the_pair_and_the_other_server_learns_its_dynamic_l
     backup server, which served nothing."""
     expected = []  # Kea: the one server whose scope the MAC is in
     if KEA:
-        offered = [server for server, _address in offers_to([UNKNOWN_MAC])[UNKNOWN_MAC]]
+        offered = sorted({server for server, _address in offers_to([UNKNOWN_MAC])[UNKNOWN_MAC]})
         expected = [host for host, address in addresses().items() if [address] == offered]
         assert expected == [PRIMARY] or (LOAD_BALANCING and expected == [STANDBY]), (MODE, offered)
     result = boot(UNKNOWN_MAC, "bios")
