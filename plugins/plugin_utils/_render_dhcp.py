@@ -13,8 +13,9 @@ defaults are the one place those are written, and a setting left out is an error
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     BOOT_RULES,
@@ -85,6 +86,29 @@ def kea_ha_hooks(relationship: Mapping[str, Any], this_server: str, hooks_dir: s
             "peers": peers,
         }]}},
     ]
+
+
+def kea_pools(pool: Mapping[str, str], relationship: Optional[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """A subnet's dynamic pool as Kea's "pools".
+
+    In load-balancing both servers allocate at once, each for the clients of its scope:
+    from one shared pool nothing keeps them from picking the same free address for two
+    clients (a server learns its partner's leases only after the fact), which is why Kea's
+    HA documentation splits the pools. So the pool is split in two halves, the
+    primary's and the secondary's, each for the class the HA hook gives the queries of
+    that server's scope (HA_<server name>); the survivor in partner-down serves both
+    scopes, and so both halves. A one-address pool stays the primary's. Hot-standby
+    (one server allocates at a time) and backups keep the whole pool.
+    """
+    if not relationship or relationship["mode"] != "load-balancing":
+        return [{"pool": "%s - %s" % (pool["start"], pool["end"])}]
+    first, last = ipaddress.IPv4Address(pool["start"]), ipaddress.IPv4Address(pool["end"])
+    primary, secondary = (peer["name"] for peer in relationship["peers"][:2])
+    if first == last:
+        return [{"pool": "%s - %s" % (first, last), "client-class": "HA_" + primary}]
+    middle = first + (int(last) - int(first)) // 2
+    return [{"pool": "%s - %s" % (first, middle), "client-class": "HA_" + primary},
+            {"pool": "%s - %s" % (middle + 1, last), "client-class": "HA_" + secondary}]
 
 
 def kea_trace(hooks_dir: str, script: str) -> Dict[str, Any]:
@@ -243,11 +267,12 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
             else:
                 global_reservations.append(reservation)
         shared_ip = shared_ip or (bool(node["ip"]) and len(node["macs"]) > 1)
+    relationship = ha_relationship(plan, server)
     subnets = []
     for subnet in plan["subnets"]:
         entry: Dict[str, Any] = {"id": subnet["id"], "subnet": subnet["cidr"]}
         if subnet.get("pool"):
-            entry["pools"] = [{"pool": "%s - %s" % (subnet["pool"]["start"], subnet["pool"]["end"])}]
+            entry["pools"] = kea_pools(subnet["pool"], relationship)
         options = _kea_subnet_options(subnet)
         if options:
             entry["option-data"] = options
@@ -288,7 +313,6 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
     if shared_ip:
         # One fixed address for every NIC of a multi-NIC node: only one NIC boots at a time.
         dhcp4["ip-reservations-unique"] = False
-    relationship = ha_relationship(plan, server)
     if relationship:
         # The HA hook's dedicated listener needs Kea's multi-threading (off by default in 2.2).
         dhcp4["multi-threading"] = {"enable-multi-threading": True}

@@ -1,8 +1,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Helpers of the HA verification, for both backends: scenario ha (a Kea HA pair) and
-ha-isc (an ISC dhcpd failover pair) run the same tests; the backend comes from the
-scenario's inventory.
+ha-isc (an ISC dhcpd failover pair) run the same tests; the backend and the mode come
+from the scenario's inventory (CENTRA_HA_MODE, see the scenarios' molecule.yml).
 
 Kea answers on its control socket (ha-heartbeat, lease4-get, config-get); dhcpd has
 none, so its failover state is read from the "I move from X to Y" lines its running
@@ -18,20 +18,28 @@ import ipaddress
 import json
 import re
 import shlex
-from typing import Any, Dict, Optional
+import sys
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import HA_SETTINGS
-from labkit.client import unit_state
+from labkit.client import lab_exec, unit_state
 from labkit.facts import lab_facts
-from labkit.ha import ssh
+from labkit.common import BRIDGE
+from labkit.ha import PRIMARY, STANDBY, ssh
 
 BACKEND = lab_facts().backend
 KEA, ISC = BACKEND == "kea", BACKEND == "isc"
 assert KEA or ISC, BACKEND
 UNIT = "kea-dhcp4-server" if KEA else "isc-dhcp-server"
 HA_PORT = HA_SETTINGS[BACKEND]["port"]  # the scenarios keep the default port
-# The state of a pair that serves as configured (hot-standby for Kea, normal for ISC).
-SERVING = "hot-standby" if KEA else "normal"
+MODE = str(lab_facts().server_vars["pxe_dhcp_ha"]["mode"])
+assert MODE in ("hot-standby", "load-balancing"), MODE
+LOAD_BALANCING = MODE == "load-balancing"
+# Kea's backup servers: the peers after the pair (pxe_dhcp_ha.peers' default order).
+BACKUPS = [name for name in sorted(lab_facts().servers) if name not in (PRIMARY, STANDBY)]
+assert KEA or not BACKUPS, BACKUPS
+# The state of a pair that serves as configured (Kea: its mode; ISC: normal in both modes).
+SERVING = MODE if KEA else "normal"
 
 # The plan's default subnet id: the lab subnet's network address as a number.
 SUBNET_ID = int(ipaddress.ip_network(lab_facts().subnets[0].cidr).network_address)
@@ -155,3 +163,37 @@ def leased_address(host: str, mac: str) -> Optional[str]:
     if KEA:
         return lease_of(host, mac).get("ip-address")
     return isc_active_lease(host, mac)
+
+
+# Run in the lab network: one DISCOVER (sent twice, 2 s apart) from each given MAC, as a
+# BIOS PXE ROM sends it (secs 0), and which server offered it which address.
+_OFFER_PROBE = (
+    "import json,random,sys,time\n"
+    "from scapy.all import BOOTP,IP,AsyncSniffer,conf,get_if_hwaddr,sendp\n"
+    "from labkit.dhcp_probe import dhcp_frame,message_type\n"
+    "conf.verb=0\n"
+    "iface=sys.argv[1]\n"
+    "clients={random.getrandbits(32):bytes.fromhex(m.replace(':','')) for m in sys.argv[2:]}\n"
+    "offers={xid:set() for xid in clients}\n"
+    "def note(p):\n"
+    "    if BOOTP in p and p[BOOTP].op==2 and p[BOOTP].xid in offers and message_type(p)=='offer':\n"
+    "        offers[p[BOOTP].xid].add((p[IP].src,p[BOOTP].yiaddr))\n"
+    "sniffer=AsyncSniffer(iface=iface,prn=note,store=False)\n"
+    "sniffer.start()\n"
+    "time.sleep(0.5)\n"
+    "opts=[('message-type','discover'),('vendor_class_id',b'PXEClient:Arch:00000:UNDI:002001'),'end']\n"
+    "for _ in range(2):\n"
+    "    for xid,mac in clients.items():\n"
+    "        sendp(dhcp_frame(get_if_hwaddr(iface),mac,xid,opts),iface=iface,verbose=False)\n"
+    "    time.sleep(2)\n"
+    "time.sleep(2)\n"
+    "sniffer.stop()\n"
+    "print(json.dumps({mac.hex(':'):sorted(offers[xid]) for xid,mac in clients.items()}))\n"
+)
+
+
+def offers_to(macs: List[str]) -> Dict[str, List[List[str]]]:
+    """MAC -> [server address, offered address] of every offer it got (a DISCOVER only:
+    nothing is leased)."""
+    run = lab_exec(sys.executable, "-c", _OFFER_PROBE, BRIDGE, *macs, timeout=120)
+    return json.loads(run.stdout)

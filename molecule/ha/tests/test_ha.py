@@ -7,6 +7,12 @@ machines keep booting from the standby.
 The tests run in file order and build on each other: one story, few boots (each
 costs 25-40 s under TCG). Where the backends differ (states, where the leases are
 read, what fails over), the test says so.
+
+The same story runs in the other modes CENTRA_HA_MODE picks (docs/ha.md, "Verified in
+the lab"): in load-balancing (both backends) each server answers its half of the
+clients, so "the server that served" replaces "the primary", and the survivor takes
+both halves; with CENTRA_HA_BACKUP=1 (Kea) pxe03, a backup server, holds every
+lease and answers no one.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import HA_PORT, HA_TLS_DIR, ISC, KEA, SERVING, UNIT, ha_channel_answer, ha_state, kea, leased_address
+from conftest import (BACKUPS, HA_PORT, HA_TLS_DIR, ISC, KEA, LOAD_BALANCING, MODE, SERVING, UNIT, ha_channel_answer,
+                      ha_state, kea, leased_address, offers_to)
 from labkit.client import boot, booted_profile, lab
 from labkit.facts import lab_facts
 from labkit.ha import (LATE_NODE, PRIMARY, STANDBY, UNKNOWN_MAC, addresses, fetched_script, kill_and_wait_for_restart,
@@ -48,15 +55,42 @@ def _in_pool(address: str) -> bool:
     return LAB.subnets[0].in_pool(address)
 
 
-def test_the_pair_is_in_hot_standby_and_only_the_primary_serves():
+def test_the_pair_is_in_its_mode_and_serves_its_scopes():
+    """hot-standby: only the primary serves; load-balancing: each server its own scope.
+    A backup server serves no scope."""
     for host in (PRIMARY, STANDBY):
         wait_for("%s in state %s" % (host, SERVING), lambda host=host: ha_state(host) == SERVING)
     if KEA:
         assert kea(PRIMARY, "ha-heartbeat")["arguments"]["scopes"] == [PRIMARY]
-        assert kea(STANDBY, "ha-heartbeat")["arguments"]["scopes"] == []
+        assert kea(STANDBY, "ha-heartbeat")["arguments"]["scopes"] == ([STANDBY] if LOAD_BALANCING else [])
+        for backup in BACKUPS:
+            wait_for("%s in state backup" % backup, lambda backup=backup: ha_state(backup) == "backup")
+            assert kea(backup, "ha-heartbeat")["arguments"]["scopes"] == []
     else:
-        # split 256: every hash bucket is the primary's (dhcpd states it on the primary only).
-        assert "  split 256;" in ssh(PRIMARY, "cat /etc/dhcp/dhcpd.conf").stdout
+        # hot-standby is split 256: every hash bucket is the primary's; load-balancing the
+        # default split 128 (dhcpd states it on the primary only).
+        assert "  split %d;" % (128 if LOAD_BALANCING else 256) in ssh(PRIMARY, "cat /etc/dhcp/dhcpd.conf").stdout
+
+
+def test_new_clients_are_answered_by_the_servers_of_their_scope():
+    """DISCOVERs from 16 unknown MACs, as a PXE ROM sends them (secs 0): each is offered
+    an address by exactly one server; in hot-standby always the primary, in load-balancing
+    both servers answer, each its half, from addresses of its own (Kea: its half of the
+    pool; ISC: its share of the free addresses), never one the other offers; a backup
+    server answers no one. (Each DISCOVER goes out twice: Kea, which holds no address
+    for an offer, may offer another one the second time.)"""
+    macs = ["02:ce:00:00:01:%02x" % index for index in range(16)]
+    offers = offers_to(macs)
+    primary, standby = addresses()[PRIMARY], addresses()[STANDBY]
+    assert all(len({server for server, _address in answers}) == 1 for answers in offers.values()), offers
+    by_server: dict = {}
+    for answers in offers.values():
+        for server, address in answers:
+            assert _in_pool(address), (server, address)
+            by_server.setdefault(server, set()).add(address)
+    assert set(by_server) == ({primary, standby} if LOAD_BALANCING else {primary}), (MODE, offers)
+    if LOAD_BALANCING:
+        assert not by_server[primary] & by_server[standby], offers
 
 
 def test_each_server_answers_with_its_own_address():
@@ -76,7 +110,10 @@ def test_each_server_answers_with_its_own_address():
         ha = next(h for h in dhcp4["hooks-libraries"] if h["library"].endswith("libdhcp_ha.so"))
         settings = ha["parameters"]["high-availability"][0]
         assert settings["this-server-name"] == host
-        assert {p["name"]: p["role"] for p in settings["peers"]} == {PRIMARY: "primary", STANDBY: "standby"}
+        roles = {PRIMARY: "primary", STANDBY: "secondary" if LOAD_BALANCING else "standby"}
+        roles.update((backup, "backup") for backup in BACKUPS)
+        assert {p["name"]: p["role"] for p in settings["peers"]} == roles
+        assert settings["mode"] == MODE
         next_servers = {c["next-server"] for c in dhcp4["client-classes"] if c.get("next-server", "0.0.0.0") != "0.0.0.0"}
         assert next_servers == {address}
         urls = [c["boot-file-name"] for c in dhcp4["client-classes"] if "://" in c.get("boot-file-name", "")]
@@ -102,26 +139,34 @@ def test_the_ha_channel_takes_only_the_pairs_certificate():
     answer = ha_channel_answer(STANDBY, primary, "pair")
     assert answer.startswith("HTTP/1.1 200") and '"result": 0' in answer, answer
     # The keys: each server's its own, readable by kea-dhcp4 alone; the CA key on the primary only.
-    for host in (PRIMARY, STANDBY):
+    for host in addresses():
         modes = ssh(host, "stat -c '%%n %%a %%U' %s/server.key %s/ca.key 2>/dev/null; true" % (HA_TLS_DIR, HA_TLS_DIR))
         lines = modes.stdout.split("\n")
         assert "%s/server.key 600 _kea" % HA_TLS_DIR in lines, modes.stdout
         assert ("%s/ca.key 600 root" % HA_TLS_DIR in lines) == (host == PRIMARY), modes.stdout
 
 
-def test_a_machine_boots_from_the_primary_and_the_standby_learns_its_dynamic_lease():
-    """ISC: split 256 gives every client to the primary, but dhcpd lets either server
-    answer a client whose secs field exceeds load_balance_max_seconds (3): the lab's
-    iPXE ROM gets offers from both and may take the secondary's. Whoever served, the
-    other holds the same lease."""
+def test_a_machine_boots_from_the_pair_and_the_other_server_learns_its_dynamic_lease():
+    """Kea: the primary serves it in hot-standby, the server of its scope in load-balancing
+    (either: Kea hashes the client identifier iPXE sends, and the offer probe of the test
+    above sends none, so it cannot tell which). ISC: split 256 gives every client to the primary, but
+    dhcpd lets either server answer a client whose secs field exceeds
+    load_balance_max_seconds (3): the lab's iPXE ROM gets offers from both and may take
+    the secondary's. Whoever served, the other holds the same lease, and so does a
+    backup server, which served nothing."""
     result = boot(UNKNOWN_MAC, "bios")
     assert booted_profile(result["line"]) == LAB.menu_default
-    served = [host for host in (PRIMARY, STANDBY) if fetched_script(host, UNKNOWN_MAC)]
-    assert served == [PRIMARY] if KEA else len(served) == 1, served
+    served = [host for host in addresses() if fetched_script(host, UNKNOWN_MAC)]
+    if KEA:
+        assert served == [PRIMARY] or (LOAD_BALANCING and served == [STANDBY]), (MODE, served)
+    else:
+        assert len(served) == 1 and served[0] in (PRIMARY, STANDBY), served
     other = STANDBY if served == [PRIMARY] else PRIMARY
     address = leased_address(served[0], UNKNOWN_MAC)
     assert address and _in_pool(address), address
-    assert wait_for("%s's copy of the lease" % other, lambda: leased_address(other, UNKNOWN_MAC), timeout=30) == address
+    for host in [other] + BACKUPS:
+        assert wait_for("%s's copy of the lease" % host, lambda host=host: leased_address(host, UNKNOWN_MAC),
+                        timeout=30) == address
 
 
 def test_a_killed_dhcp_daemon_is_restarted_and_rejoins_the_pair():
@@ -134,20 +179,28 @@ def test_a_killed_dhcp_daemon_is_restarted_and_rejoins_the_pair():
         wait_for("%s back in %s" % (host, SERVING), lambda host=host: ha_state(host) == SERVING, timeout=120)
     assert leased_address(PRIMARY, UNKNOWN_MAC) == address, "the restarted primary lost the lease"
     assert leased_address(STANDBY, UNKNOWN_MAC) == address, "the standby lost the lease"
+    for backup in BACKUPS:
+        assert ha_state(backup) == "backup"
+        assert leased_address(backup, UNKNOWN_MAC) == address, "the backup server lost the lease"
 
 
 @kea_only_lifecycle
-def test_a_node_installs_through_the_primary_and_the_standby_learns_it():
+def test_a_node_installs_through_the_serving_server_and_its_peer_learns_it():
+    """Through the primary in hot-standby; in load-balancing through the server of the
+    node's scope, whichever that is."""
     node = NODES[INSTALLED_NODE]
     mac = node.macs[0]
     result = boot(mac, "bios", "--disk", INSTALLED_NODE, "--fresh-disk", "--until",
                   "LOCAL-BOOT-OK %s" % INSTALLED_NODE, timeout=900)
     seen = [m["line"].split()[0] for m in result["markers"]]
     assert "INSTALL-OK" in seen and seen[-1] == "LOCAL-BOOT-OK", seen
-    assert "centra.callback=http://%s/" % addresses()[PRIMARY] in result["cmdline"]
-    assert node_state(PRIMARY, mac)["state"] == "installed"
-    # The primary forwards the callback to its peer.
-    wait_for("the standby's record of the install", lambda: node_state(STANDBY, mac).get("state") == "installed",
+    served = [host for host in addresses() if fetched_script(host, mac)]
+    assert served == [PRIMARY] or (LOAD_BALANCING and served == [STANDBY]), (MODE, served)
+    peer = STANDBY if served == [PRIMARY] else PRIMARY
+    assert "centra.callback=http://%s/" % addresses()[served[0]] in result["cmdline"]
+    assert node_state(served[0], mac)["state"] == "installed"
+    # The server that took the callback forwards it to its peer.
+    wait_for("%s's record of the install" % peer, lambda: node_state(peer, mac).get("state") == "installed",
              timeout=60)
 
 
@@ -158,7 +211,9 @@ def test_the_standby_takes_over_when_the_primary_dhcp_stops():
     # auto_partner_down (15 s, molecule/ha-isc).
     wait_for("the standby in partner-down", lambda: ha_state(STANDBY) == "partner-down", timeout=90)
     if KEA:
-        assert kea(STANDBY, "ha-heartbeat")["arguments"]["scopes"] == [PRIMARY]
+        # The survivor serves the primary's scope, and in load-balancing its own as well.
+        scopes = kea(STANDBY, "ha-heartbeat")["arguments"]["scopes"]
+        assert sorted(scopes) == ([PRIMARY, STANDBY] if LOAD_BALANCING else [PRIMARY]), scopes
 
 
 def test_with_the_primary_powered_off_a_new_machine_boots_from_the_standby():
@@ -204,10 +259,10 @@ def test_the_primary_comes_back_and_learns_what_the_standby_leased():
         late = leased_address(STANDBY, LATE_UNKNOWN_MAC)
         assert late and leased_address(PRIMARY, LATE_UNKNOWN_MAC) == late
         return
-    wait_for("the primary back in hot-standby", lambda: ha_state(PRIMARY) == "hot-standby", timeout=120)
+    wait_for("the primary back in %s" % SERVING, lambda: ha_state(PRIMARY) == SERVING, timeout=120)
     node = NODES[LATE_NODE]
     assert leased_address(PRIMARY, node.macs[0]) == node.ip
-    wait_for("the standby back in hot-standby", lambda: ha_state(STANDBY) == "hot-standby", timeout=60)
+    wait_for("the standby back in %s" % SERVING, lambda: ha_state(STANDBY) == SERVING, timeout=60)
     # What was recorded before the primary went down survived its power-off.
     assert node_state(PRIMARY, NODES[INSTALLED_NODE].macs[0])["state"] == "installed"
     # The late node reported to the standby alone (its installer found no disk: failed);
@@ -217,3 +272,16 @@ def test_the_primary_comes_back_and_learns_what_the_standby_leased():
     assert on_standby["state"] == "failed", on_standby
     wait_for("the primary's record of the late node", lambda: node_state(PRIMARY, late_mac).get("state") == "failed",
              timeout=180)
+
+
+@pytest.mark.skipif(not BACKUPS, reason="no backup server: CENTRA_HA_BACKUP=1 (scenario ha) adds one")
+def test_the_backup_server_holds_every_lease_and_served_no_one():
+    """After the whole story: the backup got every lease (the first machine's from the
+    primary, the late node's from the standby in partner-down) and served no boot."""
+    late = NODES[LATE_NODE]
+    for backup in BACKUPS:
+        assert ha_state(backup) == "backup"
+        assert leased_address(backup, late.macs[0]) == late.ip
+        assert leased_address(backup, UNKNOWN_MAC) == leased_address(STANDBY, UNKNOWN_MAC)
+        for mac in (UNKNOWN_MAC, late.macs[0], NODES[INSTALLED_NODE].macs[0]):
+            assert not fetched_script(backup, mac), (backup, mac)

@@ -20,9 +20,10 @@ LATE_NODE = "node01"  # a node that boots only once the primary is gone
 
 
 def addresses() -> dict[str, str]:
-    """Each server of the pair -> its address (the scenario's inventory)."""
+    """Each server of the relationship -> its address (the scenario's inventory): the pair,
+    then Kea's backup servers (pxe03, CENTRA_HA_BACKUP=1 in molecule/ha)."""
     servers = lab_facts().servers
-    assert sorted(servers) == sorted((PRIMARY, STANDBY)), servers
+    assert sorted(servers)[:2] == [PRIMARY, STANDBY], servers
     return servers
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import PlanError, build_plan
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import (
-    ISC_FAILOVER_PEER, dhcpd_config, kea_dhcp4_config)
+    ISC_FAILOVER_PEER, dhcpd_config, kea_dhcp4_config, kea_pools)
 
 ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
 SUBNETS = [{"cidr": "192.0.2.0/24", "pool": "192.0.2.100-192.0.2.199"},
@@ -210,6 +210,38 @@ def test_each_kea_side_passes_kea_dhcp4_t(mode, name, tmp_path, kea_settings):
     assert next_servers == {ADDRESSES[name]}
     run = kea_check(config, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("name", ["pxe01", "pxe02", "pxe03"])
+def test_kea_load_balancing_splits_each_pool_between_the_scopes(name, tmp_path, kea_settings):
+    """Both servers allocate at once in load-balancing: each from its own half of a pool,
+    for the class the HA hook gives the queries of its scope; same halves on every peer
+    (the survivor in partner-down serves both scopes, so both halves). Hot-standby keeps
+    one pool (one server allocates at a time)."""
+    names = ("pxe01", "pxe02", "pxe03")
+    plan = plan_of(servers({"mode": "load-balancing"}, names=names))
+    config = kea_dhcp4_config(plan, server(name), dict(kea_settings, interfaces=["lo"], lease_file=str(tmp_path / "l.csv"),
+                                                       control_socket=str(tmp_path / "ctrl.sock"), trace=False))
+    assert [s["pools"] for s in config["Dhcp4"]["subnet4"]] == [
+        [{"pool": "192.0.2.100 - 192.0.2.149", "client-class": "HA_pxe01"},
+         {"pool": "192.0.2.150 - 192.0.2.199", "client-class": "HA_pxe02"}],
+        [{"pool": "198.51.100.100 - 198.51.100.150", "client-class": "HA_pxe01"},
+         {"pool": "198.51.100.151 - 198.51.100.200", "client-class": "HA_pxe02"}]]
+    run = kea_check(config, tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    standby = kea_dhcp4_config(plan_of(servers({"mode": "hot-standby"}, names=names)), server(name),
+                               dict(kea_settings, trace=False))
+    assert [s["pools"] for s in standby["Dhcp4"]["subnet4"]] == [
+        [{"pool": "192.0.2.100 - 192.0.2.199"}], [{"pool": "198.51.100.100 - 198.51.100.200"}]]
+
+
+def test_kea_pools_of_one_address_and_without_ha():
+    balanced = {"mode": "load-balancing", "peers": [{"name": "a", "role": "primary"}, {"name": "b", "role": "secondary"}]}
+    assert kea_pools({"start": "192.0.2.7", "end": "192.0.2.7"}, balanced) == [
+        {"pool": "192.0.2.7 - 192.0.2.7", "client-class": "HA_a"}]
+    assert kea_pools({"start": "192.0.2.7", "end": "192.0.2.8"}, balanced) == [
+        {"pool": "192.0.2.7 - 192.0.2.7", "client-class": "HA_a"}, {"pool": "192.0.2.8 - 192.0.2.8", "client-class": "HA_b"}]
+    assert kea_pools({"start": "192.0.2.7", "end": "192.0.2.8"}, None) == [{"pool": "192.0.2.7 - 192.0.2.8"}]
 
 
 def test_kea_with_a_backup_passes_kea_dhcp4_t(tmp_path, kea_settings):
