@@ -20,6 +20,7 @@ NODES = LAB.nodes
 SERVER = LAB.server_address
 GRUB_NODES = sorted(name for name, node in NODES.items() if node.loader == "grub")
 
+
 def serial(result: dict) -> str:
     with open(result["log"], encoding="utf-8", errors="replace") as handle:
         return handle.read()
@@ -60,4 +61,3 @@ def test_a_grub_node_boots_its_profile_under_secure_boot_over_tftp(grub_node):
     assert_signed_chain(text)
     # The same command line as the iPXE chain renders for this node (one renderer).
     assert grub_kernel_args(result["cmdline"]) == ipxe_kernel_args(mac)
-
