@@ -190,7 +190,9 @@ def test_hostile_dhcp_and_tftp_packets_change_nothing(backend):
     reference_dir = tempfile.mkdtemp(prefix="centra-fuzz-")
     try:
         references = []
-        for loader in pxe_shell("ls %s" % TFTP_ROOT).stdout.split():
+        # The loaders: the regular files at the top of the TFTP root (the grub chain adds
+        # directories there: its configs, the profiles' kernels, the lifecycle's files).
+        for loader in pxe_shell("find %s -maxdepth 1 -type f -printf '%%f\\n'" % TFTP_ROOT).stdout.split():
             path = os.path.join(reference_dir, loader)
             with open(path, "wb") as handle:
                 handle.write(base64.b64decode(pxe_shell("base64 %s/%s" % (TFTP_ROOT, loader)).stdout))
