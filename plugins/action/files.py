@@ -1,8 +1,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Action plugin behind centra.pxe.files: ask the host which files differ, then send only those.
+"""Action plugin behind centra.pxe.files: ask the host which entries differ, then send only those.
 
-A rerun where nothing changed costs one module run for all the files; a change costs two."""
+A rerun where nothing changed costs one module run for all the entries; a change costs two."""
 
 from __future__ import annotations
 
@@ -17,18 +17,31 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._action import checked_
 MODULE = "centra.pxe.files"
 FILE_SPEC = {
     "path": {"type": "str", "required": True},
-    "content": {"type": "str", "required": True},
+    "state": {"type": "str", "default": "file", "choices": ["file", "directory", "link", "touch", "absent"]},
+    "content": {"type": "str"},
+    "src": {"type": "str"},
     "owner": {"type": "str", "default": "root"},
     "group": {"type": "str", "default": "root"},
-    "mode": {"type": "str", "default": "0644"},
+    "mode": {"type": "str"},
     "validate": {"type": "str"},
+    "apply": {"type": "str"},
 }
 ARGUMENT_SPEC = {"files": {"type": "list", "elements": "dict", "required": True, "options": FILE_SPEC}}
 
 
 def with_checksums(files: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-    """The file specs with the SHA-1 of each content, as the module compares them."""
-    return [dict(spec, checksum=hashlib.sha1(spec["content"].encode("utf-8")).hexdigest()) for spec in files]
+    """The entries with the SHA-1 of each file's content, as the module compares them.
+
+    Raises AnsibleActionFail for a file without content (the module sees only checksums)."""
+    entries = []
+    for spec in files:
+        spec = {key: value for key, value in spec.items() if value is not None}
+        if spec["state"] == "file":
+            if "content" not in spec:
+                raise AnsibleActionFail("%s: %s needs content" % (MODULE, spec["path"]))
+            spec["checksum"] = hashlib.sha1(spec["content"].encode("utf-8")).hexdigest()
+        entries.append(spec)
+    return entries
 
 
 def without_content(files: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
