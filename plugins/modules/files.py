@@ -9,10 +9,10 @@ module: files
 short_description: Set up a role's small files, directories, links and system accounts in one round trip
 version_added: 0.4.0
 description:
-  - Makes each entry of O(files) what it asks for, in the order given: a file with the
+  - Makes each entry of O(files) what it asks for, in the order given (a file with the
     given content, owner, group and mode (the default), a directory, a symbolic link, an
-    empty file that only has to exist (a log), or nothing at the path. The content is
-    rendered on the controller (a M(ansible.builtin.template) lookup, a file lookup, or a
+    empty file that only has to exist, such as a log, or nothing at the path). The content is
+    rendered on the controller (a template of the role named by O(files[].template), a file lookup, or a
     string); the host is asked once which entries differ, and only those are sent and
     applied, in a second round trip.
   - What a sequence of M(ansible.builtin.copy), M(ansible.builtin.template),
@@ -44,13 +44,21 @@ options:
             parent is made too, owned by root); V(link), a symbolic link to
             O(files[].src) (replacing a file at the path); V(touch), a regular file that
             exists with the owner, group and mode, its content and times left alone (a
-            log); V(absent), nothing at the path (a directory goes with its content).
+            log); V(absent), nothing at the path (a directory goes with its content; the
+            entry's O(files[].content), O(files[].validate) and O(files[].apply) are
+            ignored, so that a task can switch a file off with a templated V(state)).
         type: str
         choices: [file, directory, link, touch, absent]
         default: file
       content:
         description:
           - The whole content of the file (text), for V(file). The action plugin sends it only for files that differ.
+        type: str
+      template:
+        description:
+          - A template of the role, rendered on the controller into O(files[].content) by
+            the action plugin, as M(ansible.builtin.template) renders it (the template
+            lookup copies every variable of the host first, which is slow with a large boot plan).
         type: str
       checksum:
         description:
@@ -120,7 +128,7 @@ EXAMPLES = r"""
       - path: /etc/example/config.json
         content: "{{ example_config | ansible.builtin.to_nice_json }}\n"
       - path: /etc/systemd/system/example.service
-        content: "{{ lookup('ansible.builtin.template', 'example.service.j2') }}"
+        template: example.service.j2
         validate: /usr/bin/systemd-analyze verify --man=no %s
       - path: /etc/example/old.conf
         state: absent
@@ -390,7 +398,8 @@ def check_spec(spec):
         if spec["content"] is None:
             return "%s: give content or checksum" % path
         spec["checksum"] = hashlib.sha1(spec["content"].encode("utf-8")).hexdigest()
-    if state != "file" and (spec.get("content") is not None or spec.get("validate") or spec.get("apply")):
+    if state in ("directory", "link", "touch") and (spec.get("content") is not None or spec.get("validate")
+                                                     or spec.get("apply")):
         return "%s: content, validate and apply are for state=file" % path
     return None
 
@@ -402,6 +411,7 @@ def main():
                 path=dict(type="path", required=True),
                 state=dict(type="str", default="file", choices=list(STATES)),
                 content=dict(type="str"),
+                template=dict(type="str"),
                 checksum=dict(type="str"),
                 src=dict(type="str"),
                 owner=dict(type="str", default="root"),

@@ -179,6 +179,8 @@ def test_refusals_of_the_other_states_name_the_path(tmp_path, capsys):
     assert "is a directory, not a link" in run(capsys, [entry(tmp_path / "dir", "link", src="/x")])["msg"]
     assert "is not a regular file" in run(capsys, [entry(tmp_path / "dir", "touch")])["msg"]
     assert "a link needs src" in run(capsys, [entry(tmp_path / "l", "link")])["msg"]
+    switched_off = run(capsys, [entry(tmp_path / "file", "absent", content="x\n", apply="/bin/false %s")])
+    assert switched_off["changed_paths"] == [str(tmp_path / "file")] and not (tmp_path / "file").exists()
     refused = run(capsys, [entry(tmp_path / "d2", "directory", validate="/bin/true %s")])
     assert "are for state=file" in refused["msg"] and str(tmp_path / "d2") in refused["msg"]
     assert not (tmp_path / "d2").exists()
@@ -243,3 +245,44 @@ def test_the_action_in_check_and_diff_mode_changes_nothing(tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
     assert "-one" in check.stdout and "+two" in check.stdout and "changed=1" in check.stdout
     assert (out / "a.conf").read_text() == "one"
+
+
+TEMPLATE_BOOK = """
+- hosts: localhost
+  gather_facts: false
+  vars:
+    names: [a, b]
+  tasks:
+    - name: Render through the action
+      centra.pxe.files:
+        files:
+          - path: "{{ dir }}/rendered"
+            template: site.j2
+            owner: "{{ me }}"
+            group: "{{ my_group }}"
+    - name: Compare with the template lookup
+      ansible.builtin.assert:
+        that: lookup('ansible.builtin.file', dir ~ '/rendered', rstrip=false) == lookup('ansible.builtin.template', 'site.j2')
+"""
+
+
+def test_a_template_entry_renders_as_the_template_lookup_does(tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "site.j2").write_text(
+        "# {{ ansible_managed }}\n{% for name in names %}\nserver {{ name }};\n{% endfor %}\n"
+        "{% include 'part.j2' %}\n  {% if names %}\nlast\\n line\n{% endif %}\n\n")
+    (tmp_path / "templates" / "part.j2").write_text("part {{ names | length }}\n")
+    book = tmp_path / "book.yml"
+    book.write_text(TEMPLATE_BOOK)
+    collections = [p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "centra", "pxe"))][0]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    out = tmp_path / "out"
+    out.mkdir()
+    run_ = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c",
+                           "local", "-e", "ansible_python_interpreter=%s" % sys.executable,
+                           "-e", "dir=%s me=%s my_group=%s" % (out, ME, MY_GROUP), str(book)],
+                          capture_output=True, text=True, env=env, check=False, timeout=120)
+    assert run_.returncode == 0, run_.stdout + run_.stderr
+    text = (out / "rendered").read_text()
+    assert "server a;\nserver b;\npart 2" in text and text.startswith("# Ansible managed")
