@@ -27,7 +27,7 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._action import checked_
 MODULE = "centra.pxe.files"
 FILE_SPEC = {
     "path": {"type": "str", "required": True},
-    "state": {"type": "str", "default": "file", "choices": ["file", "directory", "link", "touch", "absent"]},
+    "state": {"type": "str", "default": "file", "choices": ["file", "directory", "link", "touch", "absent", "copy"]},
     "content": {"type": "str"},
     "template": {"type": "str"},
     "src": {"type": "str"},

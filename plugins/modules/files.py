@@ -44,11 +44,12 @@ options:
             parent is made too, owned by root); V(link), a symbolic link to
             O(files[].src) (replacing a file at the path); V(touch), a regular file that
             exists with the owner, group and mode, its content and times left alone (a
-            log); V(absent), nothing at the path (a directory goes with its content; the
+            log); V(copy), a copy of the file O(files[].src) of the host (a loader from a
+            package); V(absent), nothing at the path (a directory goes with its content; the
             entry's O(files[].content), O(files[].validate) and O(files[].apply) are
             ignored, so that a task can switch a file off with a templated V(state)).
         type: str
-        choices: [file, directory, link, touch, absent]
+        choices: [file, directory, link, touch, absent, copy]
         default: file
       content:
         description:
@@ -66,14 +67,14 @@ options:
             O(files[].content); a task does not set it.
         type: str
       src:
-        description: Target of a V(link).
+        description: Target of a V(link); for V(copy), the absolute path of the file on the host.
         type: str
       owner:
-        description: Owner (name or number), for V(file), V(directory) and V(touch).
+        description: Owner (name or number), for V(file), V(directory), V(touch) and V(copy).
         type: str
         default: root
       group:
-        description: Group (name or number), for V(file), V(directory) and V(touch).
+        description: Group (name or number), for V(file), V(directory), V(touch) and V(copy).
         type: str
         default: root
       mode:
@@ -156,7 +157,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 DIFF_LIMIT = 256 * 1024
-STATES = ("file", "directory", "link", "touch", "absent")
+STATES = ("file", "directory", "link", "touch", "absent", "copy")
 DEFAULT_MODES = {"directory": "0755"}
 
 
@@ -175,6 +176,14 @@ def _lstat(path):
         return None
 
 
+def _sha1(path):
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def file_state(path):
     """(sha1 hex, uid, gid, mode) of a regular file, or None when it is missing.
 
@@ -184,11 +193,7 @@ def file_state(path):
         return None
     if not stat.S_ISREG(info.st_mode):
         raise ValueError("%s exists and is not a regular file" % path)
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest(), info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)
+    return _sha1(path), info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)
 
 
 def wanted_state(spec):
@@ -216,6 +221,16 @@ def is_stale(spec):
         current = file_state(path)
         try:
             return current != wanted_state(spec)
+        except KeyError:
+            return True
+    if state == "copy":
+        # A missing source (check mode before its package is installed) is a difference;
+        # applying the entry then fails and names it.
+        if not os.path.isfile(spec["src"]):
+            return True
+        current = file_state(path)
+        try:
+            return current != wanted_state(dict(spec, checksum=_sha1(spec["src"])))
         except KeyError:
             return True
     info = _lstat(path)
@@ -263,8 +278,9 @@ def _run_command(path, command, argument, what):
                                check.stdout.decode("utf-8", "replace"), check.stderr.decode("utf-8", "replace"))
 
 
-def write_file(spec, content):
-    """Write one file atomically: temporary file, validate, rename. Returns nothing;
+def write_file(spec, content, source=None):
+    """Write one file atomically: temporary file, validate, rename. The content is the
+    text `content`, or the bytes of the file `source` when given. Returns nothing;
     raises RuntimeError with the reason when the check fails or the write is refused."""
     path = spec["path"]
     checksum, uid, gid, mode = wanted_state(spec)
@@ -274,9 +290,10 @@ def write_file(spec, content):
         os.chown(path, uid, gid)
         os.chmod(path, mode)
         return
-    data = content.encode("utf-8")
-    if hashlib.sha1(data).hexdigest() != checksum:
-        raise RuntimeError("%s: the content does not match its checksum" % path)
+    if source is None:
+        data = content.encode("utf-8")
+        if hashlib.sha1(data).hexdigest() != checksum:
+            raise RuntimeError("%s: the content does not match its checksum" % path)
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise RuntimeError("%s: the directory %s does not exist" % (path, directory))
@@ -285,7 +302,11 @@ def write_file(spec, content):
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".centra-", suffix="-" + os.path.basename(path))
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            if source is None:
+                stream.write(data)
+            else:
+                with open(source, "rb") as original:
+                    shutil.copyfileobj(original, stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.chown(temporary, uid, gid)
@@ -313,6 +334,11 @@ def apply_entry(spec):
         write_file(spec, spec.get("content") or "")
         if spec.get("apply"):
             _run_command(path, spec["apply"], path, "apply")
+        return
+    if state == "copy":
+        if not os.path.isfile(spec["src"]):
+            raise RuntimeError("%s: the source %s is not a file on the host" % (path, spec["src"]))
+        write_file(dict(spec, checksum=_sha1(spec["src"])), "", source=spec["src"])
         return
     info = _lstat(path)
     if state == "absent":
@@ -362,6 +388,8 @@ def _wanted(spec):
         return "(absent)\n"
     if state == "link":
         return "link to %s\n" % spec["src"]
+    if state == "copy":
+        return "copy of %s, %s:%s %s\n" % (spec["src"], spec["owner"], spec["group"], spec["mode"])
     return "%s %s:%s %s\n" % ("directory" if state == "directory" else "file", spec["owner"], spec["group"], spec["mode"])
 
 
@@ -392,13 +420,15 @@ def check_spec(spec):
         int(spec["mode"], 8)
     except ValueError:
         return "%s: mode %r is not an octal number" % (path, spec["mode"])
-    if state == "link" and not spec.get("src"):
-        return "%s: a link needs src" % path
+    if state in ("link", "copy") and not spec.get("src"):
+        return "%s: a %s needs src" % (path, state)
+    if state == "copy" and not os.path.isabs(spec["src"]):
+        return "%s: src must be an absolute path on the host: %s" % (path, spec["src"])
     if state == "file" and spec["checksum"] is None:
         if spec["content"] is None:
             return "%s: give content or checksum" % path
         spec["checksum"] = hashlib.sha1(spec["content"].encode("utf-8")).hexdigest()
-    if state in ("directory", "link", "touch") and (spec.get("content") is not None or spec.get("validate")
+    if state in ("directory", "link", "touch", "copy") and (spec.get("content") is not None or spec.get("validate")
                                                      or spec.get("apply")):
         return "%s: content, validate and apply are for state=file" % path
     return None

@@ -172,6 +172,27 @@ def test_apply_runs_after_a_change_and_before_the_next_entry(tmp_path, capsys):
     assert failed["failed"] and "failed to apply" in failed["msg"] and accounts.read_text() == "u other\n"
 
 
+def test_a_copy_of_a_host_file_follows_its_source(tmp_path, capsys):
+    source, copy = tmp_path / "ipxe.efi", tmp_path / "tftp" / "ipxe.efi"
+    copy.parent.mkdir()
+    source.write_bytes(b"MZ\x00\x01loader")
+    specs = [entry(copy, "copy", src=str(source))]
+    assert run(capsys, specs)["changed_paths"] == [str(copy)]
+    assert copy.read_bytes() == b"MZ\x00\x01loader" and mode_of(copy) == 0o644
+    assert run(capsys, specs)["changed_paths"] == []
+    source.write_bytes(b"MZ\x00\x02newer")
+    os.chmod(copy, 0o600)
+    assert run(capsys, specs, _ansible_check_mode=True)["changed_paths"] == [str(copy)]
+    assert copy.read_bytes() == b"MZ\x00\x01loader"
+    assert run(capsys, specs)["changed_paths"] == [str(copy)]
+    assert copy.read_bytes() == b"MZ\x00\x02newer" and mode_of(copy) == 0o644
+    missing = [entry(tmp_path / "tftp" / "snp.efi", "copy", src=str(tmp_path / "none.efi"))]
+    assert run(capsys, missing, _ansible_check_mode=True)["changed_paths"] == [missing[0]["path"]]
+    failed = run(capsys, missing)
+    assert failed["failed"] and "is not a file on the host" in failed["msg"] and "snp.efi" in failed["msg"]
+    assert "must be an absolute path" in run(capsys, [entry(copy, "copy", src="ipxe.efi")])["msg"]
+
+
 def test_refusals_of_the_other_states_name_the_path(tmp_path, capsys):
     (tmp_path / "file").write_text("x\n")
     (tmp_path / "dir").mkdir()
