@@ -428,8 +428,8 @@ def check_spec(spec):
         if spec["content"] is None:
             return "%s: give content or checksum" % path
         spec["checksum"] = hashlib.sha1(spec["content"].encode("utf-8")).hexdigest()
-    if state in ("directory", "link", "touch", "copy") and (spec.get("content") is not None or spec.get("validate")
-                                                     or spec.get("apply")):
+    file_only = spec.get("content") is not None or spec.get("validate") or spec.get("apply")
+    if state in ("directory", "link", "touch", "copy") and file_only:
         return "%s: content, validate and apply are for state=file" % path
     return None
 
