@@ -31,6 +31,7 @@ FILE_SPEC = {
     "content": {"type": "str"},
     "template": {"type": "str"},
     "src": {"type": "str"},
+    "keep": {"type": "list", "elements": "str"},
     "owner": {"type": "str", "default": "root"},
     "group": {"type": "str", "default": "root"},
     "mode": {"type": "str"},

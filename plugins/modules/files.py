@@ -80,6 +80,12 @@ options:
       mode:
         description: Permissions, in octal. Default C(0644), for a directory C(0755).
         type: str
+      keep:
+        description:
+          - For a V(directory), the names it may hold; anything else in it is removed
+            (a directory with its content). Without it, the content is left alone.
+        type: list
+        elements: str
       validate:
         description:
           - Command that checks the new file before it replaces the old one; C(%s) is the
@@ -244,9 +250,18 @@ def is_stale(spec):
         return True
     if state == "directory" and not stat.S_ISDIR(info.st_mode):
         raise ValueError("%s exists and is not a directory" % path)
+    if state == "directory" and unkept(spec):
+        return True
     if state == "touch" and not stat.S_ISREG(info.st_mode):
         raise ValueError("%s exists and is not a regular file" % path)
     return _attributes_differ(info, spec)
+
+
+def unkept(spec):
+    """The names in a directory entry's directory that its `keep` list does not name."""
+    if spec.get("keep") is None or not os.path.isdir(spec["path"]):
+        return []
+    return sorted(set(os.listdir(spec["path"])) - set(spec["keep"]))
 
 
 def stale_paths(specs):
@@ -353,6 +368,13 @@ def apply_entry(spec):
         os.symlink(spec["src"], path)
         return
     uid, gid, mode = _uid(spec["owner"]), _gid(spec["group"]), int(spec["mode"], 8)
+    if state == "directory":
+        for name in unkept(spec):
+            child = os.path.join(path, name)
+            if os.path.isdir(child) and not os.path.islink(child):
+                shutil.rmtree(child)
+            else:
+                os.unlink(child)
     if info is None and state == "directory":
         os.makedirs(path)
     elif info is None:
@@ -398,7 +420,8 @@ def file_diff(spec):
     path = spec["path"]
     header = dict(before_header=path, after_header=path)
     if spec["state"] != "file":
-        return dict(header, before=_describe(path), after=_wanted(spec))
+        extra = "".join("%s/%s (removed)\n" % (path, name) for name in unkept(spec))
+        return dict(header, before=_describe(path), after=_wanted(spec) + extra)
     content = spec.get("content")
     before = _text(path) if os.path.exists(path) else ""
     current = file_state(path)
@@ -428,6 +451,10 @@ def check_spec(spec):
         if spec["content"] is None:
             return "%s: give content or checksum" % path
         spec["checksum"] = hashlib.sha1(spec["content"].encode("utf-8")).hexdigest()
+    if spec.get("keep") is not None and state != "directory":
+        return "%s: keep is for state=directory" % path
+    if any("/" in name or name in ("", ".", "..") for name in spec.get("keep") or []):
+        return "%s: keep names entries of the directory, not paths: %s" % (path, spec["keep"])
     file_only = spec.get("content") is not None or spec.get("validate") or spec.get("apply")
     if state in ("directory", "link", "touch", "copy") and file_only:
         return "%s: content, validate and apply are for state=file" % path
@@ -444,6 +471,7 @@ def main():
                 template=dict(type="str"),
                 checksum=dict(type="str"),
                 src=dict(type="str"),
+                keep=dict(type="list", elements="str"),
                 owner=dict(type="str", default="root"),
                 group=dict(type="str", default="root"),
                 mode=dict(type="str"),

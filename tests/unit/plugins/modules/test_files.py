@@ -193,6 +193,25 @@ def test_a_copy_of_a_host_file_follows_its_source(tmp_path, capsys):
     assert "must be an absolute path" in run(capsys, [entry(copy, "copy", src="ipxe.efi")])["msg"]
 
 
+def test_a_directory_with_keep_holds_only_the_names_it_keeps(tmp_path, capsys):
+    root = tmp_path / "tftp"
+    (root / "grub").mkdir(parents=True)
+    (root / "grub" / "grub.cfg").write_text("x\n")
+    (root / "ipxe.efi").write_text("loader\n")
+    (root / ".hidden").write_text("h\n")
+    os.symlink("/etc", root / "link")
+    os.chmod(root, 0o755)
+    specs = [entry(root, "directory", keep=["ipxe.efi", "undionly.kpxe"])]
+    check = run(capsys, specs, _ansible_check_mode=True, _ansible_diff=True)
+    assert check["changed_paths"] == [str(root)] and "grub (removed)" in check["diff"][0]["after"]
+    assert sorted(os.listdir(root)) == [".hidden", "grub", "ipxe.efi", "link"]
+    assert run(capsys, specs)["changed_paths"] == [str(root)]
+    assert os.listdir(root) == ["ipxe.efi"] and os.path.isdir("/etc")
+    assert run(capsys, specs)["changed_paths"] == []
+    assert "not paths" in run(capsys, [entry(root, "directory", keep=["../x"])])["msg"]
+    assert "keep is for state=directory" in run(capsys, [entry(root / "f", "touch", keep=["a"])])["msg"]
+
+
 def test_refusals_of_the_other_states_name_the_path(tmp_path, capsys):
     (tmp_path / "file").write_text("x\n")
     (tmp_path / "dir").mkdir()
