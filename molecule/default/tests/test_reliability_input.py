@@ -195,7 +195,7 @@ def test_check_mode_on_a_changed_inventory_shows_the_diff_and_changes_nothing(ba
 REJECTED = {
     # nginx allows addresses and networks, not host names.
     "nginx-allow-hostname": ({"pxe_http_allow_extra": ["monitoring.example.com"]}, ("kea", "isc"), "pxe_http",
-                             "Install the site checker, the site and nginx's drop-in", 'invalid parameter "monitoring.example.com"'),
+                             "Install the site checker, the site, its logs and nginx's drop-in", 'invalid parameter "monitoring.example.com"'),
     # A relay interface that this host does not have. dhcpd -t does not look at
     # interfaces (and dhcpd would ignore it): the role's own check on INTERFACESv4 refuses it.
     "kea-interface-typo": ({"pxe_dhcp_extra_interfaces": ["host9"]}, ("kea",), "pxe_dhcp",
