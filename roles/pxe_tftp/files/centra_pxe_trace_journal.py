@@ -20,8 +20,9 @@ socket:
   its events have none.
 
 journalctl does the reading (`--follow --output=json`); this program only parses and
-sends. A send never waits: a missing socket, a stopped service or a full buffer drops
-the event (counted, reported at exit). The journal cursor is saved at most once a
+sends. A missing socket or a stopped service drops the event at once; a full queue (a
+burst) is retried for up to a second, once until a send gets through again (counted,
+reported at exit). Waiting here delays the trace, never a daemon. The journal cursor is saved at most once a
 second and at exit, so a restart resumes where it stopped. Standard library only: it
 runs with the PXE host's /usr/bin/python3.
 """
@@ -53,6 +54,10 @@ except ImportError:  # pragma: no cover - depends on where the program runs from
 # The identifiers the daemons log under, and which parser reads them.
 IDENTIFIERS = {"in.tftpd": "tftp", "dhcpd": "dhcpd", "kea-dhcp4": "kea"}
 MAX_DATAGRAM = 8192
+# A full trace socket queue (net.unix.max_dgram_qlen datagrams: a burst faster than the
+# service reads) is retried every SEND_RETRY seconds for at most SEND_WAIT.
+SEND_WAIT = 1.0
+SEND_RETRY = 0.005
 # Kea class lines waiting for the address line of their packet (transaction ids).
 PENDING_MAX = 4096
 
@@ -236,8 +241,11 @@ class Feeder:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.kea = KeaJoin()
+        self.send_wait = SEND_WAIT
         self.sent = 0
         self.dropped = 0
+        self.waited = 0  # sends that found the queue full (and then waited)
+        self.stalled = False  # the last wait ran out: no more waiting until a send succeeds
 
     def event_of(self, entry: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         parser = IDENTIFIERS.get(str(entry.get("SYSLOG_IDENTIFIER") or ""))
@@ -267,11 +275,36 @@ class Feeder:
             return False
         try:
             self.sock.sendto(data, self.socket_path)
-        except OSError:  # no socket, nobody reading it, or its buffer full: never wait
+        except BlockingIOError:  # the service's queue is full: a burst it has not read yet
+            if not self._wait_for_room(data):
+                self.dropped += 1
+                return False
+        except OSError:  # no socket, or nobody reading it: dropped at once
             self.dropped += 1
             return False
+        self.stalled = False
         self.sent += 1
         return True
+
+    def _wait_for_room(self, data: bytes) -> bool:
+        """Retry for up to SEND_WAIT seconds. Waiting here delays only the trace (journalctl
+        and the journal hold what follows), never a daemon. A service that reads nothing
+        costs one wait, then its events drop at once until one gets through again."""
+        if self.stalled:
+            return False
+        self.waited += 1
+        deadline = time.monotonic() + self.send_wait
+        while time.monotonic() < deadline:
+            time.sleep(SEND_RETRY)
+            try:
+                self.sock.sendto(data, self.socket_path)
+                return True
+            except BlockingIOError:
+                continue
+            except OSError:
+                return False
+        self.stalled = True
+        return False
 
     def feed(self, lines: Iterable[bytes], cursor: Optional["Cursor"] = None) -> None:
         for line in lines:
@@ -350,8 +383,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         cursor.save()
         status = process.wait()
-        print("centra-pxe-trace-journal: %d events sent, %d dropped; journalctl exited %d"
-              % (feeder.sent, feeder.dropped, status), file=sys.stderr)
+        print("centra-pxe-trace-journal: %d events sent, %d dropped, %d found the queue full; journalctl exited %d"
+              % (feeder.sent, feeder.dropped, feeder.waited, status), file=sys.stderr)
     # journalctl ends only when stopped or broken: a failure, unless we stopped it.
     return 0 if status in (0, -signal.SIGTERM) else 1
 
