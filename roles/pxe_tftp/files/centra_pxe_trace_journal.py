@@ -22,8 +22,8 @@ socket:
 journalctl does the reading (`--follow --output=json`); this program only parses and
 sends. A missing socket or a stopped service drops the event at once; a full queue (a
 burst) is retried for up to a second, once until a send gets through again (counted,
-reported at exit). Waiting here delays the trace, never a daemon. The journal cursor is saved at most once a
-second and at exit, so a restart resumes where it stopped. Standard library only: it
+reported at exit). Waiting here delays the trace, never a daemon. The journal cursor is
+saved at most once a second and at exit, so a restart resumes where it stopped. Standard library only: it
 runs with the PXE host's /usr/bin/python3.
 """
 
