@@ -40,7 +40,7 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relations
 KEA_CLASS_PREFIX = "centra_"
 # The settings each renderer reads (the pxe_dhcp role passes them from its variables).
 KEA_SETTINGS = ("interfaces", "lease_file", "control_socket", "valid_lifetime", "authoritative",
-                "socket_retries", "socket_retry_wait_ms", "log_severity", "hooks_dir", "trace", "trace_script",
+                "socket_retries", "socket_retry_wait_ms", "log_severity", "hooks_dir", "trace",
                 "ha_tls_dir")
 ISC_SETTINGS = ("valid_lifetime", "authoritative", "trace")
 ISC_FAILOVER_PEER = "centra-pxe"
@@ -111,24 +111,28 @@ def kea_pools(pool: Mapping[str, str], relationship: Optional[Mapping[str, Any]]
             {"pool": "%s - %s" % (middle + 1, last), "client-class": "HA_" + secondary}]
 
 
-def kea_trace(hooks_dir: str, script: str) -> Dict[str, Any]:
-    """What the boot trace (docs/status.md) adds to kea-dhcp4: hooks-libraries and loggers.
+def kea_trace_loggers(log_severity: str) -> List[Dict[str, Any]]:
+    """What the boot trace (docs/status.md) adds to kea-dhcp4: loggers whose lines the
+    journal feeder of centra.pxe.pxe_tftp reads (no hook: a process per lease event
+    cost Kea 37 ms of CPU per boot and lost boots in a storm, BENCHMARKS.md).
 
-    Debian's run_script hook runs the feeder script on lease events (leases4_committed,
-    lease4_release, lease4_decline), without waiting for it (sync: false). It exports
-    the packet's fields, the lease and option 82, but no option 93, option 60 or class:
-    those come from Kea's own DHCP4_CLASS_ASSIGNED line (logger kea-dhcp4.dhcp4, DEBUG
-    level 40: two lines a packet, nothing else there), which names the built-in class
-    VENDOR_CLASS_<option 60> ("PXEClient:Arch:00007:...") with the client's MAC and
-    transaction id; the journal feeder joins it to the DHCP4_LEASE_ADVERT line (INFO)
-    of the same transaction.
+    - kea-dhcp4.dhcp4 at DEBUG level 40: DHCP4_CLASS_ASSIGNED, two lines a packet and
+      nothing else there, which names the built-in class VENDOR_CLASS_<option 60>
+      ("PXEClient:Arch:00007:...") with the client's MAC and transaction id;
+    - kea-dhcp4.leases at INFO (unless the whole server logs at DEBUG):
+      DHCP4_LEASE_ADVERT (offer), DHCP4_LEASE_ALLOC/_REUSE (ack), DHCP4_RELEASE and
+      DHCP4_DECLINE_LEASE, whatever pxe_dhcp_kea_log_severity says;
+    - kea-dhcp4.bad-packets at DEBUG level 50: the DHCPNAKs to a REQUEST
+      (DHCP4_PACKET_NAK_0002, _0004; _0001 is an ERROR); the other lines there are
+      dropped packets, one line each at most.
     """
-    return {
-        "hooks-libraries": [{"library": hooks_dir.rstrip("/") + "/libdhcp_run_script.so",
-                             "parameters": {"name": script, "sync": False}}],
-        "loggers": [{"name": "kea-dhcp4.dhcp4", "severity": "DEBUG", "debuglevel": 40,
-                     "output_options": [{"output": "stdout"}]}],
-    }
+    loggers: List[Dict[str, Any]] = [
+        {"name": "kea-dhcp4.dhcp4", "severity": "DEBUG", "debuglevel": 40, "output_options": [{"output": "stdout"}]},
+        {"name": "kea-dhcp4.bad-packets", "severity": "DEBUG", "debuglevel": 50, "output_options": [{"output": "stdout"}]},
+    ]
+    if log_severity != "DEBUG":
+        loggers.append({"name": "kea-dhcp4.leases", "severity": "INFO", "output_options": [{"output": "stdout"}]})
+    return loggers
 
 
 def _kea_arch_test(rule: BootRule) -> str:
@@ -319,9 +323,7 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
         dhcp4["hooks-libraries"] = kea_ha_hooks(relationship, str(server["name"]), str(opts["hooks_dir"]),
                                                 str(opts["ha_tls_dir"]))
     if opts["trace"]:
-        trace = kea_trace(str(opts["hooks_dir"]), str(opts["trace_script"]))
-        dhcp4["hooks-libraries"] = dhcp4.get("hooks-libraries", []) + trace["hooks-libraries"]
-        dhcp4["loggers"].extend(trace["loggers"])
+        dhcp4["loggers"].extend(kea_trace_loggers(str(opts["log_severity"])))
     return {"Dhcp4": dhcp4}
 
 

@@ -1,8 +1,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The boot trace (issue 13), end to end: the daemons' own feeders (Kea's run_script hook
-and class log line, or dhcpd's log lines; tftpd-hpa --verbose through the journal
-feeder; nginx's syslog access log) into the lifecycle service, read back through its API.
+"""The boot trace (issue 13), end to end: the daemons' own feeders (Kea's lease and class
+log lines, or dhcpd's log lines, and tftpd-hpa --verbose, all through the journal feeder;
+nginx's syslog access log) into the lifecycle service, read back through its API.
 
 No boot of its own: the install boots of test_install_once (which pytest runs right
 before this file: the name keeps it there) are the machines traced here. The suite's
@@ -99,7 +99,13 @@ def test_an_install_boot_is_traced_in_order(name, firmware):
     dhcp = [e for e in timeline if e["src"] == "dhcp"]
     assert any(e.get("arch") == ARCH[firmware] for e in dhcp), "option 93 %d in no DHCP event: %s" % (ARCH[firmware], dhcp[:6])
     assert all(e["mac"] == mac for e in dhcp)
-    assert any(e["kind"] == "dhcp_ack" and e.get("ip") == NODES[name].ip for e in dhcp), dhcp[:6]
+    acks = [e for e in dhcp if e["kind"] == "dhcp_ack" and e.get("ip") == NODES[name].ip]
+    assert acks, "no ack of %s in the trace: %s" % (NODES[name].ip, dhcp[:6])
+    # From the server that gave it: Kea's DHCP4_LEASE_ALLOC line, or dhcpd's trace line.
+    assert all(e.get("server") == ("kea" if KEA else "dhcpd") for e in acks), acks
+    if KEA:
+        # Joined to the class line of its REQUEST: the firmware's ack names its option 93.
+        assert any(e.get("arch") == ARCH[firmware] for e in acks), acks
     kernel = next(e for e in found if e.get("kind") == "kernel")
     assert kernel["bytes"] > 1_000_000 and kernel["seconds"] >= 0, kernel
 

@@ -1565,8 +1565,8 @@ class TraceIngest:
         self.queue: "queue.Queue[Tuple[bytes, float]]" = queue.Queue(maxsize=config["trace_queue"])
         self._ip_map: "collections.OrderedDict[str, str]" = collections.OrderedDict()
         self._last_boot: "collections.OrderedDict[str, float]" = collections.OrderedDict()
-        # The firmware a MAC's latest offer or request named: Kea's acks (its run_script
-        # hook) carry no option 93, its offers (the class log) do.
+        # The firmware a MAC's latest offer or request named: an ack may carry no option 93
+        # (Kea's, when its request's class line was not joined), the offer before it does.
         self._last_firmware: "collections.OrderedDict[str, str]" = collections.OrderedDict()
         self._sock: Optional[socket.socket] = None
         self._stop = threading.Event()

@@ -9,16 +9,21 @@ socket:
 - tftpd-hpa with --verbose (identifier in.tftpd): "RRQ from <ip> filename <file>";
 - ISC dhcpd (identifier dhcpd): the "centra.pxe trace ..." lines that centra.pxe's
   dhcpd.conf logs for every answer and release;
-- Kea (identifier kea-dhcp4, its stdout): DHCP4_CLASS_ASSIGNED (the built-in class
-  VENDOR_CLASS_<option 60>, which for a PXE or HTTP boot client carries its
-  architecture, "PXEClient:Arch:00007:...") joined by transaction id to the
-  DHCP4_LEASE_ADVERT line of the same packet: an offer with address, architecture and
-  option 60. Kea's acks come from its run_script hook (roles/pxe_dhcp), not from here.
+- Kea 2.2 (identifier kea-dhcp4, its stdout): its own log lines, as centra.pxe's
+  kea-dhcp4.conf sets their loggers (plugins/plugin_utils/_render_dhcp.py):
+  DHCP4_LEASE_ADVERT (an offer), DHCP4_LEASE_ALLOC and DHCP4_LEASE_REUSE (an ack),
+  DHCP4_RELEASE, DHCP4_DECLINE_LEASE, and the DHCPNAKs DHCP4_PACKET_NAK_0001 (to a
+  REQUEST), _0002 and _0004. Each is joined by MAC and transaction id to the
+  DHCP4_CLASS_ASSIGNED line of the same packet, whose built-in class
+  VENDOR_CLASS_<option 60> carries a PXE or HTTP boot client's architecture
+  ("PXEClient:Arch:00007:..."). Kea logs no relay address (giaddr) at these levels:
+  its events have none.
 
 journalctl does the reading (`--follow --output=json`); this program only parses and
-sends. A send never waits: a missing socket, a stopped service or a full buffer drops
-the event (counted, reported at exit). The journal cursor is saved at most once a
-second and at exit, so a restart resumes where it stopped. Standard library only: it
+sends. A missing socket or a stopped service drops the event at once; a full queue (a
+burst) is retried for up to a second, once until a send gets through again (counted,
+reported at exit). Waiting here delays the trace, never a daemon. The journal cursor is
+saved at most once a second and at exit, so a restart resumes where it stopped. Standard library only: it
 runs with the PXE host's /usr/bin/python3.
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import ipaddress
 import json
 import os
 import re
@@ -48,6 +54,10 @@ except ImportError:  # pragma: no cover - depends on where the program runs from
 # The identifiers the daemons log under, and which parser reads them.
 IDENTIFIERS = {"in.tftpd": "tftp", "dhcpd": "dhcpd", "kea-dhcp4": "kea"}
 MAX_DATAGRAM = 8192
+# A full trace socket queue (net.unix.max_dgram_qlen datagrams: a burst faster than the
+# service reads) is retried every SEND_RETRY seconds for at most SEND_WAIT.
+SEND_WAIT = 1.0
+SEND_RETRY = 0.005
 # Kea class lines waiting for the address line of their packet (transaction ids).
 PENDING_MAX = 4096
 
@@ -58,9 +68,24 @@ DHCPD_RELEASE = re.compile(r"^centra\.pxe trace release (?P<mac>[0-9A-Fa-f]{1,2}
                            r"ip=(?P<ip>[0-9.]*)\s*$")
 # dhcpd logs the message type of the packet it answers: a DISCOVER gets an offer, a REQUEST an ack.
 DHCPD_ANSWERS = {"1": "offer", "3": "ack"}
-KEA_PACKET = re.compile(r"\b(?P<id>DHCP4_CLASS_ASSIGNED|DHCP4_LEASE_ADVERT) \[hwtype=\d+ (?P<mac>[0-9A-Fa-f:]+)\], "
-                        r"cid=\[[^\]]*\], tid=(?P<tid>0x[0-9A-Fa-f]+): (?P<rest>.*)$", re.S)
-KEA_ADVERT = re.compile(r"^lease (?P<ip>[0-9.]+) will be advertised")
+# Kea's stdout layout ("<date> <time> <SEVERITY> [kea-dhcp4.<logger>/<pid>.<thread>] <ID> <text>"),
+# then the client label of a packet ("[hwtype=1 <MAC>], cid=[...], tid=0x...").
+KEA_LINE = re.compile(r"^[^\[]*\[kea-dhcp4\.[a-z0-9-]+/(?P<pid>\d+)\.\d+\] (?P<id>DHCP4_[A-Z0-9_]+) (?P<rest>.*)$")
+KEA_LABEL = r"\[hwtype=\d+ (?P<mac>[0-9A-Fa-f:]+)\], cid=\[[^\]]*\], tid=(?P<tid>0x[0-9A-Fa-f]+)"
+KEA_LABELLED = re.compile("^" + KEA_LABEL + r": (?P<text>.*)$")
+KEA_DECLINE = re.compile(r"^Received DHCPDECLINE for addr (?P<ip>[0-9.]+) from client " + KEA_LABEL + r"\. ")
+# Kea 2.2's messages (its dhcp4_messages.mes) and the trace event each one is: the
+# lease lines are INFO (kea-dhcp4.leases), NAK_0001 is ERROR, _0002 and _0004 DEBUG 50
+# (kea-dhcp4.bad-packets). NAK_0003 answers a DISCOVER: Kea sends no NAK for that.
+KEA_EVENTS = {
+    "DHCP4_LEASE_ADVERT": ("offer", re.compile(r"^lease (?P<ip>[0-9.]+) will be advertised")),
+    "DHCP4_LEASE_ALLOC": ("ack", re.compile(r"^lease (?P<ip>[0-9.]+) has been allocated for ")),
+    "DHCP4_LEASE_REUSE": ("ack", re.compile(r"^lease (?P<ip>[0-9.]+) has been reused for ")),
+    "DHCP4_RELEASE": ("release", re.compile(r"^address (?P<ip>[0-9.]+) was released properly")),
+    "DHCP4_PACKET_NAK_0001": ("nak", re.compile(r"^failed to select a subnet for incoming packet, src \S+, type DHCPREQUEST$")),
+    "DHCP4_PACKET_NAK_0002": ("nak", re.compile(r"^invalid address \S+ requested by INIT-REBOOT$")),
+    "DHCP4_PACKET_NAK_0004": ("nak", re.compile(r"^failed to grant a lease, ")),
+}
 # Classes Kea or centra.pxe name after option 60 in the class list: where option 60 ends.
 KEA_NAMED_CLASS = re.compile(r"^(?:centra_\w+|KNOWN|UNKNOWN|DROP|BOOTP|HA_[\w-]+)$")
 KEA_VENDOR_PREFIX = "VENDOR_CLASS_"
@@ -136,38 +161,76 @@ def kea_vendor(class_list: str) -> Tuple[bool, Optional[str]]:
 
 
 class KeaJoin:
-    """Joins Kea's class line to the address line of the same packet (MAC and transaction id)."""
+    """Kea's lease lines into trace events, each joined to the class line of its packet (MAC and transaction id)."""
 
     def __init__(self, limit: int = PENDING_MAX) -> None:
         self.limit = limit
         self.pending: "collections.OrderedDict[Tuple[str, str], Optional[str]]" = collections.OrderedDict()
 
-    def parse(self, message: str) -> Optional[Dict[str, Any]]:
-        match = KEA_PACKET.search(message)
+    def parse(self, message: str, pid: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        """The event of one kea-dhcp4 journal line (None: not one), pid: the entry's _PID.
+
+        Kea logs option 60 as it came (in the class line): a newline there starts a new
+        journal entry with the client's text. A line whose <pid> is not the process that
+        wrote it is not Kea's own.
+        """
+        line = KEA_LINE.match(message)
+        if not line or (pid is not None and line.group("pid") != pid):
+            return None
+        message_id, rest = line.group("id"), line.group("rest")
+        if message_id == "DHCP4_CLASS_ASSIGNED":
+            self._classes(rest)
+            return None
+        if message_id == "DHCP4_DECLINE_LEASE":
+            match = KEA_DECLINE.match(rest)
+            kind, address = "decline", match.group("ip") if match else None
+        elif message_id in KEA_EVENTS:
+            match = KEA_LABELLED.match(rest)
+            kind, text = KEA_EVENTS[message_id]
+            found = text.match(match.group("text")) if match else None
+            if not found:
+                return None
+            address = found.groupdict().get("ip")
+        else:
+            return None
         if not match:
             return None
-        key = (match.group("mac").lower(), match.group("tid").lower())
-        if match.group("id") == "DHCP4_CLASS_ASSIGNED":
-            _head, _sep, class_list = match.group("rest").partition("class(es): ")
-            full, vendor = kea_vendor(class_list.rstrip("\n"))
-            if full:
-                self.pending[key] = vendor
-                self.pending.move_to_end(key)
-                while len(self.pending) > self.limit:
-                    self.pending.popitem(last=False)
+        mac = macs.mac_or_none(match.group("mac"))
+        if not mac:
             return None
-        advert = KEA_ADVERT.match(match.group("rest"))
-        if not advert:
-            return None
-        event: Dict[str, Any] = {"src": "dhcp", "server": "kea", "type": "offer", "mac": key[0],
-                                 "ip": advert.group("ip")}
-        vendor = self.pending.pop(key, None)
+        event: Dict[str, Any] = {"src": "dhcp", "server": "kea", "type": kind, "mac": mac}
+        # A NAK's address is the one the client asked for, not one it holds: left out.
+        if address and kind != "nak" and _ipv4(address):
+            event["ip"] = address
+        vendor = self.pending.pop((mac, match.group("tid").lower()), None)
         if vendor:
             event["vendor"] = vendor
             arch = vendor_arch(vendor)
             if arch is not None:
                 event["arch"] = arch
         return event
+
+    def _classes(self, rest: str) -> None:
+        match = KEA_LABELLED.match(rest)
+        mac = macs.mac_or_none(match.group("mac")) if match else None
+        if not match or not mac:
+            return
+        _head, _sep, class_list = match.group("text").partition("class(es): ")
+        full, vendor = kea_vendor(class_list.rstrip("\n"))
+        if full:
+            key = (mac, match.group("tid").lower())
+            self.pending[key] = vendor
+            self.pending.move_to_end(key)
+            while len(self.pending) > self.limit:
+                self.pending.popitem(last=False)
+
+
+def _ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class Feeder:
@@ -178,8 +241,11 @@ class Feeder:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.kea = KeaJoin()
+        self.send_wait = SEND_WAIT
         self.sent = 0
         self.dropped = 0
+        self.waited = 0  # sends that found the queue full (and then waited)
+        self.stalled = False  # the last wait ran out: no more waiting until a send succeeds
 
     def event_of(self, entry: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         parser = IDENTIFIERS.get(str(entry.get("SYSLOG_IDENTIFIER") or ""))
@@ -193,7 +259,8 @@ class Feeder:
         elif parser == "dhcpd":
             event = parse_dhcpd(message)
         else:
-            event = self.kea.parse(message)
+            pid = entry.get("_PID")
+            event = self.kea.parse(message, pid if isinstance(pid, str) else None)
         if event is not None:
             try:
                 event["ts"] = int(entry["__REALTIME_TIMESTAMP"]) / 1e6
@@ -208,11 +275,36 @@ class Feeder:
             return False
         try:
             self.sock.sendto(data, self.socket_path)
-        except OSError:  # no socket, nobody reading it, or its buffer full: never wait
+        except BlockingIOError:  # the service's queue is full: a burst it has not read yet
+            if not self._wait_for_room(data):
+                self.dropped += 1
+                return False
+        except OSError:  # no socket, or nobody reading it: dropped at once
             self.dropped += 1
             return False
+        self.stalled = False
         self.sent += 1
         return True
+
+    def _wait_for_room(self, data: bytes) -> bool:
+        """Retry for up to SEND_WAIT seconds. Waiting here delays only the trace (journalctl
+        and the journal hold what follows), never a daemon. A service that reads nothing
+        costs one wait, then its events drop at once until one gets through again."""
+        if self.stalled:
+            return False
+        self.waited += 1
+        deadline = time.monotonic() + self.send_wait
+        while time.monotonic() < deadline:
+            time.sleep(SEND_RETRY)
+            try:
+                self.sock.sendto(data, self.socket_path)
+                return True
+            except BlockingIOError:
+                continue
+            except OSError:
+                return False
+        self.stalled = True
+        return False
 
     def feed(self, lines: Iterable[bytes], cursor: Optional["Cursor"] = None) -> None:
         for line in lines:
@@ -258,7 +350,7 @@ class Cursor:
 
 
 def journalctl_command(identifiers: Iterable[str], cursor: Optional[str]) -> List[str]:
-    command = ["journalctl", "--follow", "--output=json", "--output-fields=MESSAGE,SYSLOG_IDENTIFIER",
+    command = ["journalctl", "--follow", "--output=json", "--output-fields=MESSAGE,SYSLOG_IDENTIFIER,_PID",
                "--no-tail" if cursor else "--lines=0"]
     if cursor:
         command.append("--after-cursor=" + cursor)
@@ -291,8 +383,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         cursor.save()
         status = process.wait()
-        print("centra-pxe-trace-journal: %d events sent, %d dropped; journalctl exited %d"
-              % (feeder.sent, feeder.dropped, status), file=sys.stderr)
+        print("centra-pxe-trace-journal: %d events sent, %d dropped, %d found the queue full; journalctl exited %d"
+              % (feeder.sent, feeder.dropped, feeder.waited, status), file=sys.stderr)
     # journalctl ends only when stopped or broken: a failure, unless we stopped it.
     return 0 if status in (0, -signal.SIGTERM) else 1
 

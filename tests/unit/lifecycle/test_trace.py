@@ -346,8 +346,8 @@ def test_status_page_is_escaped_self_contained_and_strict(viewing):
 
 
 def test_a_kea_ack_without_option_93_counts_with_the_firmware_of_its_offer(viewing):
-    """Kea's acks come from its run_script hook, which sees no option 93; its offers (the
-    class log) name the architecture: the boot counts with the offer's firmware."""
+    """A Kea ack whose request's class line the feeder did not join has no option 93; its
+    offer named the architecture: the boot counts with the offer's firmware."""
     client, ingest = viewing.client, viewing.ingest
     t = time.time() - 100
     feed(ingest, dict(src="dhcp", type="offer", mac=M2, ip="192.0.2.120", arch=7, ts=t),

@@ -38,10 +38,8 @@ def settings_from_defaults(role: str, keys, prefixes) -> dict:
 @pytest.fixture(name="kea_settings", scope="session")
 def fixture_kea_settings() -> dict:
     # interfaces: the provisioning interface plus pxe_dhcp_extra_interfaces, the role's own sum.
-    # trace_script: where the role installs the trace feeder (a role internal, not a default).
-    keys = [k for k in KEA_SETTINGS if k not in ("interfaces", "trace_script")]
-    return dict(settings_from_defaults("pxe_dhcp", keys, ("pxe_dhcp_kea_", "pxe_dhcp_")), interfaces=["eth1"],
-                trace_script="/usr/local/libexec/centra-pxe/kea-trace")
+    keys = [k for k in KEA_SETTINGS if k != "interfaces"]
+    return dict(settings_from_defaults("pxe_dhcp", keys, ("pxe_dhcp_kea_", "pxe_dhcp_")), interfaces=["eth1"])
 
 
 @pytest.fixture(name="kea6_settings", scope="session")

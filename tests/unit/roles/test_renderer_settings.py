@@ -16,11 +16,10 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._render_kea6 import KEA
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 # (role, the variable in roles/<role>/vars/main.yml the role hands the renderer, keys, prefixes of the role
-# variables that feed them); interfaces is the provisioning interface plus pxe_dhcp_extra_interfaces,
-# trace_script where the role installs Kea's trace feeder.
+# variables that feed them); interfaces is the provisioning interface plus pxe_dhcp_extra_interfaces.
 PASSED = [
     ("pxe_dhcp", "_pxe_dhcp_kea_settings", KEA_SETTINGS, ("pxe_dhcp_kea_", "pxe_dhcp_"),
-     {"interfaces": "_pxe_dhcp_interfaces", "trace_script": "_pxe_dhcp_kea_trace_script"}),
+     {"interfaces": "_pxe_dhcp_interfaces"}),
     ("pxe_dhcp", "_pxe_dhcp_isc_settings", ISC_SETTINGS, ("pxe_dhcp_",), {}),
     ("pxe_dhcp", "_pxe_dhcp_kea6_settings", KEA6_SETTINGS, ("pxe_dhcp_kea6_", "pxe_dhcp_kea_", "pxe_dhcp_"),
      {"interfaces": "_pxe_dhcp_interfaces"}),

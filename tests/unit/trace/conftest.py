@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Fixtures for the boot trace's feeders: the journal feeder imported by path, and a
+"""Fixtures for the boot trace's journal feeder: the journal feeder imported by path, and a
 receiving datagram socket standing in for the lifecycle service's trace socket."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 JOURNAL_FEEDER = os.path.join(ROOT, "roles", "pxe_tftp", "files", "centra_pxe_trace_journal.py")
-KEA_FEEDER_TEMPLATE = os.path.join(ROOT, "roles", "pxe_dhcp", "templates", "kea-trace.j2")
 
 _spec = importlib.util.spec_from_file_location("centra_pxe_trace_journal", JOURNAL_FEEDER)
 journal = importlib.util.module_from_spec(_spec)
@@ -54,8 +53,3 @@ def fixture_receiver():
     if os.path.exists(receiver.path):
         os.unlink(receiver.path)
     os.rmdir(directory)
-
-
-@pytest.fixture(name="kea_feeder_template")
-def fixture_kea_feeder_template() -> str:
-    return KEA_FEEDER_TEMPLATE

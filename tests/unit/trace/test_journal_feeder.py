@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
 
 import pytest
 
@@ -67,7 +69,9 @@ def test_kea_offer_joins_the_class_line_of_its_packet():
     join = KeaJoin()
     assert join.parse(KEA_EARLY) is None
     assert join.parse(KEA_CLASSES) is None
-    assert join.parse(KEA_ALLOC) is None  # acks come from the run_script hook
+    # Another client's ack (its REQUEST's class line not seen): an ack without architecture (test_kea_feeder.py).
+    assert join.parse(KEA_ALLOC) == {"src": "dhcp", "server": "kea", "type": "ack", "mac": "02:ce:26:1f:8b:8b",
+                                     "ip": "192.0.2.100"}
     assert join.parse(KEA_ADVERT) == {"src": "dhcp", "server": "kea", "type": "offer", "mac": "02:ce:05:7a:b7:2d",
                                       "ip": "192.0.2.100", "arch": 7, "vendor": "PXEClient:Arch:00007:UNDI:003016"}
     assert not join.pending
@@ -120,14 +124,40 @@ def test_feeder_routes_by_identifier_and_stamps_the_journal_time(receiver):
     assert (feeder.sent, feeder.dropped) == (3, 0)
 
 
-def test_a_missing_or_full_socket_drops_without_waiting(receiver, tmp_path):
+def test_a_missing_socket_drops_at_once_and_a_full_one_waits_once(receiver, tmp_path):
     feeder = Feeder(str(tmp_path / "absent.sock"))
+    started = time.monotonic()
     assert feeder.send({"src": "tftp"}) is False and feeder.dropped == 1
-    # Nobody reads the receiver: its queue fills, then sends fail at once instead of blocking.
+    assert time.monotonic() - started < 0.5 and feeder.waited == 0
+    # Nobody reads the receiver: its queue fills, one send waits (send_wait), then the
+    # rest drop at once instead of each waiting.
     feeder = Feeder(receiver.path)
+    feeder.send_wait = 0.3
+    started = time.monotonic()
     results = [feeder.send({"src": "tftp", "type": "rrq", "ip": "192.0.2.1", "file": "x" * 1000}) for _event in range(5000)]
+    elapsed = time.monotonic() - started
     assert results[0] is True and results[-1] is False
     assert feeder.sent + feeder.dropped == 5000 and feeder.dropped > 0
+    assert feeder.waited == 1 and feeder.stalled and 0.3 <= elapsed < 3, (feeder.waited, elapsed)
+
+
+def test_a_burst_beyond_the_queue_waits_for_the_reader_instead_of_dropping(receiver):
+    """The service reads a little late (a burst longer than its socket's queue): nothing is lost."""
+    feeder = Feeder(receiver.path)
+    taken: list = []
+
+    def read_later() -> None:
+        time.sleep(0.2)
+        while len(taken) < 3000:
+            taken.append(receiver.take(timeout=5))
+
+    reader = threading.Thread(target=read_later)
+    reader.start()
+    results = [feeder.send({"src": "tftp", "type": "rrq", "ip": "192.0.2.1", "file": "f%d" % n}) for n in range(3000)]
+    reader.join(timeout=30)
+    assert all(results) and (feeder.sent, feeder.dropped) == (3000, 0)
+    assert feeder.waited >= 1 and not feeder.stalled  # it did find the queue full
+    assert [json.loads(d)["file"] for d in taken] == ["f%d" % n for n in range(3000)]
 
 
 def test_an_oversized_event_is_dropped(receiver):
@@ -139,6 +169,8 @@ def test_an_oversized_event_is_dropped(receiver):
 def test_journalctl_follows_by_identifier_from_now_or_after_the_cursor():
     fresh = journalctl_command(["dhcpd", "in.tftpd"], None)
     assert fresh[:3] == ["journalctl", "--follow", "--output=json"] and "--lines=0" in fresh
+    # _PID: Kea's lines are checked against the process that wrote them (test_kea_feeder.py).
+    assert "--output-fields=MESSAGE,SYSLOG_IDENTIFIER,_PID" in fresh
     assert fresh[-2:] == ["SYSLOG_IDENTIFIER=dhcpd", "SYSLOG_IDENTIFIER=in.tftpd"]
     resumed = journalctl_command(["in.tftpd"], "s=abc")
     assert "--after-cursor=s=abc" in resumed and "--no-tail" in resumed and "--lines=0" not in resumed

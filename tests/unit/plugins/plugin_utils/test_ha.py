@@ -186,9 +186,9 @@ def test_a_different_backend_on_the_peer_is_a_mismatch():
 @pytest.mark.parametrize("name", ["pxe01", "pxe02"])
 def test_each_kea_side_passes_kea_dhcp4_t(mode, name, tmp_path, kea_settings):
     plan = plan_of(servers({"mode": mode, "heartbeat_delay_ms": 1000, "max_response_delay_ms": 3000}))
-    # trace=False: the HA hooks alone (the trace's run_script comes after them: test_render_dhcp).
+    # With the boot trace on (the default): it adds loggers, no hook (test_render_dhcp).
     config = kea_dhcp4_config(plan, server(name), dict(kea_settings, interfaces=["lo"], lease_file=str(tmp_path / "l.csv"),
-                                                       control_socket=str(tmp_path / "ctrl.sock"), trace=False))
+                                                       control_socket=str(tmp_path / "ctrl.sock"), trace=True))
     dhcp4 = config["Dhcp4"]
     assert dhcp4["multi-threading"] == {"enable-multi-threading": True}
     libraries = [h["library"].rsplit("/", 1)[1] for h in dhcp4["hooks-libraries"]]
@@ -257,13 +257,13 @@ def test_kea_with_a_backup_passes_kea_dhcp4_t(tmp_path, kea_settings):
 def test_a_server_outside_the_relationship_renders_without_ha(kea_settings, isc_settings):
     plan = plan_of(servers({"mode": "hot-standby", "peers": ["pxe01", "pxe02"]}, names=("pxe01", "pxe02", "pxe03"),
                            pxe03={"pxe_dhcp_ha": None}))
-    no_trace = dict(kea_settings, trace=False)  # the trace's run_script is a hook library too
-    dhcp4 = kea_dhcp4_config(plan, server("pxe03"), no_trace)["Dhcp4"]
+    traced = dict(kea_settings, trace=True)  # the boot trace adds no hook library
+    dhcp4 = kea_dhcp4_config(plan, server("pxe03"), traced)["Dhcp4"]
     assert "hooks-libraries" not in dhcp4 and "multi-threading" not in dhcp4
     assert "failover" not in dhcpd_config(plan, server("pxe03"), isc_settings)
     # A server mapping without a name (the filter used on its own) gets no HA either.
     assert "hooks-libraries" not in kea_dhcp4_config(plan, {k: v for k, v in server("pxe01").items()
-                                                            if k != "name"}, no_trace)["Dhcp4"]
+                                                            if k != "name"}, traced)["Dhcp4"]
 
 
 @pytest.mark.parametrize("mode", ["hot-standby", "load-balancing"])
