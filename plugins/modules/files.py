@@ -223,20 +223,15 @@ def is_stale(spec):
     Raises ValueError when the path holds something the entry must not replace (a
     directory where a file or link belongs, a file where a directory belongs)."""
     path, state = spec["path"], spec["state"]
-    if state == "file":
-        current = file_state(path)
+    if state in ("file", "copy"):
+        if state == "copy":
+            # A missing source (check mode before its package is installed) is a
+            # difference; applying the entry then fails and names it.
+            if not os.path.isfile(spec["src"]):
+                return True
+            spec = dict(spec, checksum=_sha1(spec["src"]))
         try:
-            return current != wanted_state(spec)
-        except KeyError:
-            return True
-    if state == "copy":
-        # A missing source (check mode before its package is installed) is a difference;
-        # applying the entry then fails and names it.
-        if not os.path.isfile(spec["src"]):
-            return True
-        current = file_state(path)
-        try:
-            return current != wanted_state(dict(spec, checksum=_sha1(spec["src"])))
+            return file_state(path) != wanted_state(spec)
         except KeyError:
             return True
     info = _lstat(path)
@@ -338,6 +333,14 @@ def write_file(spec, content, source=None):
                 pass
 
 
+def _remove(path):
+    """Remove whatever is at a path (a directory with its content; a link, not its target)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
 def apply_entry(spec):
     """Make one stale entry what it asks for. Raises KeyError (unknown owner or group),
     ValidationFailed, RuntimeError or OSError."""
@@ -355,26 +358,18 @@ def apply_entry(spec):
             raise RuntimeError("%s: the source %s is not a file on the host" % (path, spec["src"]))
         write_file(dict(spec, checksum=_sha1(spec["src"])), "", source=spec["src"])
         return
-    info = _lstat(path)
     if state == "absent":
-        if info is not None and stat.S_ISDIR(info.st_mode):
-            shutil.rmtree(path)
-        elif info is not None:
-            os.unlink(path)
+        _remove(path)
         return
     if state == "link":
-        if info is not None:
-            os.unlink(path)
+        _remove(path)  # is_stale refused a directory here
         os.symlink(spec["src"], path)
         return
+    info = _lstat(path)
     uid, gid, mode = _uid(spec["owner"]), _gid(spec["group"]), int(spec["mode"], 8)
     if state == "directory":
         for name in unkept(spec):
-            child = os.path.join(path, name)
-            if os.path.isdir(child) and not os.path.islink(child):
-                shutil.rmtree(child)
-            else:
-                os.unlink(child)
+            _remove(os.path.join(path, name))
     if info is None and state == "directory":
         os.makedirs(path)
     elif info is None:
