@@ -91,6 +91,14 @@ run_lab_stage() {
       echo "=== molecule-$scenario: FAILED after $seconds s"
     fi
   done
+  # CI shows only the end of a long output: repeat what went wrong in each failed
+  # scenario (its fatal tasks, failed tests and assertion lines) last.
+  for scenario in "${all[@]}"; do
+    grep -q '^FAILED' "$logs/$scenario.rc" 2>/dev/null || [ ! -f "$logs/$scenario.rc" ] || continue
+    echo "=== molecule-$scenario: what failed"
+    sed 's/\x1b\[[0-9;]*m//g' "$logs/$scenario.log" |
+      grep -E -A8 'fatal:|FAILED|(^|│ )E  |Error|failed=[1-9]' | tail -n 80 || true
+  done
   rm -rf "$logs"
 }
 
