@@ -825,10 +825,11 @@ class Store:
     def ingest(self, events: Sequence["TraceEvent"], tracker: "TraceTracker") -> Dict[str, int]:
         """Record a batch of trace events in one transaction: each one attributed to a
         node (by MAC, or by IP through the tracker's map and the plan's fixed addresses)
-        and classified; a DHCP event of a MAC in no plan updates `discovered`; then the
-        bounds. The trace is not worth an fsync per batch (synchronous=NORMAL here: WAL
+        and classified; a DHCP event of a MAC in no plan updates `discovered`; an event
+        of an address mapped to no MAC yet goes back to the tracker to wait (hold); then
+        the bounds. The trace is not worth an fsync per batch (synchronous=NORMAL here: WAL
         still keeps every commit atomic, and the next FULL commit makes it durable)."""
-        counts = {"stored": 0, "discovered": 0, "unattributed": 0}
+        counts = {"stored": 0, "discovered": 0, "unattributed": 0, "held": 0}
         cap_node = self.config["trace_events_per_node"]
         with self._exclusive():
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -868,6 +869,8 @@ class Store:
                                 new_discovered |= self._discover(db, event, mac)
                                 counts["discovered"] += 1
                                 tracker.count_boot(event, mac, None)
+                            elif mac is None and event.ip is not None and tracker.hold(event):
+                                counts["held"] += 1  # its address may be mapped by an ack still on its way
                             else:
                                 counts["unattributed"] += 1
                             continue
@@ -1319,6 +1322,11 @@ DROP_REASONS = ("oversize", "malformed", "missing_field", "queue_full", "store_e
 TRACE_BATCH_MAX = 1000      # events per transaction at most
 IP_MAP_MAX = 65536          # IP -> MAC entries kept (least recently learned go first)
 BOOT_WINDOW_SECONDS = 120.0  # DHCP acks of one MAC this close count as one boot (firmware, then iPXE)
+# nginx sends its events itself, DHCP acks come through the journal: a pool machine's
+# first HTTP request (/boot.ipxe names no MAC) can arrive before the ack that maps its
+# address. Such an event waits this long for the ack before it counts as unattributed.
+TRACE_HOLD_SECONDS = 5.0
+TRACE_HOLD_MAX = 4096        # events waiting at most (more: unattributed at once)
 MAX_TEXT = 1024             # characters of a file name or a boot file accepted (a URI: twice that)
 KEEP_TEXT = 256             # ... and kept (a URI: twice that): bounds a trace row (docs/status.md)
 MAX_VENDOR = 255
@@ -1568,6 +1576,8 @@ class TraceIngest:
         # The firmware a MAC's latest offer or request named: an ack may carry no option 93
         # (Kea's, when its request's class line was not joined), the offer before it does.
         self._last_firmware: "collections.OrderedDict[str, str]" = collections.OrderedDict()
+        # Events of an address not mapped yet, oldest first: (deadline, event).
+        self._held: "collections.deque[Tuple[float, TraceEvent]]" = collections.deque()
         self._sock: Optional[socket.socket] = None
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
@@ -1581,6 +1591,33 @@ class TraceIngest:
 
     def mac_for_ip(self, ip: str) -> Optional[str]:
         return self._ip_map.get(ip)
+
+    def hold(self, event: TraceEvent) -> bool:
+        """Keep an event whose address maps to no MAC yet, for TRACE_HOLD_SECONDS; False
+        when the hold is full (the event is then unattributed)."""
+        if len(self._held) >= TRACE_HOLD_MAX:
+            return False
+        self._held.append((now() + TRACE_HOLD_SECONDS, event))
+        return True
+
+    def release_held(self, at: Optional[float] = None) -> List[TraceEvent]:
+        """The held events whose address is mapped now, to be stored; those past their
+        deadline are counted unattributed and forgotten."""
+        at = now() if at is None else at
+        ready: List[TraceEvent] = []
+        waiting: "collections.deque[Tuple[float, TraceEvent]]" = collections.deque()
+        expired = 0
+        for deadline, event in self._held:
+            if event.ip is not None and event.ip in self._ip_map:
+                ready.append(event)
+            elif deadline <= at:
+                expired += 1
+            else:
+                waiting.append((deadline, event))
+        self._held = waiting
+        if expired:
+            self.metrics.add("unattributed", None, expired)
+        return ready
 
     def count_boot(self, event: TraceEvent, mac: Optional[str], profile: Optional[str]) -> None:
         """A boot is a DHCP ack to a PXE client (option 93 present) that is not iPXE asking
@@ -1624,10 +1661,13 @@ class TraceIngest:
             self.metrics.add("dropped", "queue_full")
 
     def drain(self, wait: float = 0.5) -> int:
-        """Parse and store what is queued (a batch at most); the number of datagrams taken."""
+        """Parse and store what is queued (a batch at most), then the held events whose
+        address is mapped now; the number of datagrams taken."""
         try:
             raw = [self.queue.get(timeout=wait)]
         except queue.Empty:
+            if self._held:
+                self._store(self.release_held())
             return 0
         while len(raw) < TRACE_BATCH_MAX:
             try:
@@ -1644,18 +1684,23 @@ class TraceIngest:
                 continue
             self.metrics.add("received", event.src)
             batch.append(event)
+        self._store(batch)
+        if self._held:
+            self._store(self.release_held())
+        return len(raw)
+
+    def _store(self, batch: List[TraceEvent]) -> None:
         if not batch:
-            return len(raw)
+            return
         try:
             counts = self.store.ingest(batch, self)
         except Exception:  # noqa: BLE001 - the writer must outlive a bad batch
             LOG.exception("trace: a batch of %d events could not be stored", len(batch))
             self.metrics.add("dropped", "store_error", len(batch))
-            return len(raw)
+            return
         self.metrics.add("stored", None, counts["stored"])
         self.metrics.add("unattributed", None, counts["unattributed"])
         self.metrics.add("discovered_events", None, counts["discovered"])
-        return len(raw)
 
     def open_socket(self, path: str, group: Optional[str]) -> socket.socket:
         if os.path.exists(path) and not os.path.isdir(path):

@@ -174,6 +174,41 @@ def test_a_boot_is_traced_in_order_and_ip_mapped(traced):
     assert store.timeline("n2", 3)[-1]["kind"] == "initrd" and len(store.timeline("n2", 3)) == 3
 
 
+def test_an_http_event_before_the_ack_of_its_address_waits_for_it(traced):
+    """nginx's events come straight to the socket, Kea's acks through the journal: a pool
+    machine's /boot.ipxe can come first. It is held, then stored when the ack maps the
+    address, in its place in the timeline."""
+    store, ingest = traced
+    t = time.time() - 30
+    feed(ingest, dict(src="http", ip="192.0.2.121", uri="/boot.ipxe", status=200, ts=t + 6))
+    assert store.timeline("n2", 100) == [] and ingest.metrics.snapshot()["unattributed"] == 0
+    feed(ingest, dict(src="dhcp", type="ack", mac=M2, ip="192.0.2.121", arch=7,
+                      boot_file="http://192.0.2.2/boot.ipxe", ts=t + 5))
+    assert [e["kind"] for e in store.timeline("n2", 100)] == ["dhcp_ack", "entry_script"]
+    assert ingest.metrics.snapshot()["unattributed"] == 0
+    assert ingest.release_held(time.time() + lc.TRACE_HOLD_SECONDS + 1) == []
+
+
+def test_a_held_event_is_released_by_an_idle_writer_and_expires(traced, monkeypatch):
+    store, ingest = traced
+    feed(ingest, dict(src="tftp", ip="192.0.2.122", file="ipxe.efi"),
+         dict(src="tftp", ip="192.0.2.123", file="ipxe.efi"))
+    # The ack of one address comes; the writer finds the queue empty and still releases.
+    ingest.learn("192.0.2.122", M3)
+    assert ingest.drain(0) == 0
+    assert [e["kind"] for e in store.timeline("n3", 100)] == ["loader"]
+    assert ingest.release_held(time.time()) == []  # the other one waits on
+    assert ingest.metrics.snapshot()["unattributed"] == 0
+    ingest.release_held(time.time() + lc.TRACE_HOLD_SECONDS + 1)
+    assert ingest.metrics.snapshot()["unattributed"] == 1
+    # A flood of unmapped addresses: the hold is bounded, the excess unattributed at once.
+    monkeypatch.setattr(lc, "TRACE_HOLD_MAX", 5)
+    feed(ingest, *[dict(src="tftp", ip="198.18.0.%d" % i, file="x") for i in range(1, 21)])
+    assert ingest.metrics.snapshot()["unattributed"] == 1 + 15
+    ingest.release_held(time.time() + lc.TRACE_HOLD_SECONDS + 1)
+    assert ingest.metrics.snapshot()["unattributed"] == 1 + 20
+
+
 def test_installer_events_join_the_timeline_and_duration_is_recorded(traced, env):
     store, ingest = traced
     feed(ingest, dict(src="http", ip="192.0.2.11", uri="/profiles/worker/vmlinuz", ts=time.time() - 30))
@@ -194,6 +229,8 @@ def test_unknown_machines_are_discovered_and_capped(traced):
     found = store.discovered()
     assert len(found) == 1 and found[0]["mac"] == UNKNOWN and found[0]["arch"] == 0 and found[0]["firmware"] == "bios"
     assert found[0]["count"] == 2 and found[0]["ip"] == "192.0.2.150" and found[0]["vendor"].startswith("PXEClient")
+    assert ingest.metrics.snapshot()["unattributed"] == 0  # held: its ack may still come
+    ingest.release_held(time.time() + lc.TRACE_HOLD_SECONDS + 1)
     assert ingest.metrics.snapshot()["unattributed"] == 1
     assert ingest.metrics.snapshot()["boots"] == {("unknown", "bios"): 1}
     # a flood of random MACs: the oldest go, the cap holds, known nodes keep their trace
