@@ -68,14 +68,19 @@ def test_dhcpv6_answers_match_the_policy(answers, case):
 
 # OVMF's HTTPv6 (Debian 12) gets its DHCPv6 answer, then reports "Could not retrieve NBP
 # file size from HTTP server" without sending a single packet to the server (no neighbour
-# solicitation, no SYN: seen on the bridge). Strict: the mark goes when it boots.
+# solicitation, no SYN: seen on the bridge and on the PXE host), also when the RA makes
+# the PXE host the default router; EDK2's HTTP boot driver drops the routes it learned
+# when it switches the IPv6 stack to a manual address (docs/ipv6.md). Strict: the mark
+# goes when it boots.
 KNOWN_BUGS = {"node62": "OVMF HTTPv6 never contacts the server after DHCPv6 (docs/ipv6.md)"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[n])]
                                                if n in KNOWN_BUGS else []) for n in sorted(BOOTS)])
 def test_each_node_boots_its_profile_over_ipv6_only(name):
-    booted = boot(NODES[name].macs[0], *BOOTS[name], timeout=180)
+    # The known failure shows within a minute; 120 s still leaves an HTTPv6 boot that
+    # starts working (about 45 s here) room under load.
+    booted = boot(NODES[name].macs[0], *BOOTS[name], timeout=120 if name in KNOWN_BUGS else 180)
     line = booted["line"]
     assert booted_profile(line) == NODES[name].profile, line
     with open(booted["log"], encoding="utf-8", errors="replace") as handle:
