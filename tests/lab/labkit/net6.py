@@ -125,8 +125,12 @@ def hardware_address(interface: str) -> bytes:
 
 
 def _send_ras(interface: str, interval: float) -> None:
-    """Send the RA to all nodes every ``interval`` seconds until SIGTERM."""
-    packet = router_advertisement(hardware_address(interface))
+    """Send the RA to all nodes every ``interval`` seconds until SIGTERM.
+
+    The bridge's MAC is read again for every RA: a Linux bridge takes the lowest MAC of
+    its ports, so it changes as PXE hosts join. An RA naming the old one (its source
+    link-layer option) put a MAC nobody has in the hosts' neighbour caches, and Kea's
+    DHCPv6 answers to the bridge's link-local address were lost until the next check."""
     index = socket.if_nametoindex(interface)
     sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)  # RFC 4861: hop limit 255
@@ -137,6 +141,7 @@ def _send_ras(interface: str, interval: float) -> None:
     sent = 0
     while running[0]:
         try:
+            packet = router_advertisement(hardware_address(interface))
             sock.sendto(packet, (ALL_NODES, 0, 0, index))
             sent += 1
             if sent == 1:
