@@ -158,6 +158,31 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1) -> Non
     raise SystemExit("timed out waiting for %s" % what)
 
 
+def start_checked(pair: NamespacePair, name: str, check_argv: Sequence[str], run_argv: Sequence[str], port: int,
+                  log_path: str, env: Optional[Dict[str, str]] = None, timeout: float = 60.0) -> Daemon:
+    """A DHCP daemon in the server namespace: its configuration checked first by its own
+    checker (`check_argv`), then started (`run_argv`); returns once it listens on UDP
+    `port` (ss names its PID: the daemons log their start at INFO, the benches run at
+    WARN). Exits with the checker's or the daemon's words otherwise, the daemon stopped."""
+    check = run(pair.in_server(check_argv), check=False)
+    if check.returncode != 0:
+        raise SystemExit("%s refused the %s configuration:\n%s%s"
+                         % (check_argv[0], name, check.stdout[-2000:], check.stderr[-2000:]))
+    daemon = Daemon(pair.in_server(run_argv), log_path, env=env)
+
+    def listening() -> bool:
+        sockets = run(pair.in_server(["ss", "-Hulnp", "sport", "=", ":%d" % port]), check=False).stdout
+        return "pid=%d," % daemon.pid in sockets
+    try:
+        wait_for(lambda: not daemon.alive() or listening(), timeout, "%s to start" % name, interval=0.3)
+        if not daemon.alive():
+            raise SystemExit("%s did not start:\n%s" % (name, daemon.tail()))
+    except BaseException:
+        daemon.stop()
+        raise
+    return daemon
+
+
 def median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2

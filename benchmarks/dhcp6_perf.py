@@ -81,22 +81,12 @@ def start_kea(pair: bl.NamespacePair, name: str, config: Dict[str, Any], work: s
     path = os.path.join(work, name + ".json")
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(config, handle)
-    check = bl.run(pair.in_server(["kea-dhcp6", "-t", path]), check=False)
-    if check.returncode != 0:
-        raise SystemExit("kea-dhcp6 -t refused the %s config:\n%s%s" % (name, check.stdout[-2000:], check.stderr[-2000:]))
     lease_file = config["Dhcp6"]["lease-database"]["name"]
     if os.path.exists(lease_file):
         os.unlink(lease_file)
     env = dict(os.environ, KEA_PIDFILE_DIR=work, KEA_LOCKFILE_DIR=work)
-    daemon = bl.Daemon(pair.in_server(["kea-dhcp6", "-c", path]), os.path.join(work, name + ".log"), env=env)
-
-    def listening() -> bool:
-        return ":547" in bl.run(pair.in_server(["ss", "-Hulnp", "sport", "=", ":547"]), check=False).stdout
-
-    bl.wait_for(lambda: not daemon.alive() or listening(), 60, "kea-dhcp6 (%s) to start" % name, interval=0.3)
-    if not daemon.alive():
-        raise SystemExit("kea-dhcp6 (%s) died:\n%s" % (name, daemon.tail()))
-    return daemon
+    return bl.start_checked(pair, "kea-dhcp6 (%s)" % name, ["kea-dhcp6", "-t", path], ["kea-dhcp6", "-c", path], 547,
+                            os.path.join(work, name + ".log"), env=env)
 
 
 def main() -> int:
@@ -112,7 +102,10 @@ def main() -> int:
     results: Dict[str, List[Dict[str, Any]]] = {"generated": [], "minimal": []}
     with tempfile.TemporaryDirectory(prefix="cpxe-dhcp6-") as work, bl.NamespacePair("d6") as pair:
         bl.run(pair.in_server(["ip", "-6", "addr", "add", SERVER6 + "/64", "dev", pair.server_if, "nodad"]))
-        time.sleep(2)  # the link-local addresses (DAD) on both ends
+        for argv in (pair.in_server, pair.in_client):  # the link-local addresses out of DAD on both ends
+            bl.wait_for(lambda argv=argv: "fe80" in bl.run(argv(["ip", "-6", "addr", "show", "scope", "link"])).stdout
+                        and not bl.run(argv(["ip", "-6", "addr", "show", "tentative"])).stdout.strip(),
+                        30, "the link-local addresses", interval=0.2)
         variants = configs(plan_for(args.nodes), pair, work)
         for _round in range(args.rounds):
             for name, config in variants.items():

@@ -145,24 +145,9 @@ def start_kea(pair: bl.NamespacePair, name: str, config: Dict[str, Any], work: s
     for leftover in (lease_file, lease_file + ".2"):
         if os.path.exists(leftover):
             os.unlink(leftover)
-    check = bl.run(pair.in_server(["kea-dhcp4", "-t", path]), check=False)
-    if check.returncode != 0:
-        raise SystemExit("kea-dhcp4 -t refused %s:\n%s%s" % (name, check.stdout[-2000:], check.stderr[-2000:]))
     env = dict(os.environ, KEA_PIDFILE_DIR=work, KEA_LOCKFILE_DIR=work)
-    daemon = bl.Daemon(pair.in_server([*wrapper, "kea-dhcp4", "-c", path]), os.path.join(work, name + ".log"), env=env)
-
-    def listening() -> bool:
-        # DHCP4_STARTED is an INFO line: with the loggers at WARN, look for the socket.
-        sockets = bl.run(pair.in_server(["ss", "-Hulnp", "sport", "=", ":67"]), check=False).stdout
-        return "pid=%d," % daemon.pid in sockets
-    try:
-        bl.wait_for(lambda: not daemon.alive() or listening(), start_timeout, "%s to start" % name, interval=0.3)
-        if not daemon.alive():
-            raise SystemExit("%s did not start:\n%s" % (name, daemon.tail()))
-    except BaseException:
-        daemon.stop()
-        raise
-    return daemon
+    return bl.start_checked(pair, name, ["kea-dhcp4", "-t", path], [*wrapper, "kea-dhcp4", "-c", path], 67,
+                            os.path.join(work, name + ".log"), env=env, timeout=start_timeout)
 
 
 def instructions_per_lease(pair: bl.NamespacePair, name: str, config: Dict[str, Any], work: str,

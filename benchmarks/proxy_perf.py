@@ -72,19 +72,9 @@ def start_dnsmasq(pair: bl.NamespacePair, name: str, text: str, work: str) -> bl
     path = os.path.join(work, name + ".conf")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
-    check = bl.run(pair.in_server(["dnsmasq", "--test", "--conf-file=" + path]), check=False)
-    if check.returncode != 0:
-        raise SystemExit("dnsmasq --test refused the %s config:\n%s%s" % (name, check.stdout[-2000:], check.stderr[-2000:]))
-    daemon = bl.Daemon(pair.in_server(["dnsmasq", "--keep-in-foreground", "--conf-file=" + path]),
-                       os.path.join(work, name + ".log"))
-
-    def listening() -> bool:
-        return ":67" in bl.run(pair.in_server(["ss", "-Hulnp", "sport", "=", ":67"]), check=False).stdout
-
-    bl.wait_for(lambda: not daemon.alive() or listening(), 30, "dnsmasq (%s) to start" % name, interval=0.2)
-    if not daemon.alive():
-        raise SystemExit("dnsmasq (%s) died:\n%s" % (name, daemon.tail()))
-    return daemon
+    return bl.start_checked(pair, "dnsmasq (%s)" % name, ["dnsmasq", "--test", "--conf-file=" + path],
+                            ["dnsmasq", "--keep-in-foreground", "--conf-file=" + path], 67,
+                            os.path.join(work, name + ".log"))
 
 
 def main() -> int:

@@ -1608,7 +1608,7 @@ class TraceIngest:
         waiting: "collections.deque[Tuple[float, TraceEvent]]" = collections.deque()
         expired = 0
         for deadline, event in self._held:
-            if event.ip is not None and event.ip in self._ip_map:
+            if event.ip in self._ip_map:  # only events with an address are held
                 ready.append(event)
             elif deadline <= at:
                 expired += 1
@@ -1666,10 +1666,8 @@ class TraceIngest:
         try:
             raw = [self.queue.get(timeout=wait)]
         except queue.Empty:
-            if self._held:
-                self._store(self.release_held())
-            return 0
-        while len(raw) < TRACE_BATCH_MAX:
+            raw = []  # nothing new: the held events may still be due
+        while raw and len(raw) < TRACE_BATCH_MAX:
             try:
                 raw.append(self.queue.get_nowait())
             except queue.Empty:
