@@ -43,10 +43,14 @@ DEBOOTSTRAP_INCLUDE = ("openssh-server", "python3", "systemd-sysv", "dbus", "ipr
 # Downloaded (not installed) into every PXE host's apt cache before it boots. The
 # Secure Boot chain (pxe_loader: grub): Debian's signed shim and netboot GRUB, which
 # the server unpacks from their .debs, and sbsigntool for the kernels' signature check.
+# Debian's installer netboot packages (Architecture: all): the arm64 signed chain (shim
+# and netboot GRUB for arm64 machines, which an amd64 server's apt cannot otherwise reach)
+# and the installer profile's signed kernel and initrd.
 DEFAULT_APT_PACKAGES = (
     "kea-dhcp4-server", "kea-ctrl-agent", "isc-dhcp-server", "tftpd-hpa",
     "nginx-light", "ipxe", "nftables", "python3-apt", "curl",
     "shim-signed", "grub-efi-amd64-signed", "sbsigntool",
+    "debian-installer-12-netboot-amd64", "debian-installer-12-netboot-arm64",
 )
 
 # Timers that would grab the dpkg lock or do useless work in the middle of a test.
@@ -54,7 +58,7 @@ MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.ti
                 "e2scrub_all.timer", "fstrim.timer")
 
 # Bump when the recipe below changes: the cached tarball is then rebuilt.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 ROOTFS_TAR = CACHE_DIR / f"rootfs-{SUITE}.tar"
 ROOTFS_META = CACHE_DIR / f"rootfs-{SUITE}.json"
