@@ -16,13 +16,14 @@ from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan
 from ansible_collections.centra.pxe.plugins.plugin_utils._action import checked_args
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import HA_SERVER_VARS
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import (
-    GROUP_OPTIONS_KEY,
     NODE_VARS,
+    OPTION_VARS,
     PlanError,
     build_plan,
 )
 
-OPTIONS_VAR = "pxe_dhcp_options"
+# Each DHCP options variable -> the node entry's key for its groups' value.
+GROUP_KEYS = {var: group_key for var, (group_key, _plan_key, _table) in OPTION_VARS.items()}
 
 ARGUMENT_SPEC = {
     "subnets": {"type": "raw"},
@@ -69,11 +70,12 @@ class _NodeReader:
         merged = combine_vars(group_vars, own)
         node = {key: merged[key] for key in NODE_VARS if key in merged}
         # DHCP options merge option by option, the node's over its groups': apart.
-        node.pop(OPTIONS_VAR, None)
-        if OPTIONS_VAR in own:
-            node[OPTIONS_VAR] = own[OPTIONS_VAR]
-        if OPTIONS_VAR in group_vars:
-            node[GROUP_OPTIONS_KEY] = group_vars[OPTIONS_VAR]
+        for var, group_key in GROUP_KEYS.items():
+            node.pop(var, None)
+            if var in own:
+                node[var] = own[var]
+            if var in group_vars:
+                node[group_key] = group_vars[var]
         node["groups"] = [g.name for g in groups]
         node["host_vars"] = [key for key in own if isinstance(key, str) and key.startswith("pxe_")]
         return node
@@ -165,7 +167,7 @@ class ActionModule(ActionBase):
         nodes = {}
         for name in names:
             node = reader.read(name) if reader else self._read_slow(hostvars, name, {"host_vars": []})
-            if reader and any(_looks_templated(node[k]) for k in NODE_VARS + (GROUP_OPTIONS_KEY,) if k in node):
+            if reader and any(_looks_templated(node[k]) for k in NODE_VARS + tuple(GROUP_KEYS.values()) if k in node):
                 node = self._read_slow(hostvars, name, node)  # templated values need the full context
             nodes[name] = node
         return nodes, (reader.group_pxe_vars(names) if reader else {})
@@ -185,9 +187,10 @@ class ActionModule(ActionBase):
         # hostvars holds pxe_dhcp_options as Ansible merges it (the host's own mapping replaces
         # its groups'). Where the host sets its own and its groups' is plain data, keep the
         # groups' as the lower layer, so that options still merge one by one.
-        group_options = fast.get(GROUP_OPTIONS_KEY)
-        if OPTIONS_VAR in fast and group_options is not None and not _looks_templated(group_options):
-            node[GROUP_OPTIONS_KEY] = group_options
+        for var, group_key in GROUP_KEYS.items():
+            group_options = fast.get(group_key)
+            if var in fast and group_options is not None and not _looks_templated(group_options):
+                node[group_key] = group_options
         return node
 
     @staticmethod

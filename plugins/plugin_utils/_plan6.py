@@ -11,9 +11,12 @@ In the plan, IPv6 lives apart from IPv4 so that every IPv4 consumer (the Kea DHC
 and dhcpd renderers, the proxy, the endpoint finder) stays as it is, and the plan of an
 inventory without IPv6 (and so its digest) does not change:
     plan["subnets6"] = [{"id", "cidr", "network", "prefix", "pool": {"start", "end"} | None,
-                         "dns": [...]}]          (only when an IPv6 prefix is given)
+                         "dns": [...], "options": [...] (only when set)}]
+                                                (only when an IPv6 prefix is given)
     node["ip6"], node["subnet6_id"]             (only when pxe_ip6 is set)
     node["duids"] = [canonical DUID, ...]       (only when pxe_duid is set)
+    node["options6"] = [option entries]         (only when its groups or it set pxe_dhcp6_options)
+DHCPv6 options are checked against the DHCPv6 table of _dhcp_options.py (V6).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
+from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import V6, check_options
+
 Report = Callable[[str, str, str], None]  # (where, field, message)
 
-SUBNET6_FIELDS = ("cidr", "pool", "dns", "id")
+SUBNET6_FIELDS = ("cidr", "pool", "dns", "id", "options")
 # UEFI's PXEv6 and HTTPv6 clients, like SLAAC, expect an on-link /64.
 SUBNET6_PREFIX = 64
 # DHCPv6 backends: Kea only (dhcpd's DHCPv6 mode and dnsmasq's proxy are not used here).
@@ -100,8 +105,6 @@ def subnet6(index: int, item: Mapping[str, Any], reserved: Mapping[str, str], re
         if key == "gateway":
             report(where, "gateway", "DHCPv6 has no router option: IPv6 routers announce themselves "
                    "(router advertisements)")
-        elif key == "options":
-            report(where, "options", "DHCP options are DHCPv4 only for now: not on an IPv6 subnet")
         elif key not in SUBNET6_FIELDS:
             report(where, str(key), "unknown field of an IPv6 subnet (known: %s)" % ", ".join(SUBNET6_FIELDS))
     if network.prefixlen != SUBNET6_PREFIX:
@@ -142,6 +145,9 @@ def subnet6(index: int, item: Mapping[str, Any], reserved: Mapping[str, str], re
         "pool": {"start": str(pool[0]), "end": str(pool[1])} if pool else None,
         "dns": dns,
     }
+    options = check_options(item.get("options"), "options", lambda field, message: report(where, field, message), V6)
+    if options:  # only when set: the plans (and digests) of inventories without any stay as they were
+        entry["options"] = options
     return Subnet6(network, pool, entry)
 
 

@@ -22,7 +22,13 @@ from typing import Any, Dict, List, Optional, Tuple
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import LOADERS
 from ansible_collections.centra.pxe.plugins.module_utils._mac import MacError, parse_mac
 from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES, PLAN_SCHEMA, plan_digest
-from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import check_options, merge_options
+from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import (
+    V4,
+    V6,
+    OptionTable,
+    check_options,
+    merge_options,
+)
 from ansible_collections.centra.pxe.plugins.plugin_utils._assets import file_sha256
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationships
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan6 import (
@@ -35,10 +41,15 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._plan6 import (
 )
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dnsmasq import proxy_problems
 
-NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options", "pxe_ip6", "pxe_duid", "pxe_loader")
-# A node's DHCP options: those its groups set (GROUP_OPTIONS_KEY in the node's entry, as
-# the groups resolve pxe_dhcp_options), then its own, option by option (the node wins).
-GROUP_OPTIONS_KEY = "group_dhcp_options"
+NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options", "pxe_ip6", "pxe_duid", "pxe_loader",
+             "pxe_dhcp6_options")
+# A node's DHCP options: those its groups set (the group key in the node's entry, as the
+# groups resolve the variable), then its own, option by option (the node wins).
+# Variable -> (the group key, the plan key, the option table).
+OPTION_VARS: Dict[str, Tuple[str, str, OptionTable]] = {
+    "pxe_dhcp_options": ("group_dhcp_options", "options", V4),
+    "pxe_dhcp6_options": ("group_dhcp6_options", "options6", V6),
+}
 # Other pxe_* variables a group holding nodes may carry: the contract's and the roles'.
 SHARED_VARS = ("pxe_subnets", "pxe_profiles", "pxe_interface", "pxe_dhcp_backend", "pxe_secure_boot_keys")
 # One per role with variables (tests/unit/roles/test_argument_specs.py holds them together).
@@ -370,37 +381,50 @@ class _Builder:
                     self.problem(where, "pxe_loader", "%r is not one of %s" % (loader, ", ".join(LOADERS)))
                 else:
                     entry["loader"] = loader
-            options = self._node_options(where, node, errors)
-            if options:  # only when set: 10,000 empty lists would cost plan size for nothing
-                entry["options"] = options
+            for var, (_group_key, plan_key, _table) in OPTION_VARS.items():
+                options = self._node_options(where, node, errors, var)
+                if options:  # only when set: 10,000 empty lists would cost plan size for nothing
+                    entry[plan_key] = options
+            if entry.get("options6") and "ip6" not in entry and "pxe_ip6" not in errors:
+                self.problem(where, "pxe_dhcp6_options", "needs pxe_ip6: a node's DHCPv6 options travel in its "
+                             "DHCPv6 reservation, which its IPv6 address makes (set pxe_ip6, or put the options "
+                             "on the IPv6 subnet)")
             out.append(entry)
         return out
 
-    def _node_options(self, where: str, node: Mapping[str, Any], errors: Mapping[str, str]) -> List[Dict[str, Any]]:
-        """The node's DHCP options: its groups' pxe_dhcp_options, then its own (the node wins)."""
+    def _node_options(self, where: str, node: Mapping[str, Any], errors: Mapping[str, str],
+                      var: str) -> List[Dict[str, Any]]:
+        """The node's DHCP options of one variable: its groups', then its own (the node wins)."""
         def report(field: str, message: str) -> None:
             self.problem(where, field, message)
 
+        group_key, _plan_key, table = OPTION_VARS[var]
         layers = []
-        group_raw = node.get(GROUP_OPTIONS_KEY)
+        group_raw = node.get(group_key)
         if group_raw is not None:
             # Hosts with the same groups share one value: checked (and a problem in it
             # reported, for the first such host) once, not once per host.
             cached = self._group_options.get(id(group_raw))
             if cached is None:
-                entries = check_options(group_raw, "pxe_dhcp_options (from its groups)", report)
+                entries = check_options(group_raw, "%s (from its groups)" % var, report, table)
                 cached = self._group_options[id(group_raw)] = (group_raw, entries)
             layers.append(cached[1])
-        if "pxe_dhcp_options" not in errors:
-            layers.append(check_options(node.get("pxe_dhcp_options"), "pxe_dhcp_options", report))
+        if var not in errors:
+            layers.append(check_options(node.get(var), var, report, table))
         return merge_options(*layers)
 
     def option_types(self, subnets: Sequence[_Subnet], nodes: Sequence[Mapping[str, Any]]) -> None:
-        """An option given by code is declared once per server: one type for it everywhere."""
+        """An option given by code is declared once per server and family: one type for it everywhere."""
+        self._option_types([("subnet %s" % s.network, s.entry) for s in subnets], nodes, "options")
+        self._option_types([("subnet %s" % s.network, s.entry) for s in self.subnets6], nodes, "options6")
+
+    def _option_types(self, subnets: List[Tuple[str, Mapping[str, Any]]], nodes: Sequence[Mapping[str, Any]],
+                      node_key: str) -> None:
         seen: Dict[int, Tuple[str, str]] = {}
-        holders = [("subnet %s" % s.network, s.entry) for s in subnets] + [("host %s" % n["name"], n) for n in nodes]
-        for where, holder in holders:
-            for entry in holder.get("options", ()):
+        holders = [(where, entry, "options") for where, entry in subnets]
+        holders += [("host %s" % n["name"], n, node_key) for n in nodes]
+        for where, holder, key in holders:
+            for entry in holder.get(key, ()):
                 first = seen.setdefault(entry["code"], (entry["type"], where))
                 if first[0] != entry["type"]:
                     self.problem(where, "options.%d" % entry["code"], "is of type %s here but %s in %s: an option "
@@ -480,6 +504,7 @@ def build_plan(
 
     nodes: inventory host name -> {"groups": [group names], "pxe_mac": ..., "pxe_ip": ...,
     "pxe_boot": ..., "pxe_dhcp_options": (the host's own), "group_dhcp_options": (its groups'),
+    the same pair for pxe_dhcp6_options ("group_dhcp6_options"),
     "host_vars": [names of variables set on the host itself]}.
     Optional per node: "errors" {variable: why it could not be rendered}, "outside_group"
     (the nodes group a host of a profile group is missing from).

@@ -32,6 +32,7 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     decide,
 )
 from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
+from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import V6, kea_option_data, kea_option_defs
 
 KEA6_CLASS_PREFIX = "centra6_"
 KEA6_SETTINGS = ("interfaces", "lease_file", "control_socket", "valid_lifetime", "socket_retries",
@@ -132,7 +133,10 @@ def _reservations(nodes: List[Mapping[str, Any]], subnet_id: int) -> List[Dict[s
         # address, or a relay's option 79 (docs/ipv6.md).
         identifiers = [("duid", d) for d in node.get("duids", [])] or [("hw-address", m) for m in node["macs"]]
         for key, value in identifiers:
-            out.append({key: value, "ip-addresses": [node["ip6"]], "hostname": node["name"]})
+            reservation = {key: value, "ip-addresses": [node["ip6"]], "hostname": node["name"]}
+            if node.get("options6"):
+                reservation["option-data"] = kea_option_data(node["options6"], V6)
+            out.append(reservation)
     return out
 
 
@@ -157,8 +161,10 @@ def kea_dhcp6_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
             entry["interface"] = interface
         if subnet.get("pool"):
             entry["pools"] = [{"pool": "%s - %s" % (subnet["pool"]["start"], subnet["pool"]["end"])}]
-        if subnet.get("dns"):
-            entry["option-data"] = [{"name": "dns-servers", "data": ", ".join(subnet["dns"])}]
+        option_data = [{"name": "dns-servers", "data": ", ".join(subnet["dns"])}] if subnet.get("dns") else []
+        option_data += kea_option_data(subnet.get("options", []), V6)
+        if option_data:
+            entry["option-data"] = option_data
         reservations = _reservations(nodes, subnet["id"])
         if reservations:
             entry["reservations"] = reservations
@@ -181,6 +187,9 @@ def kea_dhcp6_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
         "loggers": [{"name": "kea-dhcp6", "severity": opts["log_severity"], "output_options": [{"output": "stdout"}]}],
         "user-context": {"centra.pxe": {"plan": plan["digest"]}},
     }
+    option_defs = kea_option_defs(plan, V6)
+    if option_defs:
+        dhcp6["option-def"] = option_defs
     if shared_ip:
         # One fixed address for every NIC (or DUID) of a node: only one of them boots at a time.
         dhcp6["ip-reservations-unique"] = False

@@ -66,6 +66,28 @@ def test_dhcpv6_answers_match_the_policy(answers, case):
         assert got["vendor_class"] is None, got
 
 
+def _options(*args: str) -> dict:
+    run = lab_exec(sys.executable, "-m", "labkit.dhcp6_probe", "--iface", BRIDGE, "--timeout", "6", "--case", "arch7",
+                   "--want", "24,41,56", *args, timeout=120)
+    answer = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("{")))
+    assert answer["advertise"], answer
+    return answer
+
+
+def test_dhcpv6_options_of_the_subnet_its_group_and_the_node():
+    """The inventory's DHCPv6 options on the wire: a pool client gets the subnet's; node61
+    (asked with the DUID-LL of its MAC, which its reservation matches) its group's and its own
+    over the subnet's. Payloads as sent: RFC 1035 labels (24), RFC 5908 suboptions (56)."""
+    labels = "036c6162076578616d706c65036e657400"                       # lab.example.net
+    ntp = "00010010" + ipaddress.IPv6Address("2001:db8:0:1::3").packed.hex()
+    pool = _options()
+    assert pool["options"] == {"24": labels, "56": ntp}, pool
+    node = _options("--duid", "00:03:00:01:52:54:00:00:61:01")
+    assert node["address"] == "2001:db8:0:1::61", node
+    assert node["options"] == {"24": labels, "41": b"CET-1CEST".hex(),
+                               "56": "00010010" + ipaddress.IPv6Address("2001:db8:0:1::4").packed.hex()}, node
+
+
 # OVMF's HTTPv6 (Debian 12) gets its DHCPv6 answer, then reports "Could not retrieve NBP
 # file size from HTTP server" without sending a single packet to the server (no neighbour
 # solicitation, no SYN: seen on the bridge and on the PXE host), also when the RA makes

@@ -21,7 +21,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from labkit.common import BRIDGE
 
@@ -56,11 +56,12 @@ def duid_ll(mac: bytes) -> bytes:
 
 
 def solicit(xid: int, duid: bytes, arch: Optional[int], user_class: Optional[bytes],
-            vendor_class: Optional[str]) -> bytes:
-    """A SOLICIT as UEFI (option 61, vendor class) or iPXE (user class) sends it."""
+            vendor_class: Optional[str], want: Sequence[int] = ()) -> bytes:
+    """A SOLICIT as UEFI (option 61, vendor class) or iPXE (user class) sends it; ``want``:
+    more option codes to ask for (option 6, ORO) beyond the boot-file URL and DNS."""
     body = option(OPT_CLIENTID, duid)
     body += option(OPT_IA_NA, struct.pack("!III", 1, 0, 0))
-    body += option(OPT_ORO, struct.pack("!HH", OPT_BOOTFILE_URL, 23))
+    body += option(OPT_ORO, struct.pack("!%dH" % (2 + len(want)), OPT_BOOTFILE_URL, 23, *want))
     body += option(OPT_ELAPSED, b"\x00\x00")
     if arch is not None:
         body += option(OPT_CLIENT_ARCH, struct.pack("!H", arch))
@@ -94,11 +95,12 @@ def vendor_class_strings(data: bytes) -> Tuple[int, List[str]]:
 
 
 def parse_advertise(packet: bytes) -> Dict[str, Any]:
-    """What the test needs of an ADVERTISE."""
+    """What the test needs of an ADVERTISE ("options": every option's payload as hex, by code)."""
     header = struct.unpack("!I", packet[:4])[0]
     options = parse_options(packet[4:])
     answer: Dict[str, Any] = {"type": header >> 24, "xid": header & 0xFFFFFF,
-                              "bootfile_url": None, "vendor_class": None, "address": None}
+                              "bootfile_url": None, "vendor_class": None, "address": None,
+                              "options": {str(code): values[0].hex() for code, values in sorted(options.items())}}
     if OPT_BOOTFILE_URL in options:
         answer["bootfile_url"] = options[OPT_BOOTFILE_URL][0].decode(errors="replace")
     if OPT_VENDOR_CLASS in options:
@@ -133,6 +135,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=6.0)
     parser.add_argument("--duid", help="send every case with this DUID (hex bytes, colons allowed)")
     parser.add_argument("--case", action="append", help="only these cases (default: all)")
+    parser.add_argument("--want", default="", help="more option codes to request, comma-separated (their payloads "
+                        "are printed as hex under \"options\")")
     args = parser.parse_args(argv)
     ifindex = socket.if_nametoindex(args.iface)
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -147,10 +151,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             duid = duid_ll(b"\x02\xce" + random.randbytes(4))
         xid = random.randrange(1 << 24)
-        answer = exchange(sock, ifindex, solicit(xid, duid, arch, user_class, vendor_class), xid, args.timeout)
+        want = [int(code) for code in args.want.split(",") if code.strip()]
+        answer = exchange(sock, ifindex, solicit(xid, duid, arch, user_class, vendor_class, want), xid, args.timeout)
         result = {"case": name, "advertise": answer is not None}
         if answer:
             result.update({k: answer[k] for k in ("bootfile_url", "vendor_class", "address")})
+            if want:
+                result["options"] = {code: data for code, data in answer["options"].items() if int(code) in want}
         print(json.dumps(result), flush=True)
     return 0
 

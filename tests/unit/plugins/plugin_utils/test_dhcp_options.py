@@ -10,12 +10,8 @@ import subprocess
 import pytest
 
 from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import (
-    BY_CODE,
-    KEA_DEFINED,
-    OPTIONS,
-    OWNED,
-    PROTOCOL,
-    TYPES,
+    V4,
+    V6,
     check_options,
     isc_declarations,
     isc_option_statements,
@@ -82,13 +78,14 @@ def node(group, mac, ip=None, **extra):
 
 
 # -- the table ------------------------------------------------------------------------
-def test_the_table_is_consistent():
-    assert len({o.name for o in OPTIONS}) == len(OPTIONS) == len(BY_CODE)
-    for option in OPTIONS:
-        assert 1 <= option.code <= 254 and option.type in TYPES
-        assert option.code not in OWNED and option.code not in PROTOCOL
+@pytest.mark.parametrize("table", [V4, V6], ids=["v4", "v6"])
+def test_the_table_is_consistent(table):
+    assert len({o.name for o in table.options}) == len(table.options) == len(table.by_code)
+    for option in table.options:
+        assert 1 <= option.code <= table.max_code and option.type in table.types
+        assert option.code not in table.owned and option.code not in table.protocol
         # A name for Kea exactly where Kea 2.2 defines the code (an option-def otherwise).
-        assert (option.kea is not None) == (option.code in KEA_DEFINED), option
+        assert (option.kea is not None) == (option.code in table.kea_defined), option
 
 
 def test_every_type_is_accepted_and_normalised():
@@ -121,7 +118,7 @@ def test_names_codes_and_forms_normalise():
     ({"classless-static-routes": [{"network": "10.0.0.0/8", "router": "gw"}]},
      "options.classless-static-routes: 'gw' is not an IPv4 address"),
     ({"classless-static-routes": "10.0.0.0/8 via 192.0.2.1"}, "options.classless-static-routes: each route must be"),
-    ({"ntp-server": ["192.0.2.1"]}, "options.ntp-server: unknown option name (known: "),
+    ({"ntp-server": ["192.0.2.1"]}, "options.ntp-server: unknown option name (known DHCPv4 options: "),
     ({"ntp-servers": ["192.0.2.1", "2001:db8::1"]}, "options.ntp-servers: '2001:db8::1' is not an IPv4 address"),
     ({"ntp-servers": []}, "options.ntp-servers: is an empty list"),
     ({"domain-name": "bad_name.example"}, "options.domain-name: 'bad_name.example' is not a domain name"),
