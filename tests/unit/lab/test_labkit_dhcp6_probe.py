@@ -35,8 +35,15 @@ def test_an_advertise_is_read():
             + probe.option(probe.OPT_BOOTFILE_URL, b"tftp://[2001:db8:0:1::2]/ipxe.efi")
             + probe.option(probe.OPT_VENDOR_CLASS, struct.pack("!IH", 343, 10) + b"HTTPClient"))
     answer = probe.parse_advertise(struct.pack("!I", (probe.ADVERTISE << 24) | 42) + body)
+    options = answer.pop("options")
     assert answer == {"type": 2, "xid": 42, "bootfile_url": "tftp://[2001:db8:0:1::2]/ipxe.efi",
                       "vendor_class": {"enterprise": 343, "data": ["HTTPClient"]}, "address": "2001:db8:0:1::1000"}
+    assert sorted(options) == ["16", "3", "59"] and options["59"] == b"tftp://[2001:db8:0:1::2]/ipxe.efi".hex()
+
+
+def test_more_options_are_requested():
+    oro = probe.parse_options(probe.solicit(1, b"\x00\x03\x00\x01" + b"\x02" * 6, 7, None, None, (24, 56))[4:])
+    assert oro[probe.OPT_ORO] == [struct.pack("!4H", probe.OPT_BOOTFILE_URL, 23, 24, 56)]
 
 
 def test_every_policy_case_is_probed():
