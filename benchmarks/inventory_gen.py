@@ -25,12 +25,14 @@ def node_line(index: int) -> str:
 
 
 def write_inventory(directory: str, nodes: int, asset: str, kernel: Optional[str] = None,
-                    extra_subnets: Sequence[str] = (), extra_vars: Sequence[str] = ()) -> str:
+                    extra_subnets: Sequence[str] = (), extra_vars: Sequence[str] = (),
+                    extra_hosts: Sequence[str] = ()) -> str:
     """Write hosts.yml with `nodes` nodes spread over the three profiles; return its path.
 
     asset is the initrd (and the kernel unless `kernel` is given) of every profile.
     extra_subnets: YAML list items (one line each, e.g. the lab's own subnet) put before
-    the nodes' 198.18.0.0/15; extra_vars: more lines under all.vars (4-space indent).
+    the nodes' 198.18.0.0/15; extra_vars: more lines under all.vars (4-space indent);
+    extra_hosts: more nodes of the first profile, as "name: {pxe_mac: ..., pxe_ip: ...}".
     """
     os.makedirs(directory, exist_ok=True)
     lines = ["all:", "  vars:", "    pxe_subnets:"]
@@ -48,6 +50,7 @@ def write_inventory(directory: str, nodes: int, asset: str, kernel: Optional[str
     per_profile: dict[str, list[str]] = {p: [] for p in PROFILES}
     for index in range(nodes):
         per_profile[PROFILES[index % len(PROFILES)]].append(node_line(index))
+    per_profile[PROFILES[0]] += ["            %s" % host for host in extra_hosts]
     for profile, hosts in per_profile.items():
         lines.append("        %s:" % profile)
         lines.append("          hosts:" + ("" if hosts else " {}"))

@@ -21,6 +21,12 @@ a prober does one DHCP exchange after another (perfdhcp -n 1 each) while
 playbooks/onboard.yml runs with one more node; afterwards MainPID must be the same,
 every probe answered, the probe MAC's lease still in Kea's lease file with the same
 address, and a new exchange of that MAC ACKed with that address.
+
+The DHCP blackout (issue 15), during the same onboarding: labkit.blackout sends a
+DISCOVER every 10 ms for a known node (BLACKOUT_NODE, a reservation in the lab's
+subnet, added to every generated inventory) and reports the longest time without an
+OFFER. --backend isc measures ISC dhcpd (restarted by the onboarding) instead of Kea
+(reloaded); the lease checks are Kea's and are left out there.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +61,10 @@ LAB_VARS = ("pxe_server_apt_update_cache: false", "pxe_ipxe_menu_default: worker
 PROBE_MAC = "02:ce:00:00:be:01"
 LEASE_FILE = "/var/lib/kea/kea-leases4.csv"
 RELAY = BRIDGE_ADDRESS  # perfdhcp poses as a relay from the lab bridge
+# The node the blackout prober asks for: in the lab's subnet, so that its answers reach the
+# lab bridge (the generated nodes live in 198.18.0.0/15, which the lab host cannot answer).
+BLACKOUT_NODE = ("blackout01", "52:54:00:00:ee:01", "192.0.2.60")
+DHCP_UNITS = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
 
 
 def lab_name() -> str:
@@ -136,8 +147,35 @@ def leases_of(mac: str) -> List[List[str]]:
     return [line.split(",") for line in out.splitlines() if line.split(",")[1:2] == [mac]]
 
 
-def kea_main_pid() -> int:
-    return int(on_host("systemctl show -p MainPID --value kea-dhcp4-server").strip())
+def dhcp_main_pid(backend: str) -> int:
+    return int(on_host("systemctl show -p MainPID --value %s" % DHCP_UNITS[backend]).strip())
+
+
+def inventory_for(work: str, nodes: int, lab_kernel: str, lab_initrd: str, backend: str) -> str:
+    name, mac, ip = BLACKOUT_NODE
+    return write_inventory(os.path.join(work, "inv%d" % nodes), nodes, lab_initrd, kernel=lab_kernel,
+                           extra_subnets=[LAB_SUBNET], extra_vars=LAB_VARS + ("pxe_dhcp_backend: %s" % backend,),
+                           extra_hosts=['%s: {pxe_mac: "%s", pxe_ip: %s}' % (name, mac, ip)])
+
+
+class Blackout:
+    """labkit.blackout in the lab namespace: a DISCOVER every 10 ms for BLACKOUT_NODE until stopped."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ, PYTHONPATH=os.path.join(bl.ROOT, "tests", "lab"))
+        self.process = subprocess.Popen(  # pylint: disable=consider-using-with  # stopped in stop()
+            [sys.executable, LAB, "exec", "--", sys.executable, "-m", "labkit.blackout", "--server", server_address(),
+             "--mac", BLACKOUT_NODE[1], "--seconds", "1800"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env)
+
+    def stop(self) -> Dict[str, Any]:
+        # lab.py exec becomes the prober (exec, no fork): the signal reaches it.
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=60)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if not lines:
+            raise SystemExit("the blackout prober printed nothing:\n%s" % err[-2000:])
+        return json.loads(lines[-1])
 
 
 class Prober(threading.Thread):
@@ -157,14 +195,15 @@ class Prober(threading.Thread):
             self.results.append((started, time.monotonic() - started, answered))
 
 
-def onboard(work: str, nodes: int, lab_kernel: str, lab_initrd: str) -> Dict[str, Any]:
+def onboard(work: str, nodes: int, lab_kernel: str, lab_initrd: str, backend: str = "kea") -> Dict[str, Any]:
+    kea = backend == "kea"
     leased_before = dora(PROBE_MAC)
-    before = leases_of(PROBE_MAC)
-    pid_before = kea_main_pid()
-    inventory = write_inventory(os.path.join(work, "inv%d" % (nodes + 1)), nodes + 1, lab_initrd, kernel=lab_kernel,
-                                extra_subnets=[LAB_SUBNET], extra_vars=LAB_VARS)
+    before = leases_of(PROBE_MAC) if kea else []
+    pid_before = dhcp_main_pid(backend)
+    inventory = inventory_for(work, nodes + 1, lab_kernel, lab_initrd, backend)
     prober = Prober()
     prober.start()
+    blackout = Blackout()
     time.sleep(3)  # a few answers before the change
     playbook_started = time.monotonic()
     try:
@@ -174,16 +213,19 @@ def onboard(work: str, nodes: int, lab_kernel: str, lab_initrd: str) -> Dict[str
         time.sleep(3)  # and a few after
         prober.stop_event.set()
         prober.join(timeout=60)
-    pid_after = kea_main_pid()
-    after = leases_of(PROBE_MAC)
+        gaps = blackout.stop()
+    pid_after = dhcp_main_pid(backend)
+    after = leases_of(PROBE_MAC) if kea else []
     renewed = dora(PROBE_MAC)
-    renewed_leases = leases_of(PROBE_MAC)
+    renewed_leases = leases_of(PROBE_MAC) if kea else []
     new_script = on_host("test -f /srv/centra-pxe/http%s && echo yes || echo no"
                          % node_script_path(node_mac(nodes))).strip()
-    in_kea = on_host("grep -c '\"%s\"' /etc/kea/kea-dhcp4.conf || true" % node_mac(nodes)).strip()
+    config = "/etc/kea/kea-dhcp4.conf" if kea else "/etc/dhcp/dhcpd.conf"
+    in_kea = on_host("grep -c -i '%s' %s || true" % (node_mac(nodes), config)).strip()
     probes = prober.results
     unanswered = [round(p[0] - playbook_started, 1) for p in probes if not p[2]]
     result.update(
+        backend=backend, blackout=gaps,
         probe_mac_leased_before=leased_before,
         main_pid_before=pid_before, main_pid_after=pid_after, kea_kept_running=pid_before == pid_after,
         probes=len(probes), probes_answered=sum(1 for p in probes if p[2]),
@@ -204,6 +246,7 @@ def main() -> int:
     parser.add_argument("--onboard-only", type=int, metavar="N",
                         help="only the onboarding, into a lab host already converged with N nodes by this script")
     parser.add_argument("--profiles", help="keep the per-task profiles (JSON) in this directory")
+    parser.add_argument("--backend", choices=sorted(DHCP_UNITS), default="kea", help="the DHCP backend (default kea)")
     parser.add_argument("--json")
     args = parser.parse_args()
     kernel, initrd = os.path.join(LAB_IMAGE, "vmlinuz"), os.path.join(LAB_IMAGE, "initrd.img")
@@ -216,7 +259,7 @@ def main() -> int:
             work = args.profiles
         if args.onboard_only:
             sizes = [args.onboard_only]
-            onboarding = onboard(work, args.onboard_only, kernel, initrd)
+            onboarding = onboard(work, args.onboard_only, kernel, initrd, args.backend)
             print("onboarding: %s" % json.dumps(onboarding), file=sys.stderr, flush=True)
         for size in ([] if args.onboard_only else sizes):
             print("lab up for %d nodes (load %s)" % (size, bl.load()), file=sys.stderr, flush=True)
@@ -227,8 +270,7 @@ def main() -> int:
             # which keeps port 69 and the new unit fails. Packages do not start their
             # daemons on this host; the roles start every service themselves.
             on_host("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d")
-            inventory = write_inventory(os.path.join(work, "inv%d" % size), size, initrd, kernel=kernel,
-                                        extra_subnets=[LAB_SUBNET], extra_vars=LAB_VARS)
+            inventory = inventory_for(work, size, kernel, initrd, args.backend)
             site = os.path.join(bl.ROOT, "site.yml")
             converge = playbook(site, inventory, os.path.join(work, "profile-converge-%d.json" % size))
             print("%d nodes: converge %.1f s changed=%d (load %s)"
@@ -240,7 +282,7 @@ def main() -> int:
             rows.append(row)
             bl.write_json(args.json, {"rows": rows, "partial": True, "date": bl.stamp()})
             if size == sizes[-1] and not args.no_onboard:
-                onboarding = onboard(work, size, kernel, initrd)
+                onboarding = onboard(work, size, kernel, initrd, args.backend)
                 print("onboarding: %s" % json.dumps(onboarding), file=sys.stderr, flush=True)
     header = ("nodes", "converge (s)", "changed", "rerun (s)", "changed", "kea conf (KiB)", "node scripts",
               "load (before/after)")
@@ -266,6 +308,11 @@ def main() -> int:
                   onboarding["main_pid_after"], onboarding["probes_answered"], onboarding["probes"],
                   onboarding["longest_probe_s"], onboarding["lease_kept"], onboarding["renewed_same_address"],
                   onboarding["new_node_script"], onboarding["new_node_in_kea_config"]))
+        print("DHCP blackout (%s, a DISCOVER every 10 ms for a known node): longest gap %.3f s at %.1f s; "
+              "%d of %d answered; gaps over 100 ms: %s" % (
+                  args.backend, onboarding["blackout"]["longest_gap_s"], onboarding["blackout"]["longest_gap_at_s"],
+                  onboarding["blackout"]["answered"], onboarding["blackout"]["sent"],
+                  onboarding["blackout"]["gaps_over_100ms"]))
     print("date %s, load %s" % (bl.stamp(), bl.load()))
     bl.write_json(args.json, {"rows": rows, "onboarding": onboarding, "date": bl.stamp()})
     return 0
