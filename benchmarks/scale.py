@@ -50,7 +50,7 @@ from inventory_gen import node_mac, write_inventory  # noqa: E402  pylint: disab
 # The lab's test helpers (tests/lab/labkit): the lab's facts and the PLAY RECAP reader.
 bl.import_collection()
 sys.path.insert(0, os.path.join(bl.ROOT, "tests", "lab"))
-from labkit.common import BRIDGE_ADDRESS, DEFAULT_INVENTORY  # noqa: E402  pylint: disable=wrong-import-position
+from labkit.common import BRIDGE, BRIDGE_ADDRESS, DEFAULT_INVENTORY  # noqa: E402  pylint: disable=wrong-import-position
 from labkit.facts import inventory_facts, node_script_path  # noqa: E402  pylint: disable=wrong-import-position
 from labkit.playbook import recap  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -64,6 +64,9 @@ RELAY = BRIDGE_ADDRESS  # perfdhcp poses as a relay from the lab bridge
 # The node the blackout prober asks for: in the lab's subnet, so that its answers reach the
 # lab bridge (the generated nodes live in 198.18.0.0/15, which the lab host cannot answer).
 BLACKOUT_NODE = ("blackout01", "52:54:00:00:ee:01", "192.0.2.60")
+# The prober's relay address: a second address on the lab bridge for the run, since the
+# perfdhcp prober holds port 67 of the bridge's own address.
+BLACKOUT_RELAY = "192.0.2.250"
 DHCP_UNITS = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
 
 
@@ -123,9 +126,12 @@ def playbook(playbook_path: str, inventory: str, profile: str) -> Dict[str, Any]
             "load_after": bl.load(), "slowest": [(t["name"], round(t.get("seconds", 0), 2)) for t in slowest]}
 
 
-def host_sizes() -> Dict[str, int]:
-    out = on_host("wc -c < /etc/kea/kea-dhcp4.conf; ls /srv/centra-pxe/http/nodes | wc -l; "
-                  "du -sk /srv/centra-pxe/http/nodes | cut -f1")
+DHCP_CONFIGS = {"kea": "/etc/kea/kea-dhcp4.conf", "isc": "/etc/dhcp/dhcpd.conf"}
+
+
+def host_sizes(backend: str) -> Dict[str, int]:
+    out = on_host("wc -c < %s; ls /srv/centra-pxe/http/nodes | wc -l; "
+                  "du -sk /srv/centra-pxe/http/nodes | cut -f1" % DHCP_CONFIGS[backend])
     kea_bytes, scripts, scripts_kib = (int(x) for x in out.split())
     return {"kea_conf_bytes": kea_bytes, "node_scripts": scripts, "node_scripts_kib": scripts_kib}
 
@@ -163,15 +169,17 @@ class Blackout:
 
     def __init__(self) -> None:
         env = dict(os.environ, PYTHONPATH=os.path.join(bl.ROOT, "tests", "lab"))
+        lab("exec", "--", "ip", "address", "replace", BLACKOUT_RELAY + "/24", "dev", BRIDGE)
         self.process = subprocess.Popen(  # pylint: disable=consider-using-with  # stopped in stop()
             [sys.executable, LAB, "exec", "--", sys.executable, "-m", "labkit.blackout", "--server", server_address(),
-             "--mac", BLACKOUT_NODE[1], "--seconds", "1800"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=env)
+             "--mac", BLACKOUT_NODE[1], "--relay", BLACKOUT_RELAY, "--seconds", "1800"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def stop(self) -> Dict[str, Any]:
         # lab.py exec becomes the prober (exec, no fork): the signal reaches it.
         self.process.send_signal(signal.SIGTERM)
         out, err = self.process.communicate(timeout=60)
+        lab("exec", "--", "ip", "address", "del", BLACKOUT_RELAY + "/24", "dev", BRIDGE)
         lines = [line for line in out.splitlines() if line.startswith("{")]
         if not lines:
             raise SystemExit("the blackout prober printed nothing:\n%s" % err[-2000:])
@@ -220,8 +228,7 @@ def onboard(work: str, nodes: int, lab_kernel: str, lab_initrd: str, backend: st
     renewed_leases = leases_of(PROBE_MAC) if kea else []
     new_script = on_host("test -f /srv/centra-pxe/http%s && echo yes || echo no"
                          % node_script_path(node_mac(nodes))).strip()
-    config = "/etc/kea/kea-dhcp4.conf" if kea else "/etc/dhcp/dhcpd.conf"
-    in_kea = on_host("grep -c -i '%s' %s || true" % (node_mac(nodes), config)).strip()
+    in_kea = on_host("grep -c -i '%s' %s || true" % (node_mac(nodes), DHCP_CONFIGS[backend])).strip()
     probes = prober.results
     unanswered = [round(p[0] - playbook_started, 1) for p in probes if not p[2]]
     result.update(
@@ -278,7 +285,7 @@ def main() -> int:
             rerun = playbook(site, inventory, os.path.join(work, "profile-rerun-%d.json" % size))
             print("%d nodes: rerun %.1f s changed=%d (load %s)"
                   % (size, rerun["seconds"], rerun["changed"], rerun["load_after"]), file=sys.stderr, flush=True)
-            row = {"nodes": size, "converge": converge, "rerun": rerun, **host_sizes()}
+            row = {"nodes": size, "converge": converge, "rerun": rerun, **host_sizes(args.backend)}
             rows.append(row)
             bl.write_json(args.json, {"rows": rows, "partial": True, "date": bl.stamp()})
             if size == sizes[-1] and not args.no_onboard:
