@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -122,8 +123,13 @@ def playbook(playbook_path: str, inventory: str, profile: str) -> Dict[str, Any]
     with open(profile, encoding="utf-8") as handle:
         tasks = json.load(handle)["tasks"]
     slowest = sorted(tasks, key=lambda t: -t.get("seconds", 0))[:6]
+    # The largest resident set of any process of the runs so far (ansible-playbook and its
+    # forks are waited for, so Linux counts them as this process's children): the
+    # controller's peak memory, monotonic over the runs of one invocation.
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"seconds": seconds, "ok": stats["ok"], "changed": stats["changed"], "load_before": load_before,
-            "load_after": bl.load(), "slowest": [(t["name"], round(t.get("seconds", 0), 2)) for t in slowest]}
+            "load_after": bl.load(), "controller_peak_rss_mib": round(peak_mib, 1),
+            "slowest": [(t["name"], round(t.get("seconds", 0), 2)) for t in slowest]}
 
 
 DHCP_CONFIGS = {"kea": "/etc/kea/kea-dhcp4.conf", "isc": "/etc/dhcp/dhcpd.conf"}
@@ -280,11 +286,13 @@ def main() -> int:
             inventory = inventory_for(work, size, kernel, initrd, args.backend)
             site = os.path.join(bl.ROOT, "site.yml")
             converge = playbook(site, inventory, os.path.join(work, "profile-converge-%d.json" % size))
-            print("%d nodes: converge %.1f s changed=%d (load %s)"
-                  % (size, converge["seconds"], converge["changed"], converge["load_after"]), file=sys.stderr, flush=True)
+            print("%d nodes: converge %.1f s changed=%d, controller peak %.0f MiB (load %s)"
+                  % (size, converge["seconds"], converge["changed"], converge["controller_peak_rss_mib"],
+                     converge["load_after"]), file=sys.stderr, flush=True)
             rerun = playbook(site, inventory, os.path.join(work, "profile-rerun-%d.json" % size))
-            print("%d nodes: rerun %.1f s changed=%d (load %s)"
-                  % (size, rerun["seconds"], rerun["changed"], rerun["load_after"]), file=sys.stderr, flush=True)
+            print("%d nodes: rerun %.1f s changed=%d, controller peak %.0f MiB (load %s)"
+                  % (size, rerun["seconds"], rerun["changed"], rerun["controller_peak_rss_mib"], rerun["load_after"]),
+                  file=sys.stderr, flush=True)
             row = {"nodes": size, "converge": converge, "rerun": rerun, **host_sizes(args.backend)}
             rows.append(row)
             bl.write_json(args.json, {"rows": rows, "partial": True, "date": bl.stamp()})
