@@ -64,7 +64,7 @@ LEASE_FILE = "/var/lib/kea/kea-leases4.csv"
 RELAY = BRIDGE_ADDRESS  # perfdhcp poses as a relay from the lab bridge
 # The node the blackout prober asks for: in the lab's subnet, so that its answers reach the
 # lab bridge (the generated nodes live in 198.18.0.0/15, which the lab host cannot answer).
-BLACKOUT_NODE = ("blackout01", "52:54:00:00:ee:01", "192.0.2.60")
+BLACKOUT_NODE = ("blackout01", "02:ce:00:00:ee:01", "192.0.2.60")  # outside inventory_gen.node_mac's 52:54:...
 # The prober's relay address: a second address on the lab bridge for the run, since the
 # perfdhcp prober holds port 67 of the bridge's own address.
 BLACKOUT_RELAY = "192.0.2.250"
