@@ -28,7 +28,7 @@ SERVER = BootServer(LAB.server_address, LAB.http_base, {"bios": "undionly.kpxe",
 # The lab's node of the grub chain (pxe_loader: grub in inventories/lab), and its arm64 node
 # (pxe_arch: arm64, no pxe_loader).
 GRUB_NODE = "node08"
-ARM64_NODE = "node09"
+ARM64_NODE = "node20"
 
 
 def _probe(*args):
