@@ -43,6 +43,8 @@ options:
         the server's C(default_loader) applies.
       - With C(grub), UEFI clients (option 93 = 7, 9, 11, 16, 19) get the shim of their architecture,
         when the server serves one; the others get the iPXE answer.
+      - ARM64 clients (11, 19) get the arm64 shim whatever the loader, when the server serves it
+        (C(shim_loaders.arm64)) - Debian has no arm64 iPXE.
     type: str
     choices: [ipxe, grub]
 """

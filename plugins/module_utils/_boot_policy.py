@@ -11,7 +11,9 @@ Two loader chains answer from the same rows (pxe_loader, docs/secure-boot.md):
 (the grub_slot column: Microsoft-signed shim, which loads Debian's signed GRUB as
 its second stage from the same directory). A row without a grub_slot (BIOS, IA32,
 ARM32), or whose shim the server does not serve, answers iPXE whatever the node's
-loader: those machines have no Secure Boot chain here.
+loader: those machines have no Secure Boot chain here. A grub_only row (ARM64: Debian
+ships no arm64 iPXE) answers the grub chain whatever the node's loader, as soon as the
+server serves its shim (pxe_server_shim_loaders.arm64).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class BootRule:
     transport: str  # "tftp": next-server + file name; "http": full URL + HTTPClient echo
     loader_slot: str
     grub_slot: Optional[str] = None  # the shim of this architecture, for the grub chain
+    # The grub chain answers every machine of the row (not only pxe_loader: grub nodes)
+    # once the server serves the row's shim: Debian has no iPXE for it.
+    grub_only: bool = False
 
 
 BOOT_RULES: Tuple[BootRule, ...] = (
@@ -45,9 +50,9 @@ BOOT_RULES: Tuple[BootRule, ...] = (
     BootRule("efi64", (7, 9), "x86-64 UEFI", "tftp", "efi64", "efi64"),
     # ARM32 and ARM64 each get their own loader: an arm64 binary does not run on ARM32.
     BootRule("arm32", (10,), "ARM32 UEFI", "tftp", "arm32"),
-    BootRule("arm64", (11,), "ARM64 UEFI", "tftp", "arm64", "arm64"),
+    BootRule("arm64", (11,), "ARM64 UEFI", "tftp", "arm64", "arm64", grub_only=True),
     BootRule("http_efi64", (16,), "x86-64 UEFI HTTP boot", "http", "efi64", "efi64"),
-    BootRule("http_arm64", (19,), "ARM64 UEFI HTTP boot", "http", "arm64", "arm64"),
+    BootRule("http_arm64", (19,), "ARM64 UEFI HTTP boot", "http", "arm64", "arm64", grub_only=True),
 )
 
 # The loader chains a node, a profile group or a server picks with pxe_loader.
@@ -59,6 +64,14 @@ GRUB_SLOTS: Tuple[str, ...] = tuple(dict.fromkeys(rule.grub_slot for rule in BOO
 # name compiled into it (DEFAULT_LOADER of shim): Debian's signed netboot GRUB is served
 # under that name beside shim.
 GRUB_SECOND_STAGE = {"efi64": "grubx64.efi", "arm64": "grubaa64.efi"}
+# The prefix compiled into each slot's signed GRUB (a directory of the TFTP root): GRUB
+# sources <prefix>/grub.cfg first. Debian's grubnetx64 has /grub, the arm64 netboot GRUB of
+# debian-installer-12-netboot-arm64 has /debian-installer/arm64/grub (its grub.cfg there
+# sources grub/grub.cfg, the entry configuration).
+GRUB_PREFIX = {"efi64": "grub", "arm64": "debian-installer/arm64/grub"}
+# The slots whose machines the grub chain answers whatever their loader (grub_only rows).
+GRUB_ONLY_SLOTS: Tuple[str, ...] = tuple(dict.fromkeys(rule.grub_slot for rule in BOOT_RULES
+                                                       if rule.grub_slot and rule.grub_only))
 
 # Loader slots an operator can fill (role variable pxe_server_loaders), in table order:
 # ("bios", "efi32", "efi64", "arm32", "arm64"). A slot left empty means "no boot file"
@@ -179,10 +192,11 @@ def decide(
         seen += ", vendor class %r" % vendor_class
     if rule is None:
         return BootAnswer("none", "unknown", reason="option 93 = %s: unknown architecture, no boot file" % seen)
-    if chain == "grub" and rule.grub_slot and server.shim(rule.grub_slot):
+    if (chain == "grub" or rule.grub_only) and rule.grub_slot and server.shim(rule.grub_slot):
         return _grub_answer(server, rule, rule.grub_slot, seen)
     # The iPXE chain; also for a grub node where the row has no shim (BIOS, IA32, ARM32,
-    # or an architecture whose shim the server does not serve).
+    # or an architecture whose shim the server does not serve), and for an ARM64 machine
+    # of a server that serves no arm64 shim (its iPXE loader slot, usually empty: no answer).
     if rule.transport == "http":
         url = server.loader_url(rule.loader_slot)
         if url is None:

@@ -12,9 +12,9 @@ per use; a single string costs next to nothing. load_plan() turns it back into t
      "subnets": [{"id", "cidr", "network", "prefix", "netmask", "broadcast",
                   "pool": {"start", "end"} | None, "gateway", "dns": [...], "options"?: OPTIONS}],
      "profiles": {name: {"name", "label", "cmdline", "services": [...],
-                         "kernel": ASSET, "initrd": ASSET}},
+                         "kernel": ASSET, "initrd": ASSET, "arm64"?: {"kernel": ASSET, "initrd": ASSET}}},
      "nodes": [{"name", "profile", "macs": [canonical...], "ip", "subnet_id", "boot", "options"?: OPTIONS,
-                "loader"?: "ipxe"|"grub"}],
+                "loader"?: "ipxe"|"grub", "arch"?: "amd64"|"arm64"}],
      "ha": [{"backend": "kea"|"isc", "mode": "hot-standby"|"load-balancing", "port",
              "peers": [{"name", "role", "address"}], <the backend's timing settings>}]}
     ASSET = {"source": "src"|"url", "src", "url", "checksum": "sha256:<hex>", "filename"}
@@ -23,6 +23,9 @@ per use; a single string costs next to nothing. load_plan() turns it back into t
               and its own. "options" is there only when not empty.
     "loader": the node's pxe_loader (its own or its groups'), only when set: a node
               without one follows the default loader of the server that answers it.
+    "arm64" (profile): the assets an arm64 machine boots (filenames <profile>/arm64/vmlinuz
+              and .../initrd); kernel and initrd are the amd64 ones. Only when set.
+    "arch" (node): the node's pxe_arch, only when set (unset: amd64).
 
 IPv6 (plugin_utils/_plan6.py; each key only when the inventory sets it, so an IPv4-only
 plan is unchanged): "subnets6": [{"id", "cidr", "network", "prefix", "pool", "dns"}], and on
@@ -39,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 PLAN_SCHEMA = 1
 # What a node boots (pxe_boot): its profile's installer, its local disk, or the menu.
@@ -47,6 +50,18 @@ PLAN_SCHEMA = 1
 # (the lifecycle service decides); netboot: the profile on every boot (diskless);
 # local: the local disk; menu: the menu.
 BOOT_MODES = ("install", "netboot", "local", "menu")
+# A node's architecture (pxe_arch; unset means amd64), and the architectures a profile can
+# carry assets for beside its amd64 kernel and initrd (a profile key each).
+ARCHES = ("amd64", "arm64")
+DEFAULT_ARCH = "amd64"
+EXTRA_ARCHES = ("arm64",)
+
+
+def profile_assets(profile: Mapping[str, Any], arch: str) -> Optional[Mapping[str, Any]]:
+    """{"kernel", "initrd"} of a profile for an architecture, None when it has none."""
+    if arch == DEFAULT_ARCH:
+        return {"kernel": profile["kernel"], "initrd": profile["initrd"]}
+    return profile.get(arch)
 
 
 def dump_plan(plan: Mapping[str, Any]) -> str:

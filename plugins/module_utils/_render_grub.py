@@ -18,6 +18,10 @@ comes over TFTP, relative to the TFTP root:
     grub/nodes/<mac>.cfg        one per MAC of every node of the grub chain
     grub/menu.cfg               the profiles menu (unknown machines, pxe_boot: menu)
     profiles/<p>/vmlinuz|initrd the profile assets (hard links to the HTTP tree's)
+    profiles/<p>/arm64/...      the profile's arm64 assets, when it has some: the configs pick
+                                the assets by $grub_cpu
+    debian-installer/arm64/grub/grub.cfg  the prefix of the arm64 GRUB (GRUB_PREFIX): it
+                                sources grub/grub.cfg (centra.pxe.pxe_tftp writes it)
 
 For the node lifecycle, lifecycle_configs() renders the two variants per MAC the service
 picks from, install/<mac>.cfg and local/<mac>.cfg, with the same placeholders as the
@@ -31,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
+from ansible_collections.centra.pxe.plugins.module_utils._plan import ARCHES, profile_assets
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
     CALLBACK_PLACEHOLDER, INSTALL_DIR, IPXE_SETTINGS, LOCAL_DIR, TOKEN_PLACEHOLDER, kernel_cmdline)
 from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
@@ -43,6 +48,8 @@ LIFECYCLE_DIR = GRUB_DIR + "/lifecycle"
 SUFFIX = ".cfg"
 # The firmware's removable-media loader per GRUB cpu: what a disk installed for UEFI boots.
 REMOVABLE_LOADERS = {"x86_64": "/EFI/BOOT/BOOTX64.EFI", "arm64": "/EFI/BOOT/BOOTAA64.EFI"}
+# A plan architecture (pxe_arch, a profile's assets) -> GRUB's $grub_cpu on such a machine.
+GRUB_CPU = {"amd64": "x86_64", "arm64": "arm64"}
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_.,:/=+@%-]+$")
 
 
@@ -66,17 +73,33 @@ def _header(plan: Optional[Mapping[str, Any]], what: str) -> List[str]:
 
 def _boot_lines(profile: Mapping[str, Any], opts: Mapping[str, Any], who: str, extra: Sequence[str] = (),
                 indent: str = "") -> List[str]:
+    """Boot the profile with the assets of the machine's architecture ($grub_cpu); a machine
+    whose architecture the profile has no assets for is told so on its console, then reboots."""
     name = profile["name"]
-    lines = [
-        "echo %s" % grub_quote("centra.pxe: %s boots profile %s" % (who, name)),
-        # Under Secure Boot, GRUB has shim verify the kernel: an unsigned or foreign-signed
-        # one fails here ("bad shim signature"), before anything runs.
-        "linux /profiles/%s/vmlinuz %s" % (name, _words(kernel_cmdline(profile, opts, extra))),
-        "initrd /profiles/%s/initrd" % name,
-        "boot",
-        # Only reached when a load failed: say so on the console, then start over.
-        "echo %s" % grub_quote("centra.pxe: could not boot profile %s; rebooting in %d s"
-                               % (name, int(opts["retry_seconds"]))),
+    args = _words(kernel_cmdline(profile, opts, extra))
+    lines = ["echo %s" % grub_quote("centra.pxe: %s boots profile %s" % (who, name))]
+    keyword = "if"
+    for arch in ARCHES:
+        assets = profile_assets(profile, arch)
+        if assets is None:
+            continue
+        lines += [
+            '%s [ "$grub_cpu" = %s ]; then' % (keyword, GRUB_CPU[arch]),
+            # Under Secure Boot, GRUB has shim verify the kernel: an unsigned or foreign-signed
+            # one fails here ("bad shim signature"), before anything runs.
+            "  linux /profiles/%s %s" % (assets["kernel"]["filename"], args),
+            "  initrd /profiles/%s" % assets["initrd"]["filename"],
+            "  boot",
+            # Only reached when a load failed: say so on the console, then start over.
+            "  echo %s" % grub_quote("centra.pxe: could not boot profile %s; rebooting in %d s"
+                                     % (name, int(opts["retry_seconds"]))),
+        ]
+        keyword = "elif"
+    lines += [
+        "else",
+        "  echo %s" % grub_quote("centra.pxe: profile %s has no kernel for this machine's architecture" % name),
+        '  echo "(GRUB cpu $grub_cpu); rebooting in %d s"' % int(opts["retry_seconds"]),
+        "fi",
         "sleep --interruptible %d" % int(opts["retry_seconds"]),
         "reboot",
     ]
@@ -184,7 +207,9 @@ def local_config(node: Mapping[str, Any]) -> str:
 
 
 def uses_grub(node: Mapping[str, Any], default_loader: str) -> bool:
-    return (node.get("loader") or default_loader) == "grub"
+    """Whether the node boots the grub chain: its loader, or its architecture (an arm64 node
+    boots it whatever its loader: the validation makes sure its server serves arm64)."""
+    return (node.get("loader") or default_loader) == "grub" or node.get("arch") == "arm64"
 
 
 def _per_mac(node: Mapping[str, Any], text: str) -> Dict[str, str]:

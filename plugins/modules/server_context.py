@@ -21,8 +21,9 @@ description:
     an empty string for every option-93 slot of the boot policy table), C(loader_sources)
     (slot -> C({path, remote_src}) for the configured slots), C(default_loader), C(shim_loaders)
     (a shim file name or an empty string per architecture of the C(grub) chain), C(grub)
-    (C(in_use), whether any node or the default uses the C(grub) chain, and C(loaders), slot ->
-    C({shim, second_stage}) for the architectures with a shim when in use), C(dhcp_backend),
+    (C(in_use), whether any node or the default uses the C(grub) chain or the server serves arm64,
+    C(loaders), slot -> C({shim, second_stage, prefix}) for the architectures served, C(profiles),
+    C(arm64_nodes) (the nodes with C(pxe_arch=arm64)) and C(cache_dir)), C(dhcp_backend),
     C(dhcp_service), C(dhcp_services) (every backend's unit), C(ha) (this server's HA
     relationship with its C(role), or null), C(lifecycle) (the node lifecycle service's
     C(socket), C(state_dir), C(boot_dir), C(scripts_dir), C(callback_base), and its HA C(peers)

@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import LOADERS
 from ansible_collections.centra.pxe.plugins.module_utils._mac import MacError, parse_mac
-from ansible_collections.centra.pxe.plugins.module_utils._plan import BOOT_MODES, PLAN_SCHEMA, plan_digest
+from ansible_collections.centra.pxe.plugins.module_utils._plan import (
+    ARCHES, BOOT_MODES, DEFAULT_ARCH, EXTRA_ARCHES, PLAN_SCHEMA, plan_digest, profile_assets)
 from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import (
     V4,
     V6,
@@ -42,7 +43,7 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._plan6 import (
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dnsmasq import proxy_problems
 
 NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options", "pxe_ip6", "pxe_duid", "pxe_loader",
-             "pxe_dhcp6_options")
+             "pxe_dhcp6_options", "pxe_arch")
 # A node's DHCP options: those its groups set (the group key in the node's entry, as the
 # groups resolve the variable), then its own, option by option (the node wins).
 # Variable -> (the group key, the plan key, the option table).
@@ -56,7 +57,7 @@ SHARED_VARS = ("pxe_subnets", "pxe_profiles", "pxe_interface", "pxe_dhcp_backend
 ROLE_VAR_PREFIXES = ("pxe_server_", "pxe_dhcp_", "pxe_tftp_", "pxe_http_", "pxe_ipxe_", "pxe_firewall_",
                      "pxe_lifecycle_", "pxe_health_")
 SUBNET_FIELDS = ("cidr", "pool", "gateway", "dns", "id", "options")
-PROFILE_FIELDS = ("label", "kernel", "initrd", "cmdline", "services")
+PROFILE_FIELDS = ("label", "kernel", "initrd", "cmdline", "services") + EXTRA_ARCHES
 ASSET_FIELDS = ("src", "url", "checksum")
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an Ansible group name, and safe in paths
 HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -262,6 +263,19 @@ class _Builder:
                 self.problem(where, str(key), "unknown field (known: %s)" % ", ".join(PROFILE_FIELDS))
         kernel = self._asset(where, "kernel", name, item.get("kernel"))
         initrd = self._asset(where, "initrd", name, item.get("initrd"))
+        # Other architectures' assets beside the amd64 ones: {kernel, initrd} under the arch's key.
+        extra = {}
+        for arch in EXTRA_ARCHES:
+            raw = item.get(arch)
+            if raw is None:
+                continue
+            if not isinstance(raw, Mapping):
+                self.problem(where, arch, "must be a mapping with kernel and initrd, got %r" % (raw,))
+                continue
+            for key in raw:
+                if key not in ("kernel", "initrd"):
+                    self.problem(where, "%s.%s" % (arch, key), "unknown field (known: kernel, initrd)")
+            extra[arch] = {field: self._asset(where, field, name, raw.get(field), arch) for field in ("kernel", "initrd")}
         cmdline = item.get("cmdline", "")
         if not isinstance(cmdline, str):
             self.problem(where, "cmdline", "must be a string, got %r" % (cmdline,))
@@ -290,9 +304,20 @@ class _Builder:
             "services": list(services),
             "kernel": kernel,
             "initrd": initrd,
+            **extra,
         }
 
-    def _asset(self, where: str, field: str, profile: str, raw: Any) -> Optional[Dict[str, Any]]:
+    def _asset(self, where: str, field: str, profile: str, raw: Any,
+               arch: str = DEFAULT_ARCH) -> Optional[Dict[str, Any]]:
+        # Problems name the field as written: kernel.src, or arm64.kernel.src.
+        field_name = field if arch == DEFAULT_ARCH else "%s.%s" % (arch, field)
+        asset = self._asset_of(where, field_name, raw)
+        if asset is not None:
+            leaf = "vmlinuz" if field == "kernel" else "initrd"
+            asset["filename"] = "%s/%s" % (profile, leaf) if arch == DEFAULT_ARCH else "%s/%s/%s" % (profile, arch, leaf)
+        return asset
+
+    def _asset_of(self, where: str, field: str, raw: Any) -> Optional[Dict[str, Any]]:
         if raw is None:
             self.problem(where, field, "is missing: give {src: path} or {url: ..., checksum: sha256:...}")
             return None
@@ -308,8 +333,7 @@ class _Builder:
             self.problem(where, "%s.checksum" % field, "%r is not sha256:<64 hex digits>" % (checksum,))
             checksum = None
         asset: Dict[str, Any] = {"source": None, "src": None, "url": None,
-                                 "checksum": checksum.lower() if checksum else None,
-                                 "filename": "%s/%s" % (profile, "vmlinuz" if field == "kernel" else "initrd")}
+                                 "checksum": checksum.lower() if checksum else None, "filename": None}
         if (src is None) == (url is None):
             self.problem(where, field, "give exactly one of src or url")
             return None
@@ -381,6 +405,16 @@ class _Builder:
                     self.problem(where, "pxe_loader", "%r is not one of %s" % (loader, ", ".join(LOADERS)))
                 else:
                     entry["loader"] = loader
+            arch = node.get("pxe_arch")
+            if arch is not None:  # only when set, like pxe_loader: unset is amd64
+                if arch not in ARCHES:
+                    self.problem(where, "pxe_arch", "%r is not one of %s" % (arch, ", ".join(ARCHES)))
+                else:
+                    entry["arch"] = arch
+                    profile = profiles.get(entry["profile"]) if entry["profile"] else None
+                    if profile is not None and profile_assets(profile, arch) is None:
+                        self.problem(where, "pxe_arch", "is %s, but its profile %s has no %s assets (give the profile "
+                                     "%s: {kernel: ..., initrd: ...})" % (arch, entry["profile"], arch, arch))
             for var, (_group_key, plan_key, _table) in OPTION_VARS.items():
                 options = self._node_options(where, node, errors, var)
                 if options:  # only when set: 10,000 empty lists would cost plan size for nothing

@@ -13,9 +13,12 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
      "loader_sources": {slot: {"path", "remote_src"}} for the slots that have a loader,
      "default_loader": "ipxe"|"grub": the chain of unknown machines and of nodes that set no pxe_loader,
      "shim_loaders": {grub slot: shim file name or ""} (the grub chain's first stage, per architecture),
-     "grub": {"in_use": whether any node or the default uses the grub chain,
-              "loaders": {grub slot: {"shim", "second_stage"}} for the slots with a shim, when in use,
+     "grub": {"in_use": whether any node or the default uses the grub chain, or the server serves
+                        arm64 (pxe_server_shim_loaders.arm64: every arm64 machine boots the grub chain),
+              "loaders": {grub slot: {"shim", "second_stage", "prefix"}} for the slots served: efi64
+                         when a node or the default uses the grub chain, arm64 when its shim is named,
               "profiles": the profiles the grub chain boots (their kernels' signatures are checked),
+              "arm64_nodes": the nodes with pxe_arch arm64 (validate.yml: the server must serve arm64),
               "cache_dir": where the signed loaders are extracted, <cache_dir>/<slot>/<file name>},
      "dhcp_backend": "kea"|"isc"|"proxy", "dhcp_service": its unit, "dhcp_services": every backend's unit,
      "ha": this server's HA relationship (the plan's, plus "role": this server's) or None,
@@ -34,7 +37,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, Optional, Sequence
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
-    DEFAULT_LOADER, GRUB_SECOND_STAGE, GRUB_SLOTS, LOADER_SLOTS, LOADERS)
+    DEFAULT_LOADER, GRUB_ONLY_SLOTS, GRUB_PREFIX, GRUB_SECOND_STAGE, GRUB_SLOTS, LOADER_SLOTS, LOADERS)
 
 # Where the node lifecycle service (centra.pxe.pxe_lifecycle) keeps what nginx
 # (centra.pxe.pxe_http) serves or talks to.
@@ -71,12 +74,18 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
     if default_loader not in LOADERS:
         raise ValueError("pxe_loader %r is not one of %s" % (default_loader, ", ".join(LOADERS)))
     shims = {slot: str((shim_loaders or {}).get(slot) or "") for slot in GRUB_SLOTS}
-    grub_nodes = [n for n in plan["nodes"] if (n.get("loader") or default_loader) == "grub"]
-    grub_in_use = default_loader == "grub" or bool(grub_nodes)
-    if default_loader == "grub" or any(n["boot"] == "menu" for n in grub_nodes):
+    # The arm64 machines boot the grub chain whatever their loader (the policy's grub_only
+    # rows) once the server serves arm64: unknown ones get the grub menu.
+    grub_only = [slot for slot in GRUB_ONLY_SLOTS if shims[slot]]
+    grub_nodes = [n for n in plan["nodes"] if (n.get("loader") or default_loader) == "grub"
+                  or (grub_only and n.get("arch") == "arm64")]
+    chosen = default_loader == "grub" or any((n.get("loader") or default_loader) == "grub" for n in plan["nodes"])
+    grub_in_use = chosen or bool(grub_only)
+    if default_loader == "grub" or grub_only or any(n["boot"] == "menu" for n in grub_nodes):
         grub_profiles = sorted(plan["profiles"])  # the menu offers every profile
     else:
         grub_profiles = sorted({n["profile"] for n in grub_nodes if n["boot"] != "local"})
+    grub_slots = [slot for slot in GRUB_SLOTS if shims[slot] and (chosen or slot in grub_only)]
     relationship = None
     if ha:
         relationship = dict(ha)
@@ -109,9 +118,10 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
         "default_loader": default_loader,
         "shim_loaders": shims,
         "grub": {"in_use": grub_in_use,
-                 "loaders": {slot: {"shim": shim, "second_stage": GRUB_SECOND_STAGE[slot]}
-                             for slot, shim in shims.items() if shim and grub_in_use},
+                 "loaders": {slot: {"shim": shims[slot], "second_stage": GRUB_SECOND_STAGE[slot],
+                                    "prefix": GRUB_PREFIX[slot]} for slot in grub_slots},
                  "profiles": grub_profiles if grub_in_use else [],
+                 "arm64_nodes": [n["name"] for n in plan["nodes"] if n.get("arch") == "arm64"],
                  "cache_dir": GRUB_CACHE_DIR},
         "dhcp_backend": dhcp_backend,
         "dhcp_service": DHCP_SERVICES[dhcp_backend],

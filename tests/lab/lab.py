@@ -165,6 +165,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         with cache_lock():
             public_key = ensure_ssh_key()
             image.ensure_image()
+            # The demo inventory's worker profile has arm64 assets (node09): the plan needs
+            # the files on the controller. Cached like the amd64 image.
+            image.ensure_arm64_image()
         state: dict[str, object] = {
             "version": STATE_VERSION, "created": time.strftime("%FT%T%z"),
             "netns": NETNS, "bridge": BRIDGE, "network": BRIDGE_NETWORK,

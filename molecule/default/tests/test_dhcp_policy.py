@@ -21,12 +21,14 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import Boo
 
 LAB = lab_facts()
 # The loaders of the lab host: the role defaults (Debian's ipxe package has no 32-bit
-# or ARM EFI build, so those architectures get no boot file; the grub chain serves an
-# x86-64 shim only).
+# or ARM EFI build, so those architectures get no iPXE file), and both shims of the grub
+# chain (inventories/lab sets pxe_server_shim_loaders.arm64: every arm64 machine gets it).
 SERVER = BootServer(LAB.server_address, LAB.http_base, {"bios": "undionly.kpxe", "efi64": "ipxe.efi"},
-                    shims={"efi64": "shimx64.efi"})
-# The lab's node of the grub chain (pxe_loader: grub in inventories/lab).
+                    shims={"efi64": "shimx64.efi", "arm64": "shimaa64.efi"})
+# The lab's node of the grub chain (pxe_loader: grub in inventories/lab), and its arm64 node
+# (pxe_arch: arm64, no pxe_loader).
 GRUB_NODE = "node08"
+ARM64_NODE = "node20"
 
 
 def _probe(*args):
@@ -43,6 +45,12 @@ def answers():
 def grub_node_answers():
     """Every case from the MAC of the grub node: its reservation puts it on the grub chain."""
     return _probe("--mac", LAB.nodes[GRUB_NODE].macs[0])
+
+
+@pytest.fixture(scope="module")
+def arm64_node_answers():
+    """Every case from the MAC of the arm64 node (loader: the server's default, ipxe)."""
+    return _probe("--mac", LAB.nodes[ARM64_NODE].macs[0])
 
 
 def _converge_dhcp(*extra_inventories):
@@ -80,6 +88,11 @@ def test_answer_matches_the_policy(answers, case):
     if expected.kind == "http":
         assert got["vendor_class"] == "HTTPClient"
     assert LAB.subnets[0].in_pool(got["yiaddr"]), got
+    # arm64 (TFTP, HTTP boot): the signed arm64 chain, although unknown machines follow iPXE.
+    if case == "arch11":
+        assert (expected.kind, expected.loader, got["file"]) == ("tftp", "grub", "shimaa64.efi")
+    if case == "arch19":
+        assert (expected.kind, got["file"]) == ("http", "%s/loaders/shimaa64.efi" % LAB.http_base)
 
 
 def test_kea_logs_leases_but_no_class_verdicts_at_info(answers, backend):
@@ -128,3 +141,21 @@ def test_unknown_machines_follow_a_grub_default(grub_default_answers, case):
     assert LAB.subnets[0].in_pool(got["yiaddr"]), got
     if case == "arch7":
         assert expected.filename == "shimx64.efi"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_arm64_node_gets_the_arm64_chain(arm64_node_answers, case):
+    """11, 19: the arm64 shim whatever the node's loader (the policy's grub_only rows); every
+    other case: the answers of an iPXE node, as decide() gives them for the node's loader."""
+    got = arm64_node_answers[case]
+    node = LAB.nodes[ARM64_NODE]
+    expected = decide(SERVER, arch=got["arch"], user_class=got["user_class"].encode() if got["user_class"] else None,
+                      option_175=got["option_175"], loader=node.loader)
+    _check(got, expected, case)
+    assert got["yiaddr"] == node.ip, got
+    if case == "arch11":
+        assert (got["file"], got["siaddr"]) == ("shimaa64.efi", LAB.server_address)
+    if case == "arch19":
+        assert got["file"] == "%s/loaders/shimaa64.efi" % LAB.http_base and got["vendor_class"] == "HTTPClient"
+    if case == "arch7":
+        assert got["file"] == "ipxe.efi"

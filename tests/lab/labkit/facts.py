@@ -48,6 +48,7 @@ class Node:
     ip: str | None  # pxe_ip, None for a node that takes a pool address
     boot: str = "install"  # pxe_boot
     loader: str = "ipxe"  # pxe_loader (node or profile group; else the servers' default)
+    arch: str = "amd64"  # pxe_arch
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,8 @@ class LabFacts:
             ip = variables.get("pxe_ip")
             nodes[name] = Node(name, profiles[0], tuple(parse_mac(mac) for mac in macs), str(ip) if ip else None,
                                str(variables.get("pxe_boot", "install")),
-                               str(variables.get("pxe_loader", default_loader)))
+                               str(variables.get("pxe_loader", default_loader)),
+                               str(variables.get("pxe_arch", "amd64")))
         return nodes
 
 

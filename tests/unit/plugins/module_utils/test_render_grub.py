@@ -67,7 +67,7 @@ def test_install_config_carries_the_lifecycle_arguments_as_the_ipxe_one(grub_pla
     ipxe = install_script(grub_plan, node, "http://192.0.2.2", ipxe_settings)
     assert " ".join(words) in ipxe
     assert "initrd /profiles/worker/initrd" in config
-    assert config.splitlines().count("boot") == 1 and config.rstrip().endswith("reboot")
+    assert [line.strip() for line in config.splitlines()].count("boot") == 1 and config.rstrip().endswith("reboot")
 
 
 def test_local_boot_chainloads_the_disk_then_exits(grub_plan, ipxe_settings):
@@ -117,3 +117,75 @@ def test_menu(grub_plan, ipxe_settings, default, expected):
 def test_grub_quote(word, quoted):
     assert grub.grub_quote(word) == quoted
     assert _unquote(quoted) == [word]
+
+
+def _run_for_cpu(config, cpu):
+    """The commands GRUB runs of a boot config on a machine whose $grub_cpu is cpu (the
+    if/elif/else on $grub_cpu that _boot_lines emits; everything else runs as is)."""
+    ran, taking, taken = [], [True], False
+    for raw in config.splitlines():
+        line = raw.strip()
+        test = re.fullmatch(r'(if|elif) \[ "\$grub_cpu" = (\w+) \]; then', line)
+        if test:
+            if test.group(1) == "if":
+                taken = False
+            taking[-1] = not taken and test.group(2) == cpu
+            taken = taken or taking[-1]
+        elif line == "else":
+            taking[-1] = not taken
+        elif line == "fi":
+            taking[-1] = True
+        elif taking[-1] and line and not line.startswith("#"):
+            ran.append(line)
+    return ran
+
+
+ARM64_ASSET = {"url": "http://192.0.2.1/arm64", "checksum": "sha256:" + "ef" * 32}
+
+
+@pytest.fixture(name="arm64_plan")
+def fixture_arm64_plan():
+    profiles = {"worker": {"kernel": ASSET, "initrd": ASSET, "cmdline": "panic=-1",
+                           "arm64": {"kernel": ARM64_ASSET, "initrd": ARM64_ASSET}},
+                "control_plane": {"kernel": ASSET, "initrd": ASSET}}
+    nodes = {
+        "node09": {"groups": ["worker"], "pxe_mac": "52:54:00:00:09:01", "pxe_boot": "netboot", "pxe_arch": "arm64"},
+        "node02": {"groups": ["control_plane"], "pxe_mac": "52:54:00:00:02:01", "pxe_boot": "netboot",
+                   "pxe_loader": "grub"},
+    }
+    return build_plan([{"cidr": "192.0.2.0/24"}], profiles, nodes)
+
+
+def test_a_machine_boots_the_assets_of_its_architecture(arm64_plan, ipxe_settings):
+    config = grub.node_config(arm64_plan, _node(arm64_plan, "node09"), ipxe_settings)
+    arm64 = _run_for_cpu(config, "arm64")
+    assert [l.split()[:2] for l in arm64 if l.split()[0] in ("linux", "initrd")] == [
+        ["linux", "/profiles/worker/arm64/vmlinuz"], ["initrd", "/profiles/worker/arm64/initrd"]]
+    assert arm64.index("boot") < arm64.index("reboot")
+    amd64 = _run_for_cpu(config, "x86_64")
+    assert [l.split()[:2] for l in amd64 if l.split()[0] in ("linux", "initrd")] == [
+        ["linux", "/profiles/worker/vmlinuz"], ["initrd", "/profiles/worker/initrd"]]
+    # The same command line for both.
+    assert [l.split(None, 2)[2] for l in arm64 if l.startswith("linux ")] == [
+        l.split(None, 2)[2] for l in amd64 if l.startswith("linux ")]
+    # A cpu the profile has nothing for: told on the console, no boot.
+    other = _run_for_cpu(config, "riscv64")
+    assert "boot" not in other and other[-1] == "reboot"
+    assert any("profile worker has no kernel for this machine" in l for l in other)
+
+
+def test_an_amd64_only_profile_tells_an_arm64_machine(arm64_plan, ipxe_settings):
+    config = grub.node_config(arm64_plan, _node(arm64_plan, "node02"), ipxe_settings)
+    ran = _run_for_cpu(config, "arm64")
+    assert "boot" not in ran and not any(l.startswith("linux ") for l in ran)
+    assert any("profile control_plane has no kernel for this machine" in l for l in ran)
+    assert ran[-2].startswith("sleep --interruptible") and ran[-1] == "reboot"
+    assert "boot" in _run_for_cpu(config, "x86_64")
+    # The menu picks the same way.
+    menu = grub.menu_config(arm64_plan, ipxe_settings)
+    assert "linux /profiles/worker/arm64/vmlinuz" in menu and "linux /profiles/control_plane/arm64" not in menu
+
+
+def test_an_arm64_node_gets_grub_configs_whatever_its_loader(arm64_plan, ipxe_settings):
+    configs = grub.node_configs(arm64_plan, ipxe_settings, "ipxe")
+    assert set(configs) == {"52-54-00-00-09-01.cfg", "52-54-00-00-02-01.cfg"}

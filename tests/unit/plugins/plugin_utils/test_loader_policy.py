@@ -29,6 +29,8 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._render_dnsmasq import 
 ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
 LOADERS = {"bios": "undionly.kpxe", "efi32": "", "efi64": "ipxe.efi", "arm32": "", "arm64": "ipxe-arm64.efi"}
 SHIMS = {"efi64": "shimx64.efi", "arm64": "shimaa64.efi"}
+# A server that serves no arm64 chain (pxe_server_shim_loaders' default).
+NO_ARM64 = {"efi64": "shimx64.efi", "arm64": ""}
 MACS = {"ipxe": "52:54:00:00:01:01", "grub": "52:54:00:00:02:01", None: "52:54:00:00:03:01"}
 UNKNOWN_MAC = "52:54:00:99:99:99"
 # Every row of the table, by the codes a client sends, plus iPXE and an unknown code.
@@ -104,8 +106,9 @@ def kea_answer(dhcp4, mac, arch, ipxe=False):
 @pytest.mark.parametrize("log_severity", ["INFO", "DEBUG"])
 @pytest.mark.parametrize("with_ip", [True, False])
 @pytest.mark.parametrize("default_loader", ["ipxe", "grub"])
-def test_kea_answers_as_decide_for_every_row_and_loader(default_loader, with_ip, log_severity, kea_settings):
-    server = _server(default_loader)
+@pytest.mark.parametrize("shims", [SHIMS, NO_ARM64], ids=["arm64", "no-arm64"])
+def test_kea_answers_as_decide_for_every_row_and_loader(default_loader, shims, with_ip, log_severity, kea_settings):
+    server = _server(default_loader, shims)
     dhcp4 = kea_dhcp4_config(_plan(with_ip), server, dict(kea_settings, log_severity=log_severity))["Dhcp4"]
     boot = boot_server(server)
     for loader, mac in list(MACS.items()) + [(None, UNKNOWN_MAC)]:
@@ -190,8 +193,9 @@ def dhcpd_answer(text, mac, arch, ipxe=False):
 
 
 @pytest.mark.parametrize("default_loader", ["ipxe", "grub"])
-def test_dhcpd_answers_as_decide_for_every_row_and_loader(default_loader, isc_settings, tmp_path):
-    server = _server(default_loader)
+@pytest.mark.parametrize("shims", [SHIMS, NO_ARM64], ids=["arm64", "no-arm64"])
+def test_dhcpd_answers_as_decide_for_every_row_and_loader(default_loader, shims, isc_settings, tmp_path):
+    server = _server(default_loader, shims)
     text = dhcpd_config(_plan(), server, isc_settings)
     boot = boot_server(server)
     for loader, mac in list(MACS.items()) + [(None, UNKNOWN_MAC)]:
@@ -230,8 +234,9 @@ def dnsmasq_answer(text, mac, arch, ipxe=False):
 
 
 @pytest.mark.parametrize("default_loader", ["ipxe", "grub"])
-def test_dnsmasq_answers_as_decide_proxy_for_every_row_and_loader(default_loader, tmp_path):
-    server = _server(default_loader)
+@pytest.mark.parametrize("shims", [SHIMS, NO_ARM64], ids=["arm64", "no-arm64"])
+def test_dnsmasq_answers_as_decide_proxy_for_every_row_and_loader(default_loader, shims, tmp_path):
+    server = _server(default_loader, shims)
     plan = _plan(with_ip=False)
     text = dnsmasq_proxy_config(plan, server, {"interfaces": ["lo"], "log_dhcp": False})
     dnsmasq = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
@@ -267,6 +272,30 @@ def test_grub_rows_answer_shim_and_the_others_keep_ipxe():
     assert decide(boot, arch=7).loader == "ipxe"
     # iPXE itself gets its script whatever the loader: it only runs on a machine that chose iPXE.
     assert decide(boot, arch=7, user_class=b"iPXE", loader="grub").kind == "script"
+
+
+def test_arm64_machines_get_the_grub_chain_whenever_the_server_serves_arm64():
+    """Debian has no arm64 iPXE: option 93 = 11 and 19 answer the arm64 shim for every
+    machine (node of either loader, unknown) once pxe_server_shim_loaders.arm64 is set."""
+    for default_loader in ("ipxe", "grub"):
+        boot = boot_server(_server(default_loader))
+        for loader in (None, "ipxe", "grub"):
+            answer = decide(boot, arch=11, loader=loader)
+            assert (answer.kind, answer.loader, _effect(answer)) == ("tftp", "grub", ("shimaa64.efi", "192.0.2.2", None))
+            answer = decide(boot, arch=19, loader=loader)
+            assert (answer.kind, answer.loader, _effect(answer)) == (
+                "http", "grub", ("http://192.0.2.2/loaders/shimaa64.efi", "192.0.2.2", "HTTPClient"))
+            assert decide_proxy(boot, arch=11, vendor_class="PXEClient:Arch:00011", loader=loader).filename \
+                == "shimaa64.efi"
+        # So the arm64 rows do not depend on the node's loader: one answer per class.
+        assert "arm64" not in [rule.name for rule in loader_dependent_rules(boot)]
+        assert "http_arm64" not in [rule.name for rule in loader_dependent_rules(boot)]
+    # Without the arm64 shim: the arm64 iPXE slot (an operator's own build), else nothing.
+    boot = boot_server(_server("ipxe", shims=NO_ARM64))
+    assert decide(boot, arch=11, loader="grub").filename == "ipxe-arm64.efi"
+    no_loader = dict(_server("ipxe", shims=NO_ARM64), loaders=dict(LOADERS, arm64=""))
+    assert decide(boot_server(no_loader), arch=11).kind == "none"
+    assert [rule.name for rule in BOOT_RULES if rule.grub_only] == ["arm64", "http_arm64"]
 
 
 def test_unknown_machines_follow_the_default_loader():

@@ -263,3 +263,32 @@ def test_kea_and_isc_keep_pools_and_fixed_addresses(profiles):
         plan = build_plan(SUBNETS, profiles, nodes, servers={"pxe01": {"address": "192.0.2.2",
                                                                        "pxe_dhcp_backend": backend}})
         assert plan["nodes"][0]["ip"] == "192.0.2.11"
+
+
+def test_a_profile_carries_arm64_assets_and_a_node_its_arch(profiles, asset):
+    profiles["worker"]["arm64"] = {"kernel": {"src": asset}, "initrd": {"url": "http://192.0.2.1/i",
+                                                                      "checksum": "sha256:" + "ef" * 32}}
+    plan = build_plan(SUBNETS, profiles, {"node09": dict(node("worker", "52:54:00:00:09:01"), pxe_arch="arm64"),
+                                          "node01": node("control_plane", "52:54:00:00:01:01")})
+    worker = plan["profiles"]["worker"]
+    assert worker["arm64"]["kernel"]["filename"] == "worker/arm64/vmlinuz"
+    assert worker["arm64"]["initrd"]["filename"] == "worker/arm64/initrd"
+    assert worker["kernel"]["filename"] == "worker/vmlinuz"
+    assert "arm64" not in plan["profiles"]["control_plane"]
+    nodes = {n["name"]: n for n in plan["nodes"]}
+    assert nodes["node09"]["arch"] == "arm64" and "arch" not in nodes["node01"]
+
+
+def test_an_arm64_node_needs_a_profile_with_arm64_assets(profiles):
+    profiles["worker"]["arm64"] = {"kernel": {"src": "/nonexistent/vmlinuz"}, "initrd": {"url": "ftp://x"},
+                                   "extra": 1}
+    with pytest.raises(PlanError) as error:
+        build_plan(SUBNETS, profiles, {"node09": dict(node("control_plane", "52:54:00:00:09:01"), pxe_arch="arm64"),
+                                       "node10": dict(node("worker", "52:54:00:00:10:01"), pxe_arch="riscv64")})
+    problems = [str(p) for p in error.value.problems]
+    assert any(p.startswith("host node09: pxe_arch: is arm64, but its profile control_plane has no arm64 assets")
+               for p in problems), problems
+    assert any(p.startswith("host node10: pxe_arch: 'riscv64' is not one of amd64, arm64") for p in problems), problems
+    assert any(p.startswith("profile worker: arm64.kernel.src: /nonexistent/vmlinuz does not exist") for p in problems)
+    assert any(p.startswith("profile worker: arm64.initrd.url: 'ftp://x' is not an http(s) URL") for p in problems)
+    assert any(p.startswith("profile worker: arm64.extra: unknown field") for p in problems), problems

@@ -68,3 +68,38 @@ def test_the_ipv6_endpoint_is_there_when_the_plan_has_ipv6():
     assert ctx["address6"] == "2001:db8:0:1::2" and ctx["cidr6"] == "2001:db8:0:1::/64"
     assert ctx["http_base6"] == "http://[2001:db8:0:1::2]:8080"
     assert ctx["http_base"] == "http://192.0.2.2:8080"  # IPv4 stays as it was
+
+
+def _grub_plan(nodes):
+    return dict(PLAN, profiles={"worker": {}, "control_plane": {}}, nodes=nodes)
+
+
+def test_the_arm64_chain_is_served_when_its_shim_is_named():
+    nodes = [{"name": "n1", "profile": "worker", "boot": "netboot"},
+             {"name": "n9", "profile": "worker", "boot": "netboot", "arch": "arm64"}]
+    plain = server_context(_grub_plan(nodes), **dict(
+        name="pxe01", endpoint=ENDPOINT, extra_interfaces=[], http_port=80, https_port=0, root="/srv/centra-pxe",
+        loaders={}, loader_files={}, loader_dir="/usr/lib/ipxe", dhcp_backend="kea", ha=None,
+        shim_loaders={"efi64": "shimx64.efi", "arm64": ""}))
+    # No grub node, no arm64 shim: the grub chain is off (the node's arch alone does not turn it
+    # on: validate.yml refuses that inventory, naming the node).
+    assert plain["grub"]["in_use"] is False and plain["grub"]["loaders"] == {}
+    assert plain["grub"]["arm64_nodes"] == ["n9"]
+    served = server_context(_grub_plan(nodes), **dict(
+        name="pxe01", endpoint=ENDPOINT, extra_interfaces=[], http_port=80, https_port=0, root="/srv/centra-pxe",
+        loaders={}, loader_files={}, loader_dir="/usr/lib/ipxe", dhcp_backend="kea", ha=None,
+        shim_loaders={"efi64": "shimx64.efi", "arm64": "shimaa64.efi"}))
+    # Every arm64 machine boots the grub chain: the arm64 pair only (no grub node asks for
+    # the x86-64 shim), and every profile (unknown arm64 machines get the menu).
+    assert served["grub"]["in_use"] is True
+    assert served["grub"]["loaders"] == {"arm64": {"shim": "shimaa64.efi", "second_stage": "grubaa64.efi",
+                                                   "prefix": "debian-installer/arm64/grub"}}
+    assert served["grub"]["profiles"] == ["control_plane", "worker"]
+    # A grub node adds the x86-64 pair.
+    nodes.append({"name": "n8", "profile": "worker", "boot": "netboot", "loader": "grub"})
+    both = server_context(_grub_plan(nodes), **dict(
+        name="pxe01", endpoint=ENDPOINT, extra_interfaces=[], http_port=80, https_port=0, root="/srv/centra-pxe",
+        loaders={}, loader_files={}, loader_dir="/usr/lib/ipxe", dhcp_backend="kea", ha=None,
+        shim_loaders={"efi64": "shimx64.efi", "arm64": "shimaa64.efi"}))
+    assert sorted(both["grub"]["loaders"]) == ["arm64", "efi64"]
+    assert both["grub"]["loaders"]["efi64"]["prefix"] == "grub"
