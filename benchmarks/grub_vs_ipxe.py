@@ -96,8 +96,8 @@ def main() -> int:
             continue
         summary[chain] = {"node": name, "firmware": firmware, "median_s": bl.median(done), "min_s": min(done),
                           "max_s": max(done), "ok": len(done), "runs": total}
-        print("%-8s %-7s %-16s %8.1f %8.1f %8.1f %2d/%-2d" % (chain, name, firmware, bl.median(done), min(done),
-                                                            max(done), len(done), total))
+        print("%-8s %-7s %-16s %8.1f %8.1f %8.1f %2d/%-2d"
+              % (chain, name, firmware, bl.median(done), min(done), max(done), len(done), total))
     for chain in ("grub", "grub-sb"):
         if chain in summary and "ipxe" in summary:
             ratio = summary[chain]["median_s"] / summary["ipxe"]["median_s"]

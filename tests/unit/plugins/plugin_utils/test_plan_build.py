@@ -266,8 +266,8 @@ def test_kea_and_isc_keep_pools_and_fixed_addresses(profiles):
 
 
 def test_a_profile_carries_arm64_assets_and_a_node_its_arch(profiles, asset):
-    profiles["worker"]["arm64"] = {"kernel": {"src": asset}, "initrd": {"url": "http://192.0.2.1/i",
-                                                                      "checksum": "sha256:" + "ef" * 32}}
+    arm64_initrd = {"url": "http://192.0.2.1/i", "checksum": "sha256:" + "ef" * 32}
+    profiles["worker"]["arm64"] = {"kernel": {"src": asset}, "initrd": arm64_initrd}
     plan = build_plan(SUBNETS, profiles, {"node09": dict(node("worker", "52:54:00:00:09:01"), pxe_arch="arm64"),
                                           "node01": node("control_plane", "52:54:00:00:01:01")})
     worker = plan["profiles"]["worker"]
