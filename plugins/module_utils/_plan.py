@@ -12,12 +12,16 @@ per use; a single string costs next to nothing. load_plan() turns it back into t
      "subnets": [{"id", "cidr", "network", "prefix", "netmask", "broadcast",
                   "pool": {"start", "end"} | None, "gateway", "dns": [...], "options"?: OPTIONS}],
      "profiles": {name: {"name", "label", "cmdline", "services": [...],
-                         "kernel": ASSET, "initrd": ASSET, "arm64"?: {"kernel": ASSET, "initrd": ASSET}}},
+                         "kernel": ASSET, "initrd": ASSET, "arm64"?: {"kernel": ASSET, "initrd": ASSET},
+                         "installer"?: {"type": "debian", "arch", "preseed": [lines]}}},
      "nodes": [{"name", "profile", "macs": [canonical...], "ip", "subnet_id", "boot", "options"?: OPTIONS,
-                "loader"?: "ipxe"|"grub", "arch"?: "amd64"|"arm64"}],
+                "loader"?: "ipxe"|"grub", "arch"?: "amd64"|"arm64", "preseed"?: [lines]}],
      "ha": [{"backend": "kea"|"isc", "mode": "hot-standby"|"load-balancing", "port",
              "peers": [{"name", "role", "address"}], <the backend's timing settings>}]}
-    ASSET = {"source": "src"|"url", "src", "url", "checksum": "sha256:<hex>", "filename"}
+    ASSET = {"source": "src"|"url", "src", "url", "checksum": "sha256:<hex>", "filename"}, or for an
+            installer profile {"source": "package", "package", "path" (in the package), "checksum": None,
+            "filename"}: the file comes from the installer's package on the PXE server
+            (_render_preseed.py; "installer" and a node's "preseed" are there only when set).
     OPTIONS = [{"code", "name" | None, "type", "value"}] sorted by code: DHCPv4 options,
               checked (plugin_utils/_dhcp_options.py); a node's already merge its groups'
               and its own. "options" is there only when not empty.
@@ -26,6 +30,11 @@ per use; a single string costs next to nothing. load_plan() turns it back into t
     "arm64" (profile): the assets an arm64 machine boots (filenames <profile>/arm64/vmlinuz
               and .../initrd); kernel and initrd are the amd64 ones. Only when set.
     "arch" (node): the node's pxe_arch, only when set (unset: amd64).
+    "installer" (profile): the profile's installer (installer: debian), only when set; its
+              kernel and initrd are the package ASSETs above. An installer profile carries no
+              "arm64" (refused: the installer is wired for amd64 only).
+    "preseed" (node): the node's pxe_preseed lines, only when set (an installer profile's
+              nodes only; served in preseed/<mac>.cfg).
 
 IPv6 (plugin_utils/_plan6.py; each key only when the inventory sets it, so an IPv4-only
 plan is unchanged): "subnets6": [{"id", "cidr", "network", "prefix", "pool", "dns"}], and on

@@ -38,6 +38,7 @@ from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
 from ansible_collections.centra.pxe.plugins.module_utils._plan import ARCHES, profile_assets
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
     CALLBACK_PLACEHOLDER, INSTALL_DIR, IPXE_SETTINGS, LOCAL_DIR, TOKEN_PLACEHOLDER, kernel_cmdline)
+from ansible_collections.centra.pxe.plugins.module_utils._render_preseed import installer_args
 from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
 
 GRUB_DIR = "grub"
@@ -178,7 +179,8 @@ def _node_header(node: Mapping[str, Any], what: str = "") -> List[str]:
                                                                           what))
 
 
-def node_config(plan: Mapping[str, Any], node: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+def node_config(plan: Mapping[str, Any], node: Mapping[str, Any], settings: Mapping[str, Any],
+                preseed_base: str = "") -> str:
     """grub/nodes/<mac>.cfg. An install node's is the local-boot one: tftpd finds it only when
     the lifecycle service has no file for the MAC, as with the iPXE scripts."""
     opts = resolved_settings(settings, IPXE_SETTINGS, "GRUB", "pxe_ipxe")
@@ -188,15 +190,17 @@ def node_config(plan: Mapping[str, Any], node: Mapping[str, Any], settings: Mapp
     elif node["boot"] == "menu":
         lines.append("configfile /%s" % MENU_CONFIG)
     else:
-        lines += _boot_lines(plan["profiles"][node["profile"]], opts, node["name"])
+        lines += _boot_lines(plan["profiles"][node["profile"]], opts, node["name"],
+                             installer_args(plan, node, preseed_base))
     return "\n".join(lines) + "\n"
 
 
-def install_config(plan: Mapping[str, Any], node: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+def install_config(plan: Mapping[str, Any], node: Mapping[str, Any], settings: Mapping[str, Any],
+                   preseed_base: str = "") -> str:
     """The install boot: the profile with the lifecycle arguments (placeholders the service fills in)."""
     opts = resolved_settings(settings, IPXE_SETTINGS, "GRUB", "pxe_ipxe")
     extra = ["centra.node=%s" % node["name"], "centra.callback=%s" % CALLBACK_PLACEHOLDER,
-             "centra.token=%s" % TOKEN_PLACEHOLDER]
+             "centra.token=%s" % TOKEN_PLACEHOLDER] + installer_args(plan, node, preseed_base)
     lines = _node_header(node, ", installing") + _boot_lines(plan["profiles"][node["profile"]], opts, node["name"],
                                                              extra)
     return "\n".join(lines) + "\n"
@@ -216,21 +220,23 @@ def _per_mac(node: Mapping[str, Any], text: str) -> Dict[str, str]:
     return {"%s%s" % (format_mac(mac, "hyphen"), SUFFIX): text for mac in node["macs"]}
 
 
-def node_configs(plan: Mapping[str, Any], settings: Mapping[str, Any], default_loader: str) -> Dict[str, str]:
-    """File name (in grub/nodes/) -> config, one per MAC of every node of the grub chain."""
+def node_configs(plan: Mapping[str, Any], settings: Mapping[str, Any], default_loader: str,
+                 preseed_base: str = "") -> Dict[str, str]:
+    """File name (in grub/nodes/) -> config, one per MAC of every node of the grub chain.
+    preseed_base: the server's HTTP base, for the preseed URL of installer profiles."""
     out: Dict[str, str] = {}
     for node in plan["nodes"]:
         if uses_grub(node, default_loader):
-            out.update(_per_mac(node, node_config(plan, node, settings)))
+            out.update(_per_mac(node, node_config(plan, node, settings, preseed_base)))
     return out
 
 
 def lifecycle_configs(plan: Mapping[str, Any], settings: Mapping[str, Any],
-                      default_loader: str) -> Dict[str, Dict[str, str]]:
+                      default_loader: str, preseed_base: str = "") -> Dict[str, Dict[str, str]]:
     """{"install": {file: config}, "local": {file: config}} of every install node of the grub chain."""
     out: Dict[str, Dict[str, str]] = {INSTALL_DIR: {}, LOCAL_DIR: {}}
     for node in plan["nodes"]:
         if node["boot"] == "install" and uses_grub(node, default_loader):
-            out[INSTALL_DIR].update(_per_mac(node, install_config(plan, node, settings)))
+            out[INSTALL_DIR].update(_per_mac(node, install_config(plan, node, settings, preseed_base)))
             out[LOCAL_DIR].update(_per_mac(node, local_config(node)))
     return out

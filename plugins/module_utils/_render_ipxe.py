@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
+from ansible_collections.centra.pxe.plugins.module_utils._render_preseed import installer_args
 from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
 
 NODE_DIR = "nodes"
@@ -171,7 +172,7 @@ def _node_header(node: Mapping[str, Any], http_base: str, what: str = "") -> Lis
 
 
 def node_script(plan: Mapping[str, Any], node: Mapping[str, Any], http_base: str,
-                settings: Mapping[str, Any]) -> str:
+                settings: Mapping[str, Any], preseed_base: str = "") -> str:
     """nodes/<mac>.ipxe. An install node's is the local-boot script: nginx serves it only when
     the lifecycle service has no file for the MAC, and then a node boots its disk rather
     than installing again."""
@@ -182,17 +183,18 @@ def node_script(plan: Mapping[str, Any], node: Mapping[str, Any], http_base: str
     elif node["boot"] == "menu":
         lines += ["chain --autofree ${centra-base}/%s" % MENU_SCRIPT]
     else:
-        lines += _boot_lines(plan["profiles"][node["profile"]], opts, "netboot", node["name"])
+        lines += _boot_lines(plan["profiles"][node["profile"]], opts, "netboot", node["name"],
+                             installer_args(plan, node, preseed_base or http_base))
     return "\n".join(lines) + "\n"
 
 
 def install_script(plan: Mapping[str, Any], node: Mapping[str, Any], http_base: str,
-                   settings: Mapping[str, Any]) -> str:
+                   settings: Mapping[str, Any], preseed_base: str = "") -> str:
     """The install boot of a node: its profile, with the lifecycle arguments the installer
     reports with (the service fills in the callback URL and the token)."""
     opts = resolved_settings(settings, IPXE_SETTINGS, "iPXE", "pxe_ipxe")
     extra = ["centra.node=%s" % node["name"], "centra.callback=%s" % CALLBACK_PLACEHOLDER,
-             "centra.token=%s" % TOKEN_PLACEHOLDER]
+             "centra.token=%s" % TOKEN_PLACEHOLDER] + installer_args(plan, node, preseed_base or http_base)
     lines = _node_header(node, http_base, ", installing")
     lines += _boot_lines(plan["profiles"][node["profile"]], opts, "install", node["name"], extra)
     return "\n".join(lines) + "\n"
@@ -208,33 +210,37 @@ def _per_mac(node: Mapping[str, Any], text: str) -> Dict[str, str]:
 
 
 def node_scripts(plan: Mapping[str, Any], http_base: str,
-                 settings: Mapping[str, Any]) -> Dict[str, str]:
-    """File name (relative to the nodes/ directory) -> script, one per MAC."""
+                 settings: Mapping[str, Any], preseed_base: str = "") -> Dict[str, str]:
+    """File name (relative to the nodes/ directory) -> script, one per MAC. preseed_base: the
+    server's HTTP base for the preseed URL of installer profiles (default: http_base)."""
     out: Dict[str, str] = {}
     for node in plan["nodes"]:
-        out.update(_per_mac(node, node_script(plan, node, http_base, settings)))
+        out.update(_per_mac(node, node_script(plan, node, http_base, settings, preseed_base)))
     return out
 
 
 def lifecycle_scripts(plan: Mapping[str, Any], http_base: str,
-                      settings: Mapping[str, Any]) -> Dict[str, Dict[str, str]]:
+                      settings: Mapping[str, Any], preseed_base: str = "") -> Dict[str, Dict[str, str]]:
     """{"install": {file: script}, "local": {file: script}}: the two variants per MAC of every
     install node, which the lifecycle service picks from by the node's state."""
     out: Dict[str, Dict[str, str]] = {INSTALL_DIR: {}, LOCAL_DIR: {}}
     for node in plan["nodes"]:
         if node["boot"] == "install":
-            out[INSTALL_DIR].update(_per_mac(node, install_script(plan, node, http_base, settings)))
+            out[INSTALL_DIR].update(_per_mac(node, install_script(plan, node, http_base, settings, preseed_base)))
             out[LOCAL_DIR].update(_per_mac(node, local_script(node, http_base)))
     return out
 
 
 def healthz(plan: Mapping[str, Any]) -> str:
     """/healthz: what this server believes it serves, for monitoring and for tests."""
-    assets = {}
+    assets, installer_assets = {}, {}
     for profile in plan["profiles"].values():
         for kind in ("kernel", "initrd"):
             asset = profile[kind]
-            assets[asset["filename"]] = asset["checksum"]
+            if asset["source"] == "package":  # no checksum on the controller: its package's
+                installer_assets[asset["filename"]] = asset["package"]
+            else:
+                assets[asset["filename"]] = asset["checksum"]
     body = {
         "status": "ok",
         "config_version": plan["digest"],
@@ -242,4 +248,6 @@ def healthz(plan: Mapping[str, Any]) -> str:
         "nodes": len(plan["nodes"]),
         "assets": assets,
     }
+    if installer_assets:  # only when there: the /healthz of other plans stays as it was
+        body["installer_assets"] = installer_assets
     return json.dumps(body, sort_keys=True, indent=1) + "\n"

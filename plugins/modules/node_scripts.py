@@ -58,6 +58,17 @@ options:
       - Configurations of MACs no longer of the C(grub) chain are removed; without O(grub_dest), the GRUB
         variants in O(lifecycle_dest) are removed.
     type: path
+  preseed_base:
+    description:
+      - The server's HTTP base (IPv4), for the preseed URL on the kernel command line of the nodes of
+        installer profiles (docs/debian-installer.md); default O(http_base).
+    type: str
+    default: ""
+  preseed_dest:
+    description:
+      - Also write C(<mac>.cfg), the preseed of every MAC of every node of an installer profile, in this
+        directory (C(preseed/) of the HTTP root); preseeds of MACs no longer of one are removed.
+    type: path
   default_loader:
     description: The server's default loader, for the nodes that set no C(pxe_loader) (with O(grub_dest)).
     type: str
@@ -122,6 +133,10 @@ lifecycle:
     local:
       description: C(added), C(updated), C(removed) and C(count) of the local-boot scripts.
       type: dict
+preseed:
+  description: C(added), C(updated), C(removed) and C(count) of the preseeds.
+  returned: when O(preseed_dest) is set
+  type: dict
 """
 
 import os
@@ -131,6 +146,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.centra.pxe.plugins.module_utils._plan import load_plan
 from ansible_collections.centra.pxe.plugins.module_utils import _render_grub as grub
+from ansible_collections.centra.pxe.plugins.module_utils._render_preseed import preseeds
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
     INSTALL_DIR, LOCAL_DIR, lifecycle_scripts, node_scripts)
 
@@ -221,6 +237,8 @@ def main():
             lifecycle_dest=dict(type="path"),
             grub_dest=dict(type="path"),
             default_loader=dict(type="str", choices=["ipxe", "grub"], default="ipxe"),
+            preseed_base=dict(type="str", default=""),
+            preseed_dest=dict(type="path"),
             mode=dict(type="str", default="0644"),
         ),
         supports_check_mode=True,
@@ -233,9 +251,10 @@ def main():
     trees = []
     try:
         mode = int(params["mode"], 8)
-        trees.append((params["dest"], node_scripts(plan, params["http_base"], params["settings"])))
+        base = params["preseed_base"]
+        trees.append((params["dest"], node_scripts(plan, params["http_base"], params["settings"], base)))
         if params["lifecycle_dest"]:
-            variants = lifecycle_scripts(plan, params["http_base"], params["settings"])
+            variants = lifecycle_scripts(plan, params["http_base"], params["settings"], base)
             for kind in (INSTALL_DIR, LOCAL_DIR):
                 trees.append((os.path.join(params["lifecycle_dest"], kind), variants[kind]))
         # The GRUB configs after the iPXE trees (their results keep their places).
@@ -245,21 +264,23 @@ def main():
             grub_trees.append((params["grub_dest"], {"grub.cfg": grub.entry_config(plan),
                                                      "menu.cfg": grub.menu_config(plan, params["settings"])}))
             grub_trees.append((os.path.join(params["grub_dest"], "nodes"),
-                               grub.node_configs(plan, params["settings"], default)))
+                               grub.node_configs(plan, params["settings"], default, base)))
             if params["lifecycle_dest"]:
-                configs = grub.lifecycle_configs(plan, params["settings"], default)
+                configs = grub.lifecycle_configs(plan, params["settings"], default, base)
                 for kind in (INSTALL_DIR, LOCAL_DIR):
                     grub_trees.append((os.path.join(params["lifecycle_dest"], kind), configs[kind]))
         stale_grub = []
         if params["lifecycle_dest"] and not params["grub_dest"]:
             # The grub chain out of use: its lifecycle variants go (the service would serve them).
             stale_grub = [(os.path.join(params["lifecycle_dest"], kind), {}) for kind in (INSTALL_DIR, LOCAL_DIR)]
+        preseed_trees = [(params["preseed_dest"], preseeds(plan))] if params["preseed_dest"] else []
     except (KeyError, TypeError, ValueError) as exc:
         module.fail_json(msg="cannot render the node scripts: %s" % exc)
     try:
         deltas = [_compare(dest, wanted, mode) for dest, wanted in trees]
         deltas += [_compare(dest, wanted, mode, grub.SUFFIX) for dest, wanted in grub_trees + stale_grub]
-        trees += grub_trees + stale_grub
+        deltas += [_compare(dest, wanted, mode, ".cfg") for dest, wanted in preseed_trees]
+        trees += grub_trees + stale_grub + preseed_trees
         if not module.check_mode:
             for (dest, wanted), delta in zip(trees, deltas):
                 if delta["changed"]:
@@ -276,10 +297,12 @@ def main():
     if params["lifecycle_dest"]:
         result["lifecycle"] = {INSTALL_DIR: counts(1), LOCAL_DIR: counts(2)}
     if grub_trees:
-        first = len(trees) - len(grub_trees) - len(stale_grub)
+        first = len(trees) - len(grub_trees) - len(stale_grub) - len(preseed_trees)
         result["grub"] = {"configs": counts(first), "nodes": counts(first + 1)}
         if len(grub_trees) == 4:
             result["grub"].update({INSTALL_DIR: counts(first + 2), LOCAL_DIR: counts(first + 3)})
+    if preseed_trees:
+        result["preseed"] = counts(len(trees) - 1)
     changed_trees = [(dest, delta) for (dest, _wanted), delta in zip(trees, deltas) if delta["changed"]]
     if module._diff and changed_trees:
         result["diff"] = [_diff(dest, delta) for dest, delta in changed_trees]

@@ -23,6 +23,7 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import LOA
 from ansible_collections.centra.pxe.plugins.module_utils._mac import MacError, parse_mac
 from ansible_collections.centra.pxe.plugins.module_utils._plan import (
     ARCHES, BOOT_MODES, DEFAULT_ARCH, EXTRA_ARCHES, PLAN_SCHEMA, plan_digest, profile_assets)
+from ansible_collections.centra.pxe.plugins.module_utils._render_preseed import INSTALLERS, installer_assets, preseed_problem
 from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import (
     V4,
     V6,
@@ -43,7 +44,7 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._plan6 import (
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dnsmasq import proxy_problems
 
 NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options", "pxe_ip6", "pxe_duid", "pxe_loader",
-             "pxe_dhcp6_options", "pxe_arch")
+             "pxe_dhcp6_options", "pxe_arch", "pxe_preseed")
 # A node's DHCP options: those its groups set (the group key in the node's entry, as the
 # groups resolve the variable), then its own, option by option (the node wins).
 # Variable -> (the group key, the plan key, the option table).
@@ -57,7 +58,8 @@ SHARED_VARS = ("pxe_subnets", "pxe_profiles", "pxe_interface", "pxe_dhcp_backend
 ROLE_VAR_PREFIXES = ("pxe_server_", "pxe_dhcp_", "pxe_tftp_", "pxe_http_", "pxe_ipxe_", "pxe_firewall_",
                      "pxe_lifecycle_", "pxe_health_")
 SUBNET_FIELDS = ("cidr", "pool", "gateway", "dns", "id", "options")
-PROFILE_FIELDS = ("label", "kernel", "initrd", "cmdline", "services") + EXTRA_ARCHES
+PROFILE_FIELDS = ("label", "kernel", "initrd", "cmdline", "services") + EXTRA_ARCHES + ("installer",)
+INSTALLER_FIELDS = ("type", "arch", "preseed")
 ASSET_FIELDS = ("src", "url", "checksum")
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an Ansible group name, and safe in paths
 HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -261,13 +263,25 @@ class _Builder:
         for key in item:
             if key not in PROFILE_FIELDS:
                 self.problem(where, str(key), "unknown field (known: %s)" % ", ".join(PROFILE_FIELDS))
-        kernel = self._asset(where, "kernel", name, item.get("kernel"))
-        initrd = self._asset(where, "initrd", name, item.get("initrd"))
+        installer = self._installer(where, item)
+        if installer is None and item.get("installer") is not None:
+            kernel = initrd = None  # the installer's problem is reported; a missing kernel would only repeat it
+        elif installer is None:
+            kernel = self._asset(where, "kernel", name, item.get("kernel"))
+            initrd = self._asset(where, "initrd", name, item.get("initrd"))
+        else:
+            kernel, initrd = installer_assets(name, installer)
         # Other architectures' assets beside the amd64 ones: {kernel, initrd} under the arch's key.
+        # An installer profile has none: its installer is wired for one architecture (installer.arch).
         extra = {}
         for arch in EXTRA_ARCHES:
             raw = item.get(arch)
             if raw is None:
+                continue
+            if item.get("installer") is not None:
+                self.problem(where, arch, "must not be given with installer: an installer profile boots its "
+                             "installer's own kernel and initrd, for installer.arch only; give the %s machines a "
+                             "profile of their own" % arch)
                 continue
             if not isinstance(raw, Mapping):
                 self.problem(where, arch, "must be a mapping with kernel and initrd, got %r" % (raw,))
@@ -297,7 +311,7 @@ class _Builder:
         words = [cmdline.strip(), "centra.profile=%s" % name]
         if services:
             words.append("centra.services=%s" % ",".join(services))
-        return {
+        out = {
             "name": name,
             "label": label,
             "cmdline": " ".join(w for w in words if w),
@@ -306,6 +320,52 @@ class _Builder:
             "initrd": initrd,
             **extra,
         }
+        if installer is not None:  # only when set: the plans (and digests) of other inventories stay as they were
+            out["installer"] = installer
+        return out
+
+    def _installer(self, where: str, item: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        """installer: debian, or {type: debian, arch: amd64, preseed: [lines]}: the kernel and
+        initrd come from the installer's package on the PXE server (docs/debian-installer.md)."""
+        raw = item.get("installer")
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            raw = {"type": raw}
+        if not isinstance(raw, Mapping):
+            self.problem(where, "installer", "must be a type (%s) or {type: ..., arch: ..., preseed: [lines]}, got %r"
+                         % (", ".join(INSTALLERS), raw))
+            return None
+        for key in raw:
+            if key not in INSTALLER_FIELDS:
+                self.problem(where, "installer.%s" % key, "unknown field (known: %s)" % ", ".join(INSTALLER_FIELDS))
+        kind, arch = raw.get("type"), raw.get("arch", "amd64")
+        if kind not in INSTALLERS:
+            self.problem(where, "installer.type", "%r is not one of %s" % (kind, ", ".join(INSTALLERS)))
+            return None
+        if arch not in INSTALLERS[kind]:
+            self.problem(where, "installer.arch", "%r is not one of %s (the architectures of %s's installer wired so "
+                         "far)" % (arch, ", ".join(INSTALLERS[kind]), kind))
+            return None
+        for field in ("kernel", "initrd"):
+            if field in item:
+                self.problem(where, field, "must not be given with installer: the kernel and initrd come from the "
+                             "installer's package %s" % INSTALLERS[kind][arch]["package"])
+        lines = self._preseed_lines(where, "installer.preseed", raw.get("preseed", []))
+        return {"type": kind, "arch": arch, "preseed": lines}
+
+    def _preseed_lines(self, where: str, field: str, raw: Any) -> List[str]:
+        if not isinstance(raw, list):
+            self.problem(where, field, "must be a list of preseed lines (owner question type value), got %r" % (raw,))
+            return []
+        lines = []
+        for index, line in enumerate(raw):
+            message = preseed_problem(line)
+            if message:
+                self.problem(where, "%s[%d]" % (field, index), message)
+            else:
+                lines.append(line.strip())
+        return lines
 
     def _asset(self, where: str, field: str, profile: str, raw: Any,
                arch: str = DEFAULT_ARCH) -> Optional[Dict[str, Any]]:
@@ -412,9 +472,20 @@ class _Builder:
                 else:
                     entry["arch"] = arch
                     profile = profiles.get(entry["profile"]) if entry["profile"] else None
-                    if profile is not None and profile_assets(profile, arch) is None:
+                    if profile is not None and profile_assets(profile, arch) is None and "installer" in profile:
+                        self.problem(where, "pxe_arch", "is %s, but its profile %s is an installer profile for %s only "
+                                     "(docs/debian-installer.md)" % (arch, entry["profile"], profile["installer"]["arch"]))
+                    elif profile is not None and profile_assets(profile, arch) is None:
                         self.problem(where, "pxe_arch", "is %s, but its profile %s has no %s assets (give the profile "
                                      "%s: {kernel: ..., initrd: ...})" % (arch, entry["profile"], arch, arch))
+            if "pxe_preseed" in node:
+                profile = profiles.get(entry["profile"] or "")
+                if profile is not None and "installer" not in profile:
+                    self.problem(where, "pxe_preseed", "profile %s has no installer: preseed lines would be served to "
+                                 "nothing" % entry["profile"])
+                lines = self._preseed_lines(where, "pxe_preseed", node["pxe_preseed"])
+                if lines:  # only when set, like the options
+                    entry["preseed"] = lines
             for var, (_group_key, plan_key, _table) in OPTION_VARS.items():
                 options = self._node_options(where, node, errors, var)
                 if options:  # only when set: 10,000 empty lists would cost plan size for nothing

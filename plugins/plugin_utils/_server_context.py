@@ -20,6 +20,9 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
               "profiles": the profiles the grub chain boots (their kernels' signatures are checked),
               "arm64_nodes": the nodes with pxe_arch arm64 (validate.yml: the server must serve arm64),
               "cache_dir": where the signed loaders are extracted, <cache_dir>/<slot>/<file name>},
+     "installer": {"packages": the installer packages of the plan's installer profiles,
+                   "cache_dir": where their kernels and initrds are taken out,
+                   <cache_dir>/<package>/<file name> (docs/debian-installer.md)},
      "dhcp_backend": "kea"|"isc"|"proxy", "dhcp_service": its unit, "dhcp_services": every backend's unit,
      "ha": this server's HA relationship (the plan's, plus "role": this server's) or None,
      "lifecycle": {"socket", "state_dir", "boot_dir", "scripts_dir", "callback_base",
@@ -56,6 +59,9 @@ LIFECYCLE_TRACE_GROUP = "centra-pxe-trace"
 # Where centra.pxe.pxe_ipxe extracts the signed loaders of the grub chain (shim, GRUB) from
 # their packages, one directory per slot; centra.pxe.pxe_tftp copies them from there.
 GRUB_CACHE_DIR = "/var/cache/centra-pxe/signed-loaders"
+# Where centra.pxe.pxe_ipxe takes the installer profiles' kernels and initrds out of their
+# packages; the Secure Boot check verifies the kernels there.
+INSTALLER_CACHE_DIR = "/var/cache/centra-pxe/installer"
 
 DHCP_SERVICES = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server", "proxy": "centra-pxe-proxydhcp"}
 
@@ -123,6 +129,9 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
                  "profiles": grub_profiles if grub_in_use else [],
                  "arm64_nodes": [n["name"] for n in plan["nodes"] if n.get("arch") == "arm64"],
                  "cache_dir": GRUB_CACHE_DIR},
+        "installer": {"packages": sorted({p["kernel"]["package"] for p in plan["profiles"].values()
+                                          if "installer" in p}),
+                      "cache_dir": INSTALLER_CACHE_DIR},
         "dhcp_backend": dhcp_backend,
         "dhcp_service": DHCP_SERVICES[dhcp_backend],
         "dhcp_services": dict(DHCP_SERVICES),

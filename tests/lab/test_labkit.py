@@ -20,11 +20,14 @@ RELAY_INVENTORY = os.path.join(PROJECT, "molecule", "relay", "inventory")
 
 def test_the_lab_inventory_nodes_are_read_with_profiles_and_canonical_macs():
     nodes = inventory_facts([LAB_INVENTORY]).nodes
-    assert sorted(nodes) == ["node01", "node02", "node03", "node04", "node07", "node08", "node11", "node20"]
+    assert sorted(nodes) == ["node01", "node02", "node03", "node04", "node07", "node08", "node10", "node11",
+                             "node20"]
     assert nodes["node07"].boot == "netboot" and nodes["node01"].boot == "install"
     assert nodes["node08"].loader == "grub" and nodes["node01"].loader == "ipxe"
     assert nodes["node11"].loader == "grub" and nodes["node11"].boot == "install"
     assert nodes["node20"].arch == "arm64" and nodes["node01"].arch == "amd64"
+    assert (nodes["node10"].profile, nodes["node10"].ip, nodes["node10"].loader) == \
+        ("debian_installer", "192.0.2.22", "grub")
     assert (nodes["node01"].profile, nodes["node01"].macs, nodes["node01"].ip) == \
         ("control_plane", ("52:54:00:00:01:01",), "192.0.2.11")
     assert nodes["node04"].profile == "worker" and nodes["node04"].macs == ("52:54:00:00:04:01", "52:54:00:00:04:02")

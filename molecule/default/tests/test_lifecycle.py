@@ -32,7 +32,8 @@ UNIT = "centra-pxe-lifecycle"
 STATE_DIR = "/var/lib/centra-pxe-lifecycle"
 # The limits pxe_http gives the callback location by default (pxe_http_callback_rate, _burst).
 RATE_PER_SECOND, BURST = 10, 20
-NEW_NODE, NEW_MAC = "node10", "52:54:00:00:0a:01"
+# Not in inventories/lab (node10 is its Debian installer node, node09 test_onboard's).
+NEW_NODE, NEW_MAC = "node12", "52:54:00:00:0c:01"
 
 
 def script(mac: str) -> str:
@@ -237,7 +238,7 @@ def test_state_survives_restart_and_kill():
 
 @pytest.fixture(name="changed_inventory")
 def fixture_changed_inventory(tmp_path):
-    """One node more (node10) and node03 switched to pxe_boot: local."""
+    """One node more (NEW_NODE) and node03 switched to pxe_boot: local."""
     path = tmp_path / "changed.yml"
     path.write_text("all:\n  children:\n    pxe_nodes:\n      children:\n        worker:\n          hosts:\n"
                     "            %s: {pxe_mac: \"%s\"}\n        all_in_one:\n          hosts:\n"

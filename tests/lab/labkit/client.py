@@ -13,10 +13,12 @@ import contextlib
 import json
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .common import BRIDGE, LAB_DIR
 from .facts import lab_facts
@@ -37,6 +39,38 @@ def boot(mac: str, firmware: str, *extra: str, timeout: float = 300) -> dict:
     run = lab("boot", "--mac", mac, "--firmware", firmware, "--json", *extra, timeout=timeout + 60, check=False)
     assert run.returncode == 0, "boot of %s (%s) failed:\n%s\n%s" % (mac, firmware, run.stdout[-4000:], run.stderr[-4000:])
     return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def boot_until(mac: str, firmware: str, done: Callable[[], bool], *extra: str, timeout: float = 900,
+               poll: float = 5) -> dict:
+    """Boot a machine that never prints a marker (a real installer, docs/debian-installer.md)
+    until done() holds, at most timeout seconds, then stop it: SIGTERM to `lab.py boot`, which
+    stops its QEMU and removes its taps. Returns {"done", "seconds" (launch to done), "log"}."""
+    argv = [sys.executable, LAB_PY, "boot", "--mac", mac, "--firmware", firmware, "--timeout", str(timeout), *extra]
+    with tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        started = time.monotonic()
+        reached = False
+        try:
+            while time.monotonic() - started < timeout and process.poll() is None:
+                if done():
+                    reached = True
+                    break
+                time.sleep(poll)
+            seconds = time.monotonic() - started
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        err.seek(0)
+        stderr = err.read().decode("utf-8", errors="replace")
+    match = re.search(r"serial log: (\S+)", stderr)
+    assert match, "lab.py boot printed no serial log path:\n%s" % stderr[-4000:]
+    return {"done": reached, "seconds": seconds, "log": match.group(1), "stderr": stderr}
 
 
 def booted_profile(line: str) -> str:
