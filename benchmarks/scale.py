@@ -317,12 +317,16 @@ def main() -> int:
             print("%s: %.2f ms per extra node between %d and %d nodes"
                   % (phase, per_node * 1000, first["nodes"], last["nodes"]))
     if onboarding:
-        print("onboarding node %d: %.1f s changed=%d; Kea MainPID %d -> %d; probes answered %d/%d (longest %.1f s); "
-              "lease kept: %s, renewed with the same address: %s; new node script: %s, in Kea's config: %s" % (
-                  sizes[-1] + 1, onboarding["seconds"], onboarding["changed"], onboarding["main_pid_before"],
-                  onboarding["main_pid_after"], onboarding["probes_answered"], onboarding["probes"],
-                  onboarding["longest_probe_s"], onboarding["lease_kept"], onboarding["renewed_same_address"],
-                  onboarding["new_node_script"], onboarding["new_node_in_kea_config"]))
+        kea = args.backend == "kea"
+        unchecked = "not checked (Kea's lease file only)"
+        print("onboarding node %d: %.1f s changed=%d; %s MainPID %d -> %d; probes answered %d/%d (longest %.1f s); "
+              "lease kept: %s, renewed with the same address: %s; new node script: %s, in %s: %s" % (
+                  sizes[-1] + 1, onboarding["seconds"], onboarding["changed"], DHCP_UNITS[args.backend],
+                  onboarding["main_pid_before"], onboarding["main_pid_after"], onboarding["probes_answered"],
+                  onboarding["probes"], onboarding["longest_probe_s"],
+                  onboarding["lease_kept"] if kea else unchecked,
+                  onboarding["renewed_same_address"] if kea else unchecked,
+                  onboarding["new_node_script"], DHCP_CONFIGS[args.backend], onboarding["new_node_in_kea_config"]))
         print("DHCP blackout (%s, a DISCOVER every 10 ms for a known node): longest gap %.3f s at %.1f s; "
               "%d of %d answered; gaps over 100 ms: %s" % (
                   args.backend, onboarding["blackout"]["longest_gap_s"], onboarding["blackout"]["longest_gap_at_s"],
