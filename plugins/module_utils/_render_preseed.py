@@ -127,4 +127,3 @@ def preseeds(plan: Mapping[str, Any]) -> Dict[str, str]:
             text = preseed(plan, node)
             out.update({"%s.cfg" % format_mac(mac, "hyphen"): text for mac in node["macs"]})
     return out
-

@@ -28,8 +28,8 @@ def node(group, mac, **extra):
 
 def plan_of(installer=None, nodes=None, **profile):
     profiles = {"di": dict({"installer": installer if installer is not None else "debian"}, **profile)}
-    return build_plan(SUBNETS, profiles, nodes or {"node10": node("di", ["52:54:00:00:0a:01", "52:54:00:00:0a:02"],
-                                                                    pxe_ip="192.0.2.22")})
+    default_nodes = {"node10": node("di", ["52:54:00:00:0a:01", "52:54:00:00:0a:02"], pxe_ip="192.0.2.22")}
+    return build_plan(SUBNETS, profiles, nodes or default_nodes)
 
 
 def problems_of(*args, **kwargs):
