@@ -27,7 +27,12 @@ from labkit.playbook import ansible_playbook, recap, task_results
 LAB = lab_facts()
 NODES = LAB.nodes
 SERVER = LAB.server_address
-GRUB_NODES = sorted(name for name, node in NODES.items() if node.loader == "grub")
+with open(os.path.join(LAB_INVENTORY, "group_vars", "all.yml"), encoding="utf-8") as _handle:
+    PROFILES = yaml.safe_load(_handle)["pxe_profiles"]
+# A node of an installer profile (node10: installer: debian) boots d-i, not the lab's test
+# image: test_debian_installer.py boots it.
+GRUB_NODES = sorted(name for name, node in NODES.items()
+                    if node.loader == "grub" and "installer" not in PROFILES[node.profile])
 # The grub nodes with the lifecycle (pxe_boot: install): node11 in inventories/lab.
 GRUB_INSTALL_NODES = [name for name in GRUB_NODES if NODES[name].boot == "install"]
 # The isc scenario runs these tests too. The DHCP server matters for the PXE part only, so

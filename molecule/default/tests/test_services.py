@@ -81,7 +81,7 @@ def test_http_serves_the_entry_script_and_healthz():
     health = json.loads(body)
     assert health["status"] == "ok" and len(health["config_version"]) == 64
     assert health["nodes"] == len(NODES)
-    assert sorted(health["profiles"]) == ["all_in_one", "control_plane", "worker"]
+    assert sorted(health["profiles"]) == ["all_in_one", "control_plane", "debian_installer", "worker"]
 
 
 def test_healthz_checksums_match_the_served_assets():
