@@ -35,6 +35,7 @@ ARGUMENT_SPEC = {
     "dhcp_backend": {"type": "str", "choices": ["kea", "isc", "proxy"], "default": "kea"},
     "default_loader": {"type": "str", "choices": ["ipxe", "grub"], "default": "ipxe"},
     "shim_loaders": {"type": "dict", "default": {}},
+    "secure_boot_http_image": {"type": "bool", "default": False},
     "facts": {"type": "dict"},
     "fact_name": {"type": "str", "default": "centra_pxe_server"},
 }
@@ -75,6 +76,7 @@ class ActionModule(ActionBase):
             loaders=args["loaders"], loader_files=args["loader_files"], loader_dir=args["loader_dir"],
             dhcp_backend=args["dhcp_backend"],
             ha=ha_relationship(plan, {"name": name}), endpoint6=endpoint6,
-            default_loader=args["default_loader"], shim_loaders=args["shim_loaders"])
+            default_loader=args["default_loader"], shim_loaders=args["shim_loaders"],
+            secure_boot_http_image=args["secure_boot_http_image"])
         result.update(changed=False, ansible_facts={args["fact_name"]: context})
         return result

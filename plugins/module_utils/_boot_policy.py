@@ -69,6 +69,15 @@ GRUB_SECOND_STAGE = {"efi64": "grubx64.efi", "arm64": "grubaa64.efi"}
 # debian-installer-12-netboot-arm64 has /debian-installer/arm64/grub (its grub.cfg there
 # sources grub/grub.cfg, the entry configuration).
 GRUB_PREFIX = {"efi64": "grub", "arm64": "debian-installer/arm64/grub"}
+# UEFI HTTP boot under Secure Boot (pxe_server_secure_boot_http_image): Debian's signed GRUB
+# has no HTTP module, so what it reads must come with it. The HTTP boot answer of the slot is
+# then this disk image (OVMF makes a RAM disk of a .img URL and boots its
+# \EFI\BOOT\BOOTX64.EFI): shim, the signed GRUB, the grub/ configurations and the kernels and
+# initrds of the profiles (docs/secure-boot.md). x86-64 only: arm64 keeps the shim URL.
+GRUB_HTTP_IMAGE = {"efi64": "secureboot-x64.img"}
+# The firmware's removable-media loader path per slot: what it boots from a disk (the HTTP
+# boot image's RAM disk, or a machine's own disk without a boot entry).
+GRUB_REMOVABLE = {"efi64": "EFI/BOOT/BOOTX64.EFI", "arm64": "EFI/BOOT/BOOTAA64.EFI"}
 # The slots whose machines the grub chain answers whatever their loader (grub_only rows).
 GRUB_ONLY_SLOTS: Tuple[str, ...] = tuple(dict.fromkeys(rule.grub_slot for rule in BOOT_RULES
                                                        if rule.grub_slot and rule.grub_only))
@@ -92,6 +101,8 @@ class BootServer:
     script_path: str = "boot.ipxe"
     http_loader_dir: str = "loaders"
     shims: Mapping[str, Optional[str]] = field(default_factory=dict)  # grub slot -> shim file name
+    # grub slot -> the Secure Boot HTTP boot image (GRUB_HTTP_IMAGE) when the server builds it
+    http_images: Mapping[str, Optional[str]] = field(default_factory=dict)
     default_loader: str = DEFAULT_LOADER  # the chain of unknown machines and of nodes that set none
 
     @property
@@ -112,6 +123,10 @@ class BootServer:
         name = self.shim(slot)
         return "%s/%s/%s" % (self.http_base, self.http_loader_dir, name) if name else None
 
+    def http_image_url(self, slot: str) -> Optional[str]:
+        name = self.http_images.get(slot) or None
+        return "%s/%s/%s" % (self.http_base, self.http_loader_dir, name) if name else None
+
 
 @dataclass(frozen=True)
 class BootAnswer:
@@ -126,7 +141,7 @@ class BootAnswer:
 
 def boot_server(server: Mapping[str, Any]) -> BootServer:
     """The BootServer of a server settings mapping (address, http_base, loaders, and
-    optionally shim_loaders and default_loader)."""
+    optionally shim_loaders, grub_http_images and default_loader)."""
     default_loader = str(server.get("default_loader") or DEFAULT_LOADER)
     if default_loader not in LOADERS:
         raise ValueError("default loader %r is not one of %s" % (default_loader, ", ".join(LOADERS)))
@@ -135,6 +150,7 @@ def boot_server(server: Mapping[str, Any]) -> BootServer:
         http_base=str(server["http_base"]).rstrip("/"),
         loaders={k: (v or None) for k, v in dict(server.get("loaders") or {}).items()},
         shims={k: (v or None) for k, v in dict(server.get("shim_loaders") or {}).items()},
+        http_images={k: (v or None) for k, v in dict(server.get("grub_http_images") or {}).items()},
         default_loader=default_loader,
     )
 
@@ -213,6 +229,13 @@ def decide(
 def _grub_answer(server: BootServer, rule: BootRule, slot: str, seen: str) -> BootAnswer:
     """The grub chain: the shim of the architecture, over TFTP or HTTP like the row's iPXE answer."""
     if rule.transport == "http":
+        image = server.http_image_url(slot)
+        if image:
+            # Everything GRUB reads is in the image: no TFTP at all.
+            return BootAnswer("http", rule.name, filename=image, next_server=server.address,
+                              vendor_class=HTTP_CLIENT_VENDOR_CLASS, loader="grub",
+                              reason="%s (option 93 = %s): Secure Boot disk image over HTTP (grub chain)"
+                              % (rule.client, seen))
         # next-server too: GRUB reads its configuration and the kernel over TFTP (Debian's
         # signed netboot GRUB has no HTTP module), from the server DHCP named.
         return BootAnswer("http", rule.name, filename=server.shim_url(slot), next_server=server.address,

@@ -23,6 +23,11 @@ comes over TFTP, relative to the TFTP root:
     debian-installer/arm64/grub/grub.cfg  the prefix of the arm64 GRUB (GRUB_PREFIX): it
                                 sources grub/grub.cfg (centra.pxe.pxe_tftp writes it)
 
+The Secure Boot HTTP boot image (pxe_server_secure_boot_http_image, GRUB_HTTP_IMAGE) holds
+the same tree (grub/ and profiles/, with shim and GRUB under EFI/BOOT): the firmware makes a
+RAM disk of it and GRUB reads the same files from there, with no network. GRUB then has no
+network interface, so the entry config names one on each card to learn the MAC (IMAGE_CARDS).
+
 For the node lifecycle, lifecycle_configs() renders the two variants per MAC the service
 picks from, install/<mac>.cfg and local/<mac>.cfg, with the same placeholders as the
 iPXE variants.
@@ -34,6 +39,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence
 
+from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import GRUB_REMOVABLE
 from ansible_collections.centra.pxe.plugins.module_utils._mac import format_mac
 from ansible_collections.centra.pxe.plugins.module_utils._plan import ARCHES, profile_assets
 from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
@@ -48,9 +54,12 @@ NODE_DIR = GRUB_DIR + "/nodes"
 LIFECYCLE_DIR = GRUB_DIR + "/lifecycle"
 SUFFIX = ".cfg"
 # The firmware's removable-media loader per GRUB cpu: what a disk installed for UEFI boots.
-REMOVABLE_LOADERS = {"x86_64": "/EFI/BOOT/BOOTX64.EFI", "arm64": "/EFI/BOOT/BOOTAA64.EFI"}
+REMOVABLE_LOADERS = {"x86_64": "/" + GRUB_REMOVABLE["efi64"], "arm64": "/" + GRUB_REMOVABLE["arm64"]}
 # A plan architecture (pxe_arch, a profile's assets) -> GRUB's $grub_cpu on such a machine.
 GRUB_CPU = {"amd64": "x86_64", "arm64": "arm64"}
+# The cards GRUB's efinet driver names (efinet0, efinet1, ...) that the entry config tries
+# when it was booted from the Secure Boot HTTP boot image: the first with a node config wins.
+IMAGE_CARDS = 8
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_.,:/=+@%-]+$")
 
 
@@ -117,12 +126,16 @@ def _local_lines(who: str) -> List[str]:
         lines += [
             'if [ "$grub_cpu" = %s ]; then' % cpu,
             "  for centra_loader in %s %s; do" % (loader, removable),
+            # Not the HTTP boot image itself (a RAM disk with /EFI/BOOT/BOOTX64.EFI): that
+            # would boot the image again, forever.
             "    if search --no-floppy --file --set=centra_disk $centra_loader; then",
+            '      if [ "$centra_disk" != "$centra_image_disk" ]; then',
             # With root on the disk: `chainloader ($centra_disk)...` alone started the disk's
             # shim, which then failed ("unknown error") under Secure Boot (measured in the lab).
-            "      set root=$centra_disk",
-            "      chainloader $centra_loader",
-            "      boot",
+            "        set root=$centra_disk",
+            "        chainloader $centra_loader",
+            "        boot",
+            "      fi",
             "    fi",
             "  done",
             "fi",
@@ -136,10 +149,29 @@ def entry_config(plan: Mapping[str, Any]) -> str:
     booted ($net_default_mac: the interface the firmware booted from, on a multi-NIC machine)."""
     lines = _header(plan, "Entry configuration of the grub chain")
     octets = ["centra_m%d" % i for i in range(1, 7)]
+    split_mac = ("regexp %s '^(..):(..):(..):(..):(..):(..)$' \"$net_default_mac\""
+                 % " ".join("--set=%d:%s" % (i, name) for i, name in enumerate(octets, 1)))
+    mac = "-".join("${%s}" % name for name in octets)
     lines += [
-        "regexp %s '^(..):(..):(..):(..):(..):(..)$' \"$net_default_mac\""
-        % " ".join("--set=%d:%s" % (i, name) for i, name in enumerate(octets, 1)),
-        'set centra_mac="%s"' % "-".join("${%s}" % name for name in octets),
+        # Booted from the Secure Boot HTTP boot image, GRUB has no network interface, hence
+        # no $net_default_mac: name one (no address, no packet sent) on each card in turn,
+        # until one's MAC has a node config. The image's disk is remembered: the local-boot
+        # config must not take it for the machine's disk.
+        'if [ -z "$net_default_mac" ]; then',
+        "  set centra_image_disk=$root",
+        # configfile starts a new context: only exported variables reach the node's config.
+        "  export centra_image_disk",
+        "  for centra_card in %s; do" % " ".join("efinet%d" % i for i in range(IMAGE_CARDS)),
+        "    if net_add_addr centra_$centra_card $centra_card 0.0.0.0; then",
+        "      set net_default_interface=centra_$centra_card",
+        "      " + split_mac,
+        "      if [ -e /%s/%s%s ]; then break; fi" % (NODE_DIR, mac, SUFFIX),
+        "    fi",
+        "  done",
+        "  export net_default_interface",
+        "fi",
+        split_mac,
+        'set centra_mac="%s"' % mac,
         # The lifecycle service's file first (an install node: install or local), then the
         # node's own, then the menu. configfile returns only when the file is missing.
         "configfile /%s/${centra_mac}%s" % (LIFECYCLE_DIR, SUFFIX),

@@ -98,6 +98,13 @@ options:
     description: Shim file name per architecture slot of the C(grub) chain (C(pxe_server_shim_loaders)).
     type: dict
     default: {}
+  secure_boot_http_image:
+    description:
+      - Answer UEFI HTTP boot (option 93 = 16) of the C(grub) chain with the Secure Boot disk
+        image (shim, GRUB, its configurations, kernels and initrds), which centra.pxe.pxe_ipxe
+        builds, instead of the shim's URL (C(pxe_server_secure_boot_http_image)).
+    type: bool
+    default: false
   facts:
     description:
       - The server's network facts (C(ansible_facts) with the network subset). Left out, the

@@ -13,9 +13,12 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
      "loader_sources": {slot: {"path", "remote_src"}} for the slots that have a loader,
      "default_loader": "ipxe"|"grub": the chain of unknown machines and of nodes that set no pxe_loader,
      "shim_loaders": {grub slot: shim file name or ""} (the grub chain's first stage, per architecture),
+     "grub_http_images": {grub slot: image file name} for the slots served whose HTTP boot answer is the
+                         Secure Boot disk image (pxe_server_secure_boot_http_image; built in loaders/),
      "grub": {"in_use": whether any node or the default uses the grub chain, or the server serves
                         arm64 (pxe_server_shim_loaders.arm64: every arm64 machine boots the grub chain),
-              "loaders": {grub slot: {"shim", "second_stage", "prefix"}} for the slots served: efi64
+              "loaders": {grub slot: {"shim", "second_stage", "prefix", "removable": the firmware's
+                         removable-media loader path}} for the slots served: efi64
                          when a node or the default uses the grub chain, arm64 when its shim is named,
               "profiles": the profiles the grub chain boots (their kernels' signatures are checked),
               "arm64_nodes": the nodes with pxe_arch arm64 (validate.yml: the server must serve arm64),
@@ -40,7 +43,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, Optional, Sequence
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
-    DEFAULT_LOADER, GRUB_ONLY_SLOTS, GRUB_PREFIX, GRUB_SECOND_STAGE, GRUB_SLOTS, LOADER_SLOTS, LOADERS)
+    DEFAULT_LOADER, GRUB_HTTP_IMAGE, GRUB_ONLY_SLOTS, GRUB_PREFIX, GRUB_REMOVABLE, GRUB_SECOND_STAGE, GRUB_SLOTS, LOADER_SLOTS, LOADERS)
 
 # Where the node lifecycle service (centra.pxe.pxe_lifecycle) keeps what nginx
 # (centra.pxe.pxe_http) serves or talks to.
@@ -75,7 +78,8 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
                    loader_files: Mapping[str, str], loader_dir: str, dhcp_backend: str,
                    ha: Optional[Mapping[str, Any]], endpoint6: Optional[Mapping[str, str]] = None,
                    default_loader: str = DEFAULT_LOADER,
-                   shim_loaders: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+                   shim_loaders: Optional[Mapping[str, Any]] = None,
+                   secure_boot_http_image: bool = False) -> Dict[str, Any]:
     """The context of server `name`; endpoint is {interface, address, cidr} (centra.pxe's _endpoint)."""
     if default_loader not in LOADERS:
         raise ValueError("pxe_loader %r is not one of %s" % (default_loader, ", ".join(LOADERS)))
@@ -123,9 +127,12 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
         "loader_sources": sources,
         "default_loader": default_loader,
         "shim_loaders": shims,
+        "grub_http_images": {slot: GRUB_HTTP_IMAGE[slot] for slot in grub_slots
+                             if secure_boot_http_image and slot in GRUB_HTTP_IMAGE},
         "grub": {"in_use": grub_in_use,
                  "loaders": {slot: {"shim": shims[slot], "second_stage": GRUB_SECOND_STAGE[slot],
-                                    "prefix": GRUB_PREFIX[slot]} for slot in grub_slots},
+                                    "prefix": GRUB_PREFIX[slot], "removable": GRUB_REMOVABLE[slot]}
+                             for slot in grub_slots},
                  "profiles": grub_profiles if grub_in_use else [],
                  "arm64_nodes": [n["name"] for n in plan["nodes"] if n.get("arch") == "arm64"],
                  "cache_dir": GRUB_CACHE_DIR},

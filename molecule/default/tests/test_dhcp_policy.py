@@ -22,9 +22,11 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import Boo
 LAB = lab_facts()
 # The loaders of the lab host: the role defaults (Debian's ipxe package has no 32-bit
 # or ARM EFI build, so those architectures get no iPXE file), and both shims of the grub
-# chain (inventories/lab sets pxe_server_shim_loaders.arm64: every arm64 machine gets it).
+# chain (inventories/lab sets pxe_server_shim_loaders.arm64: every arm64 machine gets it),
+# and the Secure Boot HTTP boot image (pxe_server_secure_boot_http_image: true there).
 SERVER = BootServer(LAB.server_address, LAB.http_base, {"bios": "undionly.kpxe", "efi64": "ipxe.efi"},
-                    shims={"efi64": "shimx64.efi", "arm64": "shimaa64.efi"})
+                    shims={"efi64": "shimx64.efi", "arm64": "shimaa64.efi"},
+                    http_images={"efi64": "secureboot-x64.img"})
 # The lab's node of the grub chain (pxe_loader: grub in inventories/lab), and its arm64 node
 # (pxe_arch: arm64, no pxe_loader).
 GRUB_NODE = "node08"
@@ -118,8 +120,9 @@ def _check(got, expected, case):
 
 @pytest.mark.parametrize("case", CASES)
 def test_a_grub_node_gets_the_grub_chain(grub_node_answers, case):
-    """7, 9, 16: shim (TFTP, or HTTP with HTTPClient); 11, 19 without an arm64 shim, BIOS
-    and iPXE itself: the iPXE answers, as decide() gives them for loader grub."""
+    """7, 9: shim over TFTP; 16: the Secure Boot disk image over HTTP, with HTTPClient; 11, 19
+    without an arm64 shim, BIOS and iPXE itself: the iPXE answers, as decide() gives them for
+    loader grub."""
     got = grub_node_answers[case]
     expected = decide(SERVER, arch=got["arch"], user_class=got["user_class"].encode() if got["user_class"] else None,
                       option_175=got["option_175"], loader="grub")
@@ -128,7 +131,7 @@ def test_a_grub_node_gets_the_grub_chain(grub_node_answers, case):
     if case in ("arch7", "arch9"):
         assert (expected.kind, expected.filename) == ("tftp", "shimx64.efi")
     if case == "arch16":
-        assert expected.filename == "%s/loaders/shimx64.efi" % LAB.http_base
+        assert expected.filename == "%s/loaders/secureboot-x64.img" % LAB.http_base
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -6,8 +6,9 @@ chain, shim -> GRUB -> the profile's Debian-signed kernel, and its kernel comman
 is the one the iPXE chain gives the same node. A grub node with the lifecycle installs
 once under Secure Boot, then boots from its disk: GRUB's local-boot configuration
 chainloads the disk's signed shim. A profile with an unsigned kernel is refused at
-converge by the signature check, before anything on the server changes. (The UEFI HTTP
-boot test of the grub chain is not in the suite: docs/secure-boot.md says why.)
+converge by the signature check, before anything on the server changes. With UEFI HTTP
+boot, the same node boots the same kernel from the Secure Boot disk image, without TFTP
+(pxe_server_secure_boot_http_image, set in inventories/lab; docs/secure-boot.md).
 
 The lab machines: `lab.py boot --firmware uefi-secureboot` (tests/lab/README.md)."""
 
@@ -80,6 +81,24 @@ def test_a_grub_node_boots_its_profile_under_secure_boot_over_tftp(grub_node):
     assert_signed_chain(text)
     # The same command line as the iPXE chain renders for this node (one renderer).
     assert grub_kernel_args(result["cmdline"]) == ipxe_kernel_args(mac)
+
+
+def test_a_grub_node_boots_its_profile_under_secure_boot_over_http_without_tftp(grub_node):
+    """Option 93 = 16 under Secure Boot: DHCP answers the disk image, the firmware boots shim
+    from its RAM disk, GRUB finds the node by its card's MAC (its own config, not the menu)
+    and boots the profile's signed kernel, with the iPXE chain's command line; tftpd hears
+    nothing from the machine."""
+    mac = grub_node.macs[0]
+    start = clock()
+    result = boot(mac, "uefi-secureboot", "--http-boot", timeout=400)
+    assert booted_profile(result["line"]) == grub_node.profile
+    text = serial(result)
+    assert "URI: http://%s/loaders/secureboot-x64.img" % SERVER in text, "the firmware did not fetch the image"
+    assert "centra.pxe: %s boots profile %s" % (grub_node.name, grub_node.profile) in text, "GRUB did not find the node"
+    assert "secureboot: Secure boot enabled" in text, "the kernel did not run under Secure Boot"
+    assert grub_kernel_args(result["cmdline"]) == ipxe_kernel_args(mac)
+    assert grub_node.ip, "the grub node needs a fixed address here (inventories/lab)"
+    assert tftp_reads_since(start, grub_node.ip, ".*") == 0, "the machine read over TFTP"
 
 
 @pytest.fixture(name="grub_install_node")

@@ -45,12 +45,14 @@ DEBOOTSTRAP_INCLUDE = ("openssh-server", "python3", "systemd-sysv", "dbus", "ipr
 # the server unpacks from their .debs, and sbsigntool for the kernels' signature check.
 # Debian's installer netboot packages (Architecture: all): the arm64 signed chain (shim
 # and netboot GRUB for arm64 machines, which an amd64 server's apt cannot otherwise reach)
-# and the installer profile's signed kernel and initrd.
+# and the installer profile's signed kernel and initrd. dosfstools and mtools build the
+# Secure Boot HTTP boot image (pxe_server_secure_boot_http_image).
 DEFAULT_APT_PACKAGES = (
     "kea-dhcp4-server", "kea-ctrl-agent", "isc-dhcp-server", "tftpd-hpa",
     "nginx-light", "ipxe", "nftables", "python3-apt", "curl",
     "shim-signed", "grub-efi-amd64-signed", "sbsigntool",
     "debian-installer-12-netboot-amd64", "debian-installer-12-netboot-arm64",
+    "dosfstools", "mtools",
 )
 
 # Timers that would grab the dpkg lock or do useless work in the middle of a test.

@@ -73,7 +73,10 @@ def test_install_config_carries_the_lifecycle_arguments_as_the_ipxe_one(grub_pla
 def test_local_boot_chainloads_the_disk_then_exits(grub_plan, ipxe_settings):
     config = grub.node_config(grub_plan, _node(grub_plan, "node03"), ipxe_settings)
     assert "linux " not in config
-    assert "set root=$centra_disk\n      chainloader $centra_loader" in config
+    assert "set root=$centra_disk\n        chainloader $centra_loader" in config
+    # Booted from the Secure Boot HTTP boot image, that image's RAM disk (it has a
+    # /EFI/BOOT/BOOTX64.EFI) is not the machine's disk.
+    assert '      if [ "$centra_disk" != "$centra_image_disk" ]; then\n        set root=$centra_disk' in config
     assert "/EFI/debian/shimx64.efi /EFI/BOOT/BOOTX64.EFI" in config
     assert config.rstrip().endswith("exit")
     assert grub.local_config(_node(grub_plan, "node01")) == grub.node_config(
@@ -98,6 +101,23 @@ def test_entry_config_picks_lifecycle_then_node_then_menu(grub_plan):
     order = [l.split()[1] for l in text.splitlines() if l.startswith("configfile ")]
     assert order == ["/grub/lifecycle/${centra_mac}.cfg", "/grub/nodes/${centra_mac}.cfg", "/grub/menu.cfg"]
     assert grub_plan["digest"][:12] in text
+
+
+def test_entry_config_finds_the_card_when_booted_from_the_http_boot_image(grub_plan):
+    """From the Secure Boot HTTP boot image GRUB has no interface, so no $net_default_mac: the
+    entry config names one per card (no address asked for) until a node config matches, and
+    remembers the image's disk; over TFTP (the MAC is known) none of that runs."""
+    lines = grub.entry_config(grub_plan).splitlines()
+    start = lines.index('if [ -z "$net_default_mac" ]; then')
+    block = lines[start:lines.index("fi", start) + 1]
+    assert "  set centra_image_disk=$root" in block and "  export centra_image_disk" in block
+    assert "  for centra_card in %s; do" % " ".join("efinet%d" % i for i in range(grub.IMAGE_CARDS)) in block
+    assert "    if net_add_addr centra_$centra_card $centra_card 0.0.0.0; then" in block
+    assert not any("net_bootp" in line or "net_dhcp" in line for line in block)
+    assert any(line.strip().startswith("if [ -e /grub/nodes/${centra_m1}-") and line.strip().endswith("break; fi")
+               for line in block)
+    # Before the MAC is split for the lookups.
+    assert start < next(i for i, l in enumerate(lines) if l.startswith("set centra_mac="))
 
 
 @pytest.mark.parametrize("default, expected", [("local", "set default=local"), ("worker", "set default=profile_worker"),

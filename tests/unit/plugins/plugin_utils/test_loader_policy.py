@@ -37,9 +37,14 @@ UNKNOWN_MAC = "52:54:00:99:99:99"
 ARCHES = sorted({c for rule in BOOT_RULES for c in rule.arch_codes if c is not None}) + [None, 0x1234]
 
 
-def _server(default_loader, shims=None):
+# The Secure Boot HTTP boot image (pxe_server_secure_boot_http_image): row 16 of the grub chain.
+IMAGES = {"efi64": "secureboot-x64.img"}
+
+
+def _server(default_loader, shims=None, images=None):
     return {"address": "192.0.2.2", "http_base": "http://192.0.2.2", "loaders": LOADERS,
-            "shim_loaders": SHIMS if shims is None else shims, "default_loader": default_loader}
+            "shim_loaders": SHIMS if shims is None else shims, "default_loader": default_loader,
+            "grub_http_images": images or {}}
 
 
 def _plan(with_ip=True):
@@ -107,8 +112,9 @@ def kea_answer(dhcp4, mac, arch, ipxe=False):
 @pytest.mark.parametrize("with_ip", [True, False])
 @pytest.mark.parametrize("default_loader", ["ipxe", "grub"])
 @pytest.mark.parametrize("shims", [SHIMS, NO_ARM64], ids=["arm64", "no-arm64"])
-def test_kea_answers_as_decide_for_every_row_and_loader(default_loader, shims, with_ip, log_severity, kea_settings):
-    server = _server(default_loader, shims)
+@pytest.mark.parametrize("images", [{}, IMAGES], ids=["shim-url", "sb-image"])
+def test_kea_answers_as_decide_for_every_row_and_loader(images, default_loader, shims, with_ip, log_severity, kea_settings):
+    server = _server(default_loader, shims, images)
     dhcp4 = kea_dhcp4_config(_plan(with_ip), server, dict(kea_settings, log_severity=log_severity))["Dhcp4"]
     boot = boot_server(server)
     for loader, mac in list(MACS.items()) + [(None, UNKNOWN_MAC)]:
@@ -194,8 +200,9 @@ def dhcpd_answer(text, mac, arch, ipxe=False):
 
 @pytest.mark.parametrize("default_loader", ["ipxe", "grub"])
 @pytest.mark.parametrize("shims", [SHIMS, NO_ARM64], ids=["arm64", "no-arm64"])
-def test_dhcpd_answers_as_decide_for_every_row_and_loader(default_loader, shims, isc_settings, tmp_path):
-    server = _server(default_loader, shims)
+@pytest.mark.parametrize("images", [{}, IMAGES], ids=["shim-url", "sb-image"])
+def test_dhcpd_answers_as_decide_for_every_row_and_loader(images, default_loader, shims, isc_settings, tmp_path):
+    server = _server(default_loader, shims, images)
     text = dhcpd_config(_plan(), server, isc_settings)
     boot = boot_server(server)
     for loader, mac in list(MACS.items()) + [(None, UNKNOWN_MAC)]:
@@ -235,8 +242,9 @@ def dnsmasq_answer(text, mac, arch, ipxe=False):
 
 @pytest.mark.parametrize("default_loader", ["ipxe", "grub"])
 @pytest.mark.parametrize("shims", [SHIMS, NO_ARM64], ids=["arm64", "no-arm64"])
-def test_dnsmasq_answers_as_decide_proxy_for_every_row_and_loader(default_loader, shims, tmp_path):
-    server = _server(default_loader, shims)
+@pytest.mark.parametrize("images", [{}, IMAGES], ids=["shim-url", "sb-image"])
+def test_dnsmasq_answers_as_decide_proxy_for_every_row_and_loader(images, default_loader, shims, tmp_path):
+    server = _server(default_loader, shims, images)
     plan = _plan(with_ip=False)
     text = dnsmasq_proxy_config(plan, server, {"interfaces": ["lo"], "log_dhcp": False})
     dnsmasq = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
@@ -257,6 +265,22 @@ def test_dnsmasq_answers_as_decide_proxy_for_every_row_and_loader(default_loader
 
 
 # -- the policy itself -----------------------------------------------------------------------
+def test_the_secure_boot_image_answers_http_boot_of_the_grub_chain_only():
+    """With the image built, row 16 of the grub chain answers its URL (no TFTP after it); the
+    other rows, arm64's HTTP boot (19) and the iPXE chain answer as without it."""
+    plain, imaged = boot_server(_server("ipxe")), boot_server(_server("ipxe", images=IMAGES))
+    assert _effect(decide(imaged, arch=16, loader="grub")) == (
+        "http://192.0.2.2/loaders/secureboot-x64.img", "192.0.2.2", "HTTPClient")
+    assert "disk image" in decide(imaged, arch=16, loader="grub").reason
+    for arch in ARCHES:
+        for loader in ("ipxe", "grub", None):
+            if arch == 16 and loader == "grub":
+                continue
+            assert decide(imaged, arch=arch, loader=loader) == decide(plain, arch=arch, loader=loader), (arch, loader)
+    # The default loader grub: unknown machines get the image too (its menu).
+    assert decide(boot_server(_server("grub", images=IMAGES)), arch=16).filename.endswith("/secureboot-x64.img")
+
+
 def test_grub_rows_answer_shim_and_the_others_keep_ipxe():
     boot = boot_server(_server("ipxe"))
     assert _effect(decide(boot, arch=7, loader="grub")) == ("shimx64.efi", "192.0.2.2", None)

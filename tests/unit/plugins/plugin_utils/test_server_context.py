@@ -93,7 +93,8 @@ def test_the_arm64_chain_is_served_when_its_shim_is_named():
     # the x86-64 shim), and every profile (unknown arm64 machines get the menu).
     assert served["grub"]["in_use"] is True
     assert served["grub"]["loaders"] == {"arm64": {"shim": "shimaa64.efi", "second_stage": "grubaa64.efi",
-                                                   "prefix": "debian-installer/arm64/grub"}}
+                                                   "prefix": "debian-installer/arm64/grub",
+                                                   "removable": "EFI/BOOT/BOOTAA64.EFI"}}
     assert served["grub"]["profiles"] == ["control_plane", "worker"]
     # A grub node adds the x86-64 pair.
     nodes.append({"name": "n8", "profile": "worker", "boot": "netboot", "loader": "grub"})
@@ -103,3 +104,21 @@ def test_the_arm64_chain_is_served_when_its_shim_is_named():
         shim_loaders={"efi64": "shimx64.efi", "arm64": "shimaa64.efi"}))
     assert sorted(both["grub"]["loaders"]) == ["arm64", "efi64"]
     assert both["grub"]["loaders"]["efi64"]["prefix"] == "grub"
+
+
+def test_the_secure_boot_image_is_named_for_the_x86_64_slot_it_serves():
+    """pxe_server_secure_boot_http_image: the efi64 slot's image, when that slot is served; the
+    arm64 slot has none (its HTTP boot keeps the shim URL)."""
+    def context(nodes, flag, shims=None):
+        return server_context(_grub_plan(nodes), **dict(
+            name="pxe01", endpoint=ENDPOINT, extra_interfaces=[], http_port=80, https_port=0,
+            root="/srv/centra-pxe", loaders={}, loader_files={}, loader_dir="/usr/lib/ipxe", dhcp_backend="kea",
+            ha=None, shim_loaders=shims or {"efi64": "shimx64.efi", "arm64": "shimaa64.efi"},
+            secure_boot_http_image=flag))
+    grub_node = [{"name": "n8", "profile": "worker", "boot": "netboot", "loader": "grub"}]
+    arm64_only = [{"name": "n9", "profile": "worker", "boot": "netboot", "arch": "arm64"}]
+    assert context(grub_node, True)["grub_http_images"] == {"efi64": "secureboot-x64.img"}
+    assert context(grub_node, False)["grub_http_images"] == {}
+    assert context(arm64_only, True)["grub_http_images"] == {}
+    assert context(grub_node, True, {"efi64": "", "arm64": ""})["grub_http_images"] == {}
+    assert context(grub_node, True)["grub"]["loaders"]["efi64"]["removable"] == "EFI/BOOT/BOOTX64.EFI"
