@@ -14,7 +14,10 @@ kernel (Debian-signed) and initrd. Then, side by side:
 - a machine whose DHCP answer names Debian's ipxe.efi (unsigned) is refused by the
   firmware: "Access Denied", nothing boots;
 - a machine whose GRUB config names an unsigned copy of the kernel is refused by GRUB
-  (shim's verifier): "bad shim signature", nothing boots.
+  (shim's verifier): "bad shim signature", nothing boots;
+- the same refusal without TFTP: a UEFI HTTP boot machine (option 93 = 16) gets a FAT disk
+  image over HTTP (the route of pxe_server_secure_boot_http_image, docs/secure-boot.md),
+  boots shim from its RAM disk, and GRUB refuses the unsigned kernel in the image.
 
 Only runs when asked, as root (scripts/test.sh's `harness` stage does):
     CENTRA_LAB=1 PYTHONPATH=tests/lab:.ansible/collections .venv/bin/python -m pytest -s tests/lab/test_secure_boot.py
@@ -52,6 +55,11 @@ CACHE_DIR = Path(os.environ.get("CENTRA_LAB_CACHE", "/var/cache/centra-pxe-lab")
 SIGNED_MAC = "52:54:00:5b:01:01"
 UNSIGNED_LOADER_MAC = "52:54:00:5b:01:02"
 UNSIGNED_KERNEL_MAC = "52:54:00:5b:01:03"
+UNSIGNED_HTTP_MAC = "52:54:00:5b:01:04"
+# The HTTP boot disk image (FAT, built here with mkfs.fat and mcopy), served by a plain HTTP
+# server on pxe01: shim at the removable-media path, GRUB beside it, and GRUB's prefix
+# (/grub, on the RAM disk now) holding a config that boots the unsigned kernel.
+HTTP_IMAGE = "sb-unsigned.img"
 
 # GRUB's own configuration: Debian's grubnetx64 reads $prefix/grub.cfg ((tftp,<server>)/grub)
 # and sets $net_default_mac to the MAC of the NIC it booted from. A per-MAC file decides
@@ -78,8 +86,11 @@ echo "centra-lab: the unsigned kernel did not boot"
 halt
 """
 
+HTTP_IMAGE_GRUB_CFG = 'echo "centra-lab: GRUB $grub_cpu-$grub_platform from $cmdpath"\n' + UNSIGNED_KERNEL_CFG
+
 DHCPD_CONF = """\
-# centra.pxe lab Secure Boot test: x86-64 UEFI (option 93 = 7 or 9) gets shim.
+# centra.pxe lab Secure Boot test: x86-64 UEFI (option 93 = 7 or 9) gets shim; UEFI HTTP
+# boot (16) the disk image, with option 60 HTTPClient (OVMF takes no other answer).
 option arch code 93 = unsigned integer 16;
 authoritative;
 ddns-update-style none;
@@ -90,6 +101,9 @@ subnet 192.0.2.0 netmask 255.255.255.0 {{
   next-server {server};
   if option arch = 00:07 or option arch = 00:09 {{
     filename "shimx64.efi";
+  }} elsif option arch = 00:10 {{
+    filename "http://{server}/{image}";
+    option vendor-class-identifier "HTTPClient";
   }}
 }}
 host unsigned-loader {{
@@ -116,6 +130,8 @@ sed -i 's/^TFTP_OPTIONS=.*/TFTP_OPTIONS="--secure -v"/' /etc/default/tftpd-hpa
 dhcpd -t -cf /etc/dhcp/dhcpd.conf
 systemctl restart isc-dhcp-server tftpd-hpa
 systemctl is-active isc-dhcp-server tftpd-hpa
+# The HTTP boot image, on the lab address only (the container's own python3).
+systemd-run --quiet --unit=centra-lab-http python3 -m http.server 80 --bind "$1" --directory /srv/tftp/http
 """
 
 
@@ -169,8 +185,33 @@ def signed_tree() -> bytes:
         tar.add(image / "initrd.img", "initrd.img")
         add_bytes("grub/grub.cfg", GRUB_CFG.encode())
         add_bytes(f"grub/nodes/{UNSIGNED_KERNEL_MAC}.cfg", UNSIGNED_KERNEL_CFG.encode())
-        add_bytes("vmlinuz-unsigned", unsigned_copy(image / "vmlinuz"))
+        unsigned = unsigned_copy(image / "vmlinuz")
+        add_bytes("vmlinuz-unsigned", unsigned)
+        add_bytes("http/" + HTTP_IMAGE, http_image({
+            "EFI/BOOT/BOOTX64.EFI": loaders.shim.read_bytes(),
+            "EFI/BOOT/" + loaders.grub_name: loaders.grub.read_bytes(),
+            "grub/grub.cfg": HTTP_IMAGE_GRUB_CFG.encode(),
+            "vmlinuz-unsigned": unsigned,
+            "initrd.img": (image / "initrd.img").read_bytes()}))
     return buffer.getvalue()
+
+
+def http_image(files: dict[str, bytes]) -> bytes:
+    """A FAT image (no partition table) holding files, by mkfs.fat and mcopy."""
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"centra-sb-image-{os.getpid()}"
+    try:
+        for name, content in files.items():
+            (work / "tree" / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / "tree" / name).write_bytes(content)
+        size_kib = sum(len(c) for c in files.values()) // 1024 + 8192
+        img = work / "image.img"
+        subprocess.run(["mkfs.fat", "-C", str(img), str(size_kib)], check=True, capture_output=True)
+        tops = sorted(str(p) for p in (work / "tree").iterdir())
+        subprocess.run(["mcopy", "-s", "-i", str(img), *tops, "::/"], check=True, capture_output=True,
+                       env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+        return img.read_bytes()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def unsigned_copy(kernel: Path) -> bytes:
@@ -196,8 +237,9 @@ def pxe01(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     try:
         ssh(host, "cat > /tmp/tree.tar", signed_tree())
         ssh(host, "cat > /tmp/dhcpd.conf",
-            DHCPD_CONF.format(server=host["address"], unsigned_mac=UNSIGNED_LOADER_MAC).encode())
-        ssh(host, SETUP_SCRIPT)
+            DHCPD_CONF.format(server=host["address"], unsigned_mac=UNSIGNED_LOADER_MAC, image=HTTP_IMAGE).encode())
+        ssh(host, "cat > /tmp/setup.sh", SETUP_SCRIPT.encode())
+        ssh(host, "sh /tmp/setup.sh %s" % shlex.quote(host["address"]))
         yield host
     finally:
         lab("down")
@@ -205,14 +247,15 @@ def pxe01(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def boots(pxe01: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """The three machines, side by side (the refused ones can only time out)."""
+    """The four machines, side by side (the refused ones can only time out)."""
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         signed = pool.submit(boot, "--mac", SIGNED_MAC, timeout=240)
         unsigned_loader = pool.submit(boot, "--mac", UNSIGNED_LOADER_MAC, timeout=75)
         unsigned_kernel = pool.submit(boot, "--mac", UNSIGNED_KERNEL_MAC, timeout=180)
+        unsigned_http = pool.submit(boot, "--mac", UNSIGNED_HTTP_MAC, "--http-boot", timeout=180)
         results = {"signed": signed.result(), "unsigned_loader": unsigned_loader.result(),
-                   "unsigned_kernel": unsigned_kernel.result()}
+                   "unsigned_kernel": unsigned_kernel.result(), "unsigned_http": unsigned_http.result()}
     print(f"\nSecure Boot boots: {time.monotonic() - started:.0f}s; signed chain "
           f"{results['signed']['seconds']}s")
     return results
@@ -256,6 +299,20 @@ def test_unsigned_kernel_is_refused_by_grub(boots: dict[str, dict[str, Any]]) ->
     assert not data["ok"] and data["line"] is None
     log = serial_log(data)
     assert "centra-lab: GRUB x86_64-efi" in log, "GRUB never ran: the refusal proves nothing"
+    assert "error: bad shim signature." in log
+    assert "centra-lab: the unsigned kernel did not boot" in log
+    assert "EFI stub" not in log and "Linux version" not in log
+
+
+def test_unsigned_kernel_in_the_http_boot_image_is_refused_by_grub(
+        pxe01: dict[str, str], boots: dict[str, dict[str, Any]]) -> None:
+    data = boots["unsigned_http"]
+    assert not data["ok"] and data["line"] is None
+    log = serial_log(data)
+    assert f"URI: http://{pxe01['address']}/{HTTP_IMAGE}" in log, "the firmware did not fetch the image"
+    assert "Start PXE over IPv4" not in log
+    # GRUB ran from the RAM disk (not from TFTP), and shim's verifier refused the kernel.
+    assert "centra-lab: GRUB x86_64-efi from" in log and "(tftp," not in log, "GRUB never ran from the image"
     assert "error: bad shim signature." in log
     assert "centra-lab: the unsigned kernel did not boot" in log
     assert "EFI stub" not in log and "Linux version" not in log
