@@ -56,6 +56,22 @@ options:
         description: Also the files of its subdirectories (else only the files directly in it).
         type: bool
         default: true
+      rename:
+        description:
+          - Where a file of the tree goes instead, for the paths (relative to C(src), with C(/))
+            that C(pattern) matches in full; C(replacement) may use its groups (C(\1)).
+          - For many files whose long names start alike, 8.3 names spare mtools a short-name
+            search through the whole directory per file, which makes thousands of them take minutes.
+        type: dict
+        suboptions:
+          pattern:
+            description: A Python regular expression.
+            type: str
+            required: true
+          replacement:
+            description: The path in the tree instead, relative to C(dest).
+            type: str
+            required: true
   label:
     description: The FAT volume label (at most 11 characters).
     type: str
@@ -100,15 +116,23 @@ size:
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 MANIFEST = "centra-pxe.manifest"
-CLUSTER = 4096
-# FATs, root directory, directory clusters, and room for FAT's own rounding.
+# FATs, root directory and room for FAT's own rounding.
 SLACK = 4 << 20
+# 65,536 directory entries of 32 bytes, a long file name taking up to three.
+MAX_DIRECTORY_FILES = 20000
+
+
+def cluster_bound(size):
+    """The largest cluster mkfs.fat picks by default for an image of about size bytes (its
+    table: 2 to 8 KiB below 512 MiB, FAT32's 4 KiB up to 8 GiB, then 16 and 32 KiB)."""
+    return 8192 if size < 8 << 30 else 16384 if size < 16 << 30 else 32768
 
 
 def _image_path(path):
@@ -137,8 +161,19 @@ def collect(files, trees):
                 source = os.path.join(root, name)
                 if not os.path.isfile(source):
                     continue
-                inside = _image_path(tree["dest"] + "/" + os.path.relpath(source, top))
+                relative = os.path.relpath(source, top).replace(os.sep, "/")
+                rename = tree.get("rename")
+                if rename and re.fullmatch(rename["pattern"], relative):
+                    relative = re.sub(rename["pattern"], rename["replacement"], relative)
+                inside = _image_path(tree["dest"] + "/" + relative)
                 entries.setdefault(inside.lower(), []).append((inside, source))
+    per_directory = {}
+    for key in entries:
+        per_directory[os.path.dirname(key)] = per_directory.get(os.path.dirname(key), 0) + 1
+    crowded = sorted(d or "/" for d, count in per_directory.items() if count > MAX_DIRECTORY_FILES)
+    if crowded:
+        raise ValueError("more than %d files in %s: a FAT directory holds at most 65,536 entries, and a long"
+                         " name takes up to three" % (MAX_DIRECTORY_FILES, ", ".join(crowded)))
     clashes = sorted(key for key, found in entries.items() if len(found) > 1)
     if clashes:
         raise ValueError("more than one file for %s in the image" % ", ".join(clashes))
@@ -153,9 +188,14 @@ def manifest(entries, sha256):
 
 
 def image_size(entries, manifest_text):
-    data = sum(-(-os.path.getsize(source) // CLUSTER) * CLUSTER for _inside, source in entries)
-    dirs = len({os.path.dirname(inside) for inside, _source in entries})
-    return data + (dirs + 1) * CLUSTER * 4 + len(manifest_text) + SLACK
+    """Bytes enough for the files: each rounded up to the largest cluster mkfs.fat may pick,
+    directories (a long name takes up to three 32-byte entries), the manifest, the FATs."""
+    sizes = [os.path.getsize(source) for _inside, source in entries] + [len(manifest_text)]
+    cluster = cluster_bound(sum(sizes) + len(sizes) * 8192)
+    data = sum(-(-size // cluster) * cluster for size in sizes)
+    dirs = {os.path.dirname(inside) for inside, _source in entries}
+    directories = sum(-(-(96 * (len(entries) + 2)) // cluster) * cluster for _dir in dirs) + cluster
+    return data + directories + SLACK
 
 
 def read_manifest(module, mtype, dest):
@@ -203,7 +243,10 @@ def main():
                 "src": {"type": "path", "required": True}, "dest": {"type": "str", "required": True}}},
             "trees": {"type": "list", "elements": "dict", "default": [], "options": {
                 "src": {"type": "path", "required": True}, "dest": {"type": "str", "required": True},
-                "recurse": {"type": "bool", "default": True}}},
+                "recurse": {"type": "bool", "default": True},
+                "rename": {"type": "dict", "options": {
+                    "pattern": {"type": "str", "required": True},
+                    "replacement": {"type": "str", "required": True}}}}},
             "label": {"type": "str", "default": "CENTRAPXE"},
             "mode": {"type": "str", "default": "0644"},
         },

@@ -22,7 +22,9 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
                          when a node or the default uses the grub chain, arm64 when its shim is named,
               "profiles": the profiles the grub chain boots (their kernels' signatures are checked),
               "arm64_nodes": the nodes with pxe_arch arm64 (validate.yml: the server must serve arm64),
-              "cache_dir": where the signed loaders are extracted, <cache_dir>/<slot>/<file name>},
+              "cache_dir": where the signed loaders are extracted, <cache_dir>/<slot>/<file name>,
+              "image_node_rename": {"pattern", "replacement"}: where the Secure Boot HTTP boot image
+                                   holds a node config of grub/ (centra.pxe.fat_image's rename)},
      "installer": {"packages": the installer packages of the plan's installer profiles,
                    "cache_dir": where their kernels and initrds are taken out,
                    <cache_dir>/<package>/<file name> (docs/debian-installer.md)},
@@ -43,7 +45,9 @@ from collections.abc import Mapping
 from typing import Any, Dict, Optional, Sequence
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
-    DEFAULT_LOADER, GRUB_HTTP_IMAGE, GRUB_ONLY_SLOTS, GRUB_PREFIX, GRUB_REMOVABLE, GRUB_SECOND_STAGE, GRUB_SLOTS, LOADER_SLOTS, LOADERS)
+    DEFAULT_LOADER, GRUB_HTTP_IMAGE, GRUB_ONLY_SLOTS, GRUB_PREFIX, GRUB_REMOVABLE, GRUB_SECOND_STAGE, GRUB_SLOTS,
+    LOADER_SLOTS, LOADERS)
+from ansible_collections.centra.pxe.plugins.module_utils._render_grub import IMAGE_NODE_RENAME
 
 # Where the node lifecycle service (centra.pxe.pxe_lifecycle) keeps what nginx
 # (centra.pxe.pxe_http) serves or talks to.
@@ -135,7 +139,8 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
                              for slot in grub_slots},
                  "profiles": grub_profiles if grub_in_use else [],
                  "arm64_nodes": [n["name"] for n in plan["nodes"] if n.get("arch") == "arm64"],
-                 "cache_dir": GRUB_CACHE_DIR},
+                 "cache_dir": GRUB_CACHE_DIR,
+                 "image_node_rename": dict(IMAGE_NODE_RENAME)},
         "installer": {"packages": sorted({p["kernel"]["package"] for p in plan["profiles"].values()
                                           if "installer" in p}),
                       "cache_dir": INSTALLER_CACHE_DIR},

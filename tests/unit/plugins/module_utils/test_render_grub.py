@@ -114,10 +114,18 @@ def test_entry_config_finds_the_card_when_booted_from_the_http_boot_image(grub_p
     assert "  for centra_card in %s; do" % " ".join("efinet%d" % i for i in range(grub.IMAGE_CARDS)) in block
     assert "    if net_add_addr centra_$centra_card $centra_card 0.0.0.0; then" in block
     assert not any("net_bootp" in line or "net_dhcp" in line for line in block)
-    assert any(line.strip().startswith("if [ -e /grub/nodes/${centra_m1}-") and line.strip().endswith("break; fi")
-               for line in block)
-    # Before the MAC is split for the lookups.
+    # The image's node configs have 8.3 names (IMAGE_NODE_RENAME, which centra.pxe.fat_image
+    # applies to grub/): the lookup here and the path the rename gives are the same.
+    image_node = "/grub/" + re.sub(grub.IMAGE_NODE_RENAME["pattern"], grub.IMAGE_NODE_RENAME["replacement"],
+                                   "nodes/52-54-00-00-0b-01.cfg")
+    assert image_node == "/grub/n/525400/000b01.cfg"
+    pattern = "/grub/n/${centra_m1}${centra_m2}${centra_m3}/${centra_m4}${centra_m5}${centra_m6}.cfg"
+    assert "      if [ -e %s ]; then break; fi" % pattern in block
+    # Before the MAC is split for the lookups; the image's copy after the TFTP tree's, before the menu.
     assert start < next(i for i, l in enumerate(lines) if l.startswith("set centra_mac="))
+    image_line = 'if [ -n "$centra_image_disk" ]; then configfile %s; fi' % pattern
+    assert lines.index("configfile /grub/nodes/${centra_mac}.cfg") < lines.index(image_line) \
+        < lines.index("configfile /grub/menu.cfg")
 
 
 @pytest.mark.parametrize("default, expected", [("local", "set default=local"), ("worker", "set default=profile_worker"),

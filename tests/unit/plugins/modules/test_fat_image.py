@@ -103,3 +103,29 @@ def test_bad_input_fails_and_keeps_the_old_image(sources, capsys):
     # Check mode on a fresh host: the sources are not there yet, the run says it would build.
     fresh = run(capsys, _ansible_check_mode=True, **missing)
     assert fresh["changed"] and not fresh.get("failed")
+
+
+def test_room_for_many_files_where_mkfs_picks_large_clusters(tmp_path, capsys):
+    """Between 256 and 512 MiB mkfs.fat picks 8 KiB clusters: thousands of small files (node
+    configs, renamed to 8.3 names as the Secure Boot image does) beside a large one still fit;
+    a directory FAT cannot hold is refused."""
+    nodes = tmp_path / "grub" / "nodes"
+    nodes.mkdir(parents=True)
+    for index in range(2000):
+        (nodes / ("52-54-00-00-%02x-%02x.cfg" % divmod(index, 256))).write_text("linux /profiles/p/vmlinuz\n")
+    (tmp_path / "grub" / "grub.cfg").write_text("entry\n")
+    big = tmp_path / "initrd"
+    with open(big, "wb") as handle:  # sparse: 270 MiB on the image, not on this disk
+        handle.truncate(270 << 20)
+    (tmp_path / "out").mkdir()
+    rename = {"pattern": r"^nodes/(..)-(..)-(..)-(..)-(..)-(..)\.cfg$", "replacement": r"n/\1\2\3/\4\5\6.cfg"}
+    args = {"dest": str(tmp_path / "out" / "big.img"), "files": [{"src": str(big), "dest": "profiles/p/initrd"}],
+            "trees": [{"src": str(tmp_path / "grub"), "dest": "grub", "rename": rename}]}
+    built = run(capsys, **args)
+    assert built["changed"] and built["files"] == 2002, built
+    assert read(args["dest"], "grub/n/525400/0007cf.cfg") == b"linux /profiles/p/vmlinuz\n"
+    assert read(args["dest"], "grub/grub.cfg") == b"entry\n"  # not matched: not renamed
+    assert fat_image.MAX_DIRECTORY_FILES < 65536 // 3
+    many = [{"src": str(big), "dest": "d/%d" % i} for i in range(fat_image.MAX_DIRECTORY_FILES + 1)]
+    with pytest.raises(ValueError, match="more than 20000 files in d"):
+        fat_image.collect(many, [])

@@ -122,3 +122,4 @@ def test_the_secure_boot_image_is_named_for_the_x86_64_slot_it_serves():
     assert context(arm64_only, True)["grub_http_images"] == {}
     assert context(grub_node, True, {"efi64": "", "arm64": ""})["grub_http_images"] == {}
     assert context(grub_node, True)["grub"]["loaders"]["efi64"]["removable"] == "EFI/BOOT/BOOTX64.EFI"
+    assert context(grub_node, True)["grub"]["image_node_rename"]["replacement"] == r"n/\1\2\3/\4\5\6.cfg"
