@@ -112,20 +112,21 @@ class BootServer:
     def loader(self, slot: str) -> Optional[str]:
         return self.loaders.get(slot) or None
 
-    def loader_url(self, slot: str) -> Optional[str]:
-        name = self.loader(slot)
+    def _loaders_url(self, name: Optional[str]) -> Optional[str]:
+        """The URL of a file of the HTTP loaders directory; None for no file."""
         return "%s/%s/%s" % (self.http_base, self.http_loader_dir, name) if name else None
+
+    def loader_url(self, slot: str) -> Optional[str]:
+        return self._loaders_url(self.loader(slot))
 
     def shim(self, slot: str) -> Optional[str]:
         return self.shims.get(slot) or None
 
     def shim_url(self, slot: str) -> Optional[str]:
-        name = self.shim(slot)
-        return "%s/%s/%s" % (self.http_base, self.http_loader_dir, name) if name else None
+        return self._loaders_url(self.shim(slot))
 
     def http_image_url(self, slot: str) -> Optional[str]:
-        name = self.http_images.get(slot) or None
-        return "%s/%s/%s" % (self.http_base, self.http_loader_dir, name) if name else None
+        return self._loaders_url(self.http_images.get(slot))
 
 
 @dataclass(frozen=True)

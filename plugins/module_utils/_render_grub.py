@@ -67,7 +67,8 @@ IMAGE_CARDS = 8
 # Where the image holds grub/nodes/<mac>.cfg (a path under grub/, as a regular expression
 # and its replacement for centra.pxe.fat_image): 8.3 names, see the module docstring.
 IMAGE_NODE_DIR = GRUB_DIR + "/n"
-IMAGE_NODE_RENAME = {"pattern": r"^nodes/(..)-(..)-(..)-(..)-(..)-(..)\.cfg$", "replacement": r"n/\1\2\3/\4\5\6.cfg"}
+IMAGE_NODE_RENAME = {"pattern": r"^%s/(..)-(..)-(..)-(..)-(..)-(..)\%s$" % (NODE_DIR[len(GRUB_DIR) + 1:], SUFFIX),
+                     "replacement": r"%s/\1\2\3/\4\5\6%s" % (IMAGE_NODE_DIR[len(GRUB_DIR) + 1:], SUFFIX)}
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_.,:/=+@%-]+$")
 
 

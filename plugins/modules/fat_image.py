@@ -148,7 +148,8 @@ def collect(files, trees):
     FAT compares names without case: two sources that differ only in case would clash."""
     entries = {}
     for item in files:
-        entries.setdefault(_image_path(item["dest"]).lower(), []).append((_image_path(item["dest"]), item["src"]))
+        inside = _image_path(item["dest"])
+        entries.setdefault(inside.lower(), []).append((inside, item["src"]))
     for tree in trees:
         top = tree["src"]
         if not os.path.isdir(top):
@@ -272,7 +273,7 @@ def main():
     text = manifest(entries, module.sha256)
     digest = hashlib.sha256(text.encode()).hexdigest()
     before = read_manifest(module, mtype, dest)
-    mode_ok = os.path.isfile(dest) and "%04o" % (os.stat(dest).st_mode & 0o7777) == "%04o" % int(params["mode"], 8)
+    mode_ok = os.path.isfile(dest) and os.stat(dest).st_mode & 0o7777 == int(params["mode"], 8)
     changed = before != text or not mode_ok
     result = {"changed": changed, "manifest_digest": digest, "files": len(entries),
               "size": os.path.getsize(dest) if os.path.isfile(dest) else 0}
