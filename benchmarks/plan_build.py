@@ -66,7 +66,7 @@ PLAYBOOK = """
         kea: {interfaces: [eth1], lease_file: /var/lib/kea/kea-leases4.csv, control_socket: /run/kea/kea4-ctrl-socket,
               valid_lifetime: 3600, authoritative: true, socket_retries: 60, socket_retry_wait_ms: 5000,
               log_severity: INFO, hooks_dir: /usr/lib/x86_64-linux-gnu/kea/hooks,
-              ha_tls_dir: /etc/kea/ha-tls}
+              ha_tls_dir: /etc/kea/ha-tls, host_database: false}
         ipxe: {menu_timeout: 30, menu_default: local, console: [tty0, "ttyS0,115200"], retry_seconds: 10, title: centra.pxe}
         facts: {interfaces: [eth1], eth1: {ipv4: {address: 198.18.0.1}}}
     - name: Rendered

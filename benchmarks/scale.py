@@ -26,7 +26,10 @@ The DHCP blackout (issue 15), during the same onboarding: labkit.blackout sends 
 DISCOVER every 10 ms for a known node (BLACKOUT_NODE, a reservation in the lab's
 subnet, added to every generated inventory) and reports the longest time without an
 OFFER. --backend isc measures ISC dhcpd (restarted by the onboarding) instead of Kea
-(reloaded); the lease checks are Kea's and are left out there.
+(reloaded); the lease checks are Kea's and are left out there. --kea-host-database
+keeps Kea's reservations in its PostgreSQL host database (pxe_dhcp_kea_host_database):
+the onboarding then writes a row and Kea is not reloaded; "in the Kea config" becomes
+"a row of the host database".
 """
 
 from __future__ import annotations
@@ -163,10 +166,28 @@ def dhcp_main_pid(backend: str) -> int:
     return int(on_host("systemctl show -p MainPID --value %s" % DHCP_UNITS[backend]).strip())
 
 
+# Set by --kea-host-database.
+HOST_DATABASE = False
+
+
+def new_node_served(backend: str, mac: str) -> bool:
+    """The new node's reservation is where the DHCP server reads it: its config, or Kea's host database."""
+    if HOST_DATABASE:
+        count = on_host("runuser -u _kea -- psql -X -A -t -h /run/postgresql -d kea -c "
+                        "\"SELECT count(*) FROM hosts WHERE dhcp_identifier = decode('%s', 'hex')\""
+                        % mac.replace(":", "")).strip()
+    else:
+        count = on_host("grep -c -i '%s' %s || true" % (mac, DHCP_CONFIGS[backend])).strip()
+    return int(count or 0) >= 1
+
+
 def inventory_for(work: str, nodes: int, lab_kernel: str, lab_initrd: str, backend: str) -> str:
     name, mac, ip = BLACKOUT_NODE
+    extra_vars = LAB_VARS + ("pxe_dhcp_backend: %s" % backend,)
+    if HOST_DATABASE:
+        extra_vars += ("pxe_dhcp_kea_host_database: true",)
     return write_inventory(os.path.join(work, "inv%d" % nodes), nodes, lab_initrd, kernel=lab_kernel,
-                           extra_subnets=[LAB_SUBNET], extra_vars=LAB_VARS + ("pxe_dhcp_backend: %s" % backend,),
+                           extra_subnets=[LAB_SUBNET], extra_vars=extra_vars,
                            extra_hosts=['%s: {pxe_mac: "%s", pxe_ip: %s}' % (name, mac, ip)])
 
 
@@ -234,7 +255,6 @@ def onboard(work: str, nodes: int, lab_kernel: str, lab_initrd: str, backend: st
     renewed_leases = leases_of(PROBE_MAC) if kea else []
     new_script = on_host("test -f /srv/centra-pxe/http%s && echo yes || echo no"
                          % node_script_path(node_mac(nodes))).strip()
-    in_kea = on_host("grep -c -i '%s' %s || true" % (node_mac(nodes), DHCP_CONFIGS[backend])).strip()
     probes = prober.results
     unanswered = [round(p[0] - playbook_started, 1) for p in probes if not p[2]]
     result.update(
@@ -247,7 +267,7 @@ def onboard(work: str, nodes: int, lab_kernel: str, lab_initrd: str, backend: st
         lease_before=before[-1][:1] if before else None, lease_after=after[-1][:1] if after else None,
         lease_kept=bool(before) and bool(after) and before[-1][0] == after[-1][0] and before[-1] in after,
         renewed_same_address=renewed and bool(renewed_leases) and renewed_leases[-1][0] == before[-1][0],
-        new_node_script=new_script == "yes", new_node_in_kea_config=int(in_kea or 0) >= 1,
+        new_node_script=new_script == "yes", new_node_in_kea_config=new_node_served(backend, node_mac(nodes)),
     )
     return result
 
@@ -260,8 +280,12 @@ def main() -> int:
                         help="only the onboarding, into a lab host already converged with N nodes by this script")
     parser.add_argument("--profiles", help="keep the per-task profiles (JSON) in this directory")
     parser.add_argument("--backend", choices=sorted(DHCP_UNITS), default="kea", help="the DHCP backend (default kea)")
+    parser.add_argument("--kea-host-database", action="store_true",
+                        help="Kea's reservations in its PostgreSQL host database (pxe_dhcp_kea_host_database)")
     parser.add_argument("--json")
     args = parser.parse_args()
+    global HOST_DATABASE  # pylint: disable=global-statement
+    HOST_DATABASE = args.kea_host_database
     kernel, initrd = os.path.join(LAB_IMAGE, "vmlinuz"), os.path.join(LAB_IMAGE, "initrd.img")
     sizes = [int(s) for s in args.sizes.split(",")]
     rows: List[Dict[str, Any]] = []
@@ -326,7 +350,8 @@ def main() -> int:
                   onboarding["probes"], onboarding["longest_probe_s"],
                   onboarding["lease_kept"] if kea else unchecked,
                   onboarding["renewed_same_address"] if kea else unchecked,
-                  onboarding["new_node_script"], DHCP_CONFIGS[args.backend], onboarding["new_node_in_kea_config"]))
+                  onboarding["new_node_script"], "the host database" if HOST_DATABASE else DHCP_CONFIGS[args.backend],
+                  onboarding["new_node_in_kea_config"]))
         print("DHCP blackout (%s, a DISCOVER every 10 ms for a known node): longest gap %.3f s at %.1f s; "
               "%d of %d answered; gaps over 100 ms: %s" % (
                   args.backend, onboarding["blackout"]["longest_gap_s"], onboarding["blackout"]["longest_gap_at_s"],

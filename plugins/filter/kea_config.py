@@ -26,7 +26,9 @@ options:
     description:
       - The Kea settings, every one of them (the role M(centra.pxe.pxe_dhcp) passes its variables; the filter knows no defaults).
       - C(interfaces), C(lease_file), C(control_socket), C(valid_lifetime), C(authoritative), C(socket_retries),
-        C(socket_retry_wait_ms), C(log_severity), C(hooks_dir), C(ha_tls_dir).
+        C(socket_retry_wait_ms), C(log_severity), C(hooks_dir), C(ha_tls_dir), C(host_database).
+      - With C(host_database) true the reservations are left out (M(centra.pxe.kea_host_database) writes
+        them into Kea's PostgreSQL host database) and C(hosts-database) names that database.
     type: dict
     required: true
 """

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     BOOT_RULES,
@@ -28,12 +28,14 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     loader_dependent_rules,
     node_loader,
 )
+from ansible_collections.centra.pxe.plugins.module_utils._kea_host_db import GLOBAL_SUBNET_ID, KEA_HOST_DATABASE
 from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
 from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import (
     isc_declarations,
     isc_option_statements,
     kea_option_data,
     kea_option_defs,
+    wire,
 )
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationship
 
@@ -41,7 +43,7 @@ KEA_CLASS_PREFIX = "centra_"
 # The settings each renderer reads (the pxe_dhcp role passes them from its variables).
 KEA_SETTINGS = ("interfaces", "lease_file", "control_socket", "valid_lifetime", "authoritative",
                 "socket_retries", "socket_retry_wait_ms", "log_severity", "hooks_dir", "trace",
-                "ha_tls_dir")
+                "ha_tls_dir", "host_database")
 ISC_SETTINGS = ("valid_lifetime", "authoritative", "trace")
 ISC_FAILOVER_PEER = "centra-pxe"
 # The start of dhcpd's trace lines (the journal feeder of centra.pxe.pxe_tftp reads them).
@@ -246,16 +248,9 @@ def _kea_subnet_options(subnet: Mapping[str, Any]) -> List[Dict[str, Any]]:
     return options
 
 
-def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: Mapping[str, Any]) -> Dict[str, Any]:
-    """The whole kea-dhcp4 configuration ({"Dhcp4": ...}) for one PXE server."""
-    opts = resolved_settings(settings, KEA_SETTINGS, "Kea", "pxe_dhcp")
-    boot = boot_server(server)
-    loaders = other_loaders(plan, boot)
-    client_classes = kea_client_classes(boot, log_only_classes=opts["log_severity"] == "DEBUG", loaders=loaders)
-    required = [c["name"] for c in client_classes if c.get("only-if-required")]
-    by_subnet: Dict[int, List[Dict[str, Any]]] = {s["id"]: [] for s in plan["subnets"]}
-    global_reservations: List[Dict[str, Any]] = []
-    shared_ip = False
+def kea_reservations(plan: Mapping[str, Any], boot: BootServer,
+                     loaders: List[str]) -> Iterator[Tuple[Optional[int], Dict[str, Any]]]:
+    """(subnet id, or None for a global one; Kea reservation) for every MAC of every node."""
     for node in plan["nodes"]:
         node_options = kea_option_data(node.get("options", []))
         chain = node_loader(node, boot)
@@ -267,10 +262,44 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
                 reservation["client-classes"] = [loader_class(chain)]
             if node["ip"]:
                 reservation["ip-address"] = node["ip"]
-                by_subnet[node["subnet_id"]].append(reservation)
+                yield node["subnet_id"], reservation
             else:
-                global_reservations.append(reservation)
-        shared_ip = shared_ip or (bool(node["ip"]) and len(node["macs"]) > 1)
+                yield None, reservation
+
+
+def kea_host_rows(plan: Mapping[str, Any], server: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The rows of Kea's host database for the plan: the same reservations as kea_dhcp4_config's,
+    options as their wire bytes (hex), which need no option definition to store."""
+    boot = boot_server(server)
+    options_by_name = {node["name"]: [{"code": o["code"], "space": "dhcp4", "value": wire(o["type"], o["value"]).hex()}
+                                      for o in node.get("options", [])] for node in plan["nodes"]}
+    rows = []
+    for subnet_id, reservation in kea_reservations(plan, boot, other_loaders(plan, boot)):
+        rows.append({"identifier": reservation["hw-address"].replace(":", ""),
+                     "subnet_id": GLOBAL_SUBNET_ID if subnet_id is None else subnet_id,
+                     "ipv4": reservation.get("ip-address"),
+                     "hostname": reservation["hostname"],
+                     "classes": reservation.get("client-classes", []),
+                     "options": options_by_name[reservation["hostname"]]})
+    return rows
+
+
+def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """The whole kea-dhcp4 configuration ({"Dhcp4": ...}) for one PXE server."""
+    opts = resolved_settings(settings, KEA_SETTINGS, "Kea", "pxe_dhcp")
+    boot = boot_server(server)
+    loaders = other_loaders(plan, boot)
+    client_classes = kea_client_classes(boot, log_only_classes=opts["log_severity"] == "DEBUG", loaders=loaders)
+    required = [c["name"] for c in client_classes if c.get("only-if-required")]
+    by_subnet: Dict[int, List[Dict[str, Any]]] = {s["id"]: [] for s in plan["subnets"]}
+    global_reservations: List[Dict[str, Any]] = []
+    for subnet_id, reservation in kea_reservations(plan, boot, loaders):
+        if subnet_id is None:
+            global_reservations.append(reservation)
+        else:
+            by_subnet[subnet_id].append(reservation)
+    shared_ip = any(node["ip"] and len(node["macs"]) > 1 for node in plan["nodes"])
+    host_database = bool(opts["host_database"])
     relationship = ha_relationship(plan, server)
     subnets = []
     for subnet in plan["subnets"]:
@@ -280,7 +309,7 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
         options = _kea_subnet_options(subnet)
         if options:
             entry["option-data"] = options
-        if by_subnet[subnet["id"]]:
+        if by_subnet[subnet["id"]] and not host_database:
             entry["reservations"] = by_subnet[subnet["id"]]
         if required:
             entry["require-client-classes"] = required
@@ -305,13 +334,19 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
                     # kea-dhcp4.eval: the classes' verdicts only at DEBUG (benchmarks/dhcp_perf.py).
                     *({"name": name, "severity": "DEBUG" if opts["log_severity"] == "DEBUG" else "WARN",
                        "output_options": [{"output": "stdout"}]} for name in ("kea-dhcp4.eval", "kea-dhcp4.options"))],
-        "user-context": {"centra.pxe": {"plan": plan["digest"]}},
+        # With the host database the reservations live in PostgreSQL and the plan digest
+        # in the file centra.pxe.kea_host_database writes: an onboarding changes a row,
+        # not this file, and Kea is not reloaded (docs/scale.md).
+        "user-context": {"centra.pxe": {"hosts-database": True} if host_database else {"plan": plan["digest"]}},
     }
+    if host_database:
+        dhcp4["hosts-database"] = dict(KEA_HOST_DATABASE)
     option_defs = kea_option_defs(plan)
     if option_defs:
         dhcp4["option-def"] = option_defs
     if global_reservations:
-        dhcp4["reservations"] = global_reservations
+        if not host_database:
+            dhcp4["reservations"] = global_reservations
         dhcp4["reservations-global"] = True
         dhcp4["reservations-in-subnet"] = True
     if shared_ip:

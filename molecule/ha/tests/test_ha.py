@@ -17,11 +17,13 @@ lease and answers no one.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import shlex
 
 import pytest
-from conftest import (BACKUPS, HA_PORT, HA_TLS_DIR, ISC, KEA, LOAD_BALANCING, MODE, SERVING, UNIT, ha_channel_answer,
-                      ha_state, kea, leased_address, offers_to)
+from conftest import (BACKUPS, HA_PORT, HA_TLS_DIR, ISC, KEA, LOAD_BALANCING, MODE, SERVING, SUBNET_ID, UNIT,
+                      ha_channel_answer, ha_state, kea, leased_address, offers_to)
 from labkit.client import boot, booted_profile, lab
 from labkit.facts import lab_facts
 from labkit.ha import (LATE_NODE, PRIMARY, STANDBY, UNKNOWN_MAC, addresses, fetched_script, kill_and_wait_for_restart,
@@ -53,6 +55,17 @@ def node_state(host: str, mac: str) -> dict:
 
 def _in_pool(address: str) -> bool:
     return LAB.subnets[0].in_pool(address)
+
+
+# Scenario ha keeps Kea's reservations in each server's PostgreSQL host database
+# (pxe_dhcp_kea_host_database); ha-isc has no such thing.
+HOST_DATABASE = KEA and bool(LAB.server_vars.get("pxe_dhcp_kea_host_database"))
+host_database_only = pytest.mark.skipif(not HOST_DATABASE, reason="Kea's host database: scenario ha")
+
+
+def psql(host: str, sql: str) -> str:
+    """One query on the host's Kea host database, as Kea's own user."""
+    return ssh(host, "runuser -u _kea -- psql -X -q -A -t -h /run/postgresql -d kea -c %s" % shlex.quote(sql)).stdout.strip()
 
 
 def test_the_pair_is_in_its_mode_and_serves_its_scopes():
@@ -91,6 +104,43 @@ def test_new_clients_are_answered_by_the_servers_of_their_scope():
     assert set(by_server) == ({primary, standby} if LOAD_BALANCING else {primary}), (MODE, offers)
     if LOAD_BALANCING:
         assert not by_server[primary] & by_server[standby], offers
+
+
+@host_database_only
+def test_each_server_reads_the_reservations_from_its_own_host_database():
+    """Every MAC of the inventory is a row of each server's database, and Kea's configuration
+    names that database and holds no reservation."""
+    macs = sorted(mac.replace(":", "").lower() for node in NODES.values() for mac in node.macs)
+    for host in (PRIMARY, STANDBY):
+        rows = psql(host, "SELECT encode(dhcp_identifier, 'hex') FROM hosts WHERE dhcp_identifier_type = 0 ORDER BY 1")
+        assert rows.split() == macs, host
+        dhcp4 = kea(host, "config-get")["arguments"]["Dhcp4"]
+        databases = dhcp4.get("hosts-databases") or [dhcp4.get("hosts-database")]
+        assert [(d["type"], d["name"]) for d in databases] == [("postgresql", "kea")], (host, databases)
+        assert not dhcp4.get("reservations") and not any(s.get("reservations") for s in dhcp4["subnet4"]), host
+
+
+@host_database_only
+def test_a_reservation_written_to_the_database_is_offered_at_once_without_a_reload():
+    """What an onboarding does with the host database: a row, and the next DISCOVER of that
+    MAC is offered its address, with no configuration reload (status-get's seconds since the
+    last reload keep growing)."""
+    mac, address = "02:ce:00:00:02:01", "192.0.2.241"
+    assert not _in_pool(address) and ipaddress.ip_address(address) in ipaddress.ip_network(LAB.subnets[0].cidr)
+    since_reload = {host: kea(host, "status-get")["arguments"]["reload"] for host in (PRIMARY, STANDBY)}
+    insert = ("INSERT INTO hosts (dhcp_identifier, dhcp_identifier_type, dhcp4_subnet_id, ipv4_address, hostname)"
+              " VALUES (decode('%s', 'hex'), 0, %d, %d, 'late-row')"
+              % (mac.replace(":", ""), SUBNET_ID, int(ipaddress.ip_address(address))))
+    try:
+        for host in (PRIMARY, STANDBY):
+            psql(host, insert)
+        offers = offers_to([mac])[mac]
+        assert offers and {offered for _server, offered in offers} == {address}, offers
+        for host in (PRIMARY, STANDBY):
+            assert kea(host, "status-get")["arguments"]["reload"] >= since_reload[host], host
+    finally:
+        for host in (PRIMARY, STANDBY):
+            psql(host, "DELETE FROM hosts WHERE hostname = 'late-row'")
 
 
 def test_each_server_answers_with_its_own_address():

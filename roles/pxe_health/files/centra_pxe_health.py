@@ -123,14 +123,23 @@ def unix_request(path: str, payload: bytes, timeout: float, limit: int = 64 << 2
         return b"".join(chunks)
 
 
-def kea_plan_digest(path: str, timeout: float) -> str:
-    """The plan digest in the configuration Kea runs (user-context of Dhcp4)."""
+def kea_plan_digest(path: str, timeout: float, hosts_plan_file: str = "") -> str:
+    """The plan digest Kea serves: in the user-context of the Dhcp4 configuration it runs,
+    or, when that configuration reads its reservations from the host database, the digest
+    centra.pxe.kea_host_database wrote to hosts_plan_file after its commit (Kea reads the
+    database on every packet, so the committed rows are what it serves)."""
     reply = json.loads(unix_request(path, json.dumps({"command": "config-get"}).encode(), timeout))
     if reply.get("result") != 0:
         raise ValueError("config-get failed: %.200s" % reply.get("text", reply))
     try:
-        return str(reply["arguments"]["Dhcp4"]["user-context"]["centra.pxe"]["plan"])
-    except (KeyError, TypeError):
+        context = reply["arguments"]["Dhcp4"]["user-context"]["centra.pxe"]
+        if context.get("hosts-database"):
+            if not hosts_plan_file:
+                raise ValueError("Kea reads the host database, and no plan file of it is configured")
+            with open(hosts_plan_file, encoding="utf-8") as handle:
+                return handle.read(256).strip()
+        return str(context["plan"])
+    except (KeyError, TypeError, AttributeError):
         raise ValueError("Kea runs a configuration without a centra.pxe plan digest") from None
 
 
@@ -175,8 +184,8 @@ class Host:
     def units(self, names: List[str], timeout: float) -> Dict[str, Dict[str, str]]:
         return read_units(names, timeout)
 
-    def kea_digest(self, path: str, timeout: float) -> str:
-        return kea_plan_digest(path, timeout)
+    def kea_digest(self, path: str, timeout: float, hosts_plan_file: str = "") -> str:
+        return kea_plan_digest(path, timeout, hosts_plan_file)
 
     def lifecycle_digest(self, path: str, timeout: float) -> str:
         return lifecycle_plan_digest(path, timeout)
@@ -238,7 +247,8 @@ def check_dhcp(config: Mapping[str, Any], host: Host, units: Mapping[str, Mappin
     try:
         if dhcp["backend"] == "kea":
             try:
-                detail["plan"] = host.kea_digest(dhcp["kea_socket"], config["timeout"])
+                detail["plan"] = host.kea_digest(dhcp["kea_socket"], config["timeout"],
+                                                 dhcp.get("kea_hosts_plan_file", ""))
             except OSError as exc:
                 raise OSError("Kea's control socket %s: %s" % (dhcp["kea_socket"], exc)) from exc
         else:

@@ -53,6 +53,8 @@ DEFAULT_APT_PACKAGES = (
     "shim-signed", "grub-efi-amd64-signed", "sbsigntool",
     "debian-installer-12-netboot-amd64", "debian-installer-12-netboot-arm64",
     "dosfstools", "mtools",
+    # pxe_dhcp_kea_host_database (molecule/ha)
+    "postgresql", "kea-admin",
 )
 
 # Timers that would grab the dpkg lock or do useless work in the middle of a test.

@@ -76,7 +76,7 @@ class FakeHost(hc.Host):
                            for n in names)
         return hc.parse_units(text)
 
-    def kea_digest(self, path, timeout):
+    def kea_digest(self, path, timeout, hosts_plan_file=""):
         if isinstance(self.kea, Exception):
             raise self.kea
         return self.kea

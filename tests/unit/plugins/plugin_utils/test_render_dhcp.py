@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import BOOT_RULES
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import (
-    ISC_SETTINGS, KEA_SETTINGS, dhcpd_config, kea_dhcp4_config)
+    ISC_SETTINGS, KEA_SETTINGS, dhcpd_config, kea_dhcp4_config, kea_host_rows)
 
 SERVER = {"address": "192.0.2.2", "http_base": "http://192.0.2.2",
           "loaders": {"bios": "undionly.kpxe", "efi64": "ipxe.efi", "efi32": "", "arm32": None, "arm64": "arm64.efi"}}
@@ -171,3 +171,40 @@ def test_false_and_empty_settings_are_values_not_gaps(plan, kea_settings, isc_se
     assert kea_dhcp4_config(plan, SERVER, dict(kea_settings, interfaces=[], authoritative=False))["Dhcp4"][
         "authoritative"] is False
     assert "authoritative;" not in dhcpd_config(plan, SERVER, dict(isc_settings, authoritative=False))
+
+
+def test_with_the_host_database_the_reservations_leave_the_file_for_rows(plan, tmp_path, kea_settings):
+    """The rows carry what the reservations carried; the file names the database, keeps the
+    classes and flags the rows need, and no longer changes with the plan's digest (an
+    onboarding writes rows, with no reload)."""
+    in_file = kea_dhcp4_config(plan, SERVER, dict(kea_settings, host_database=False))["Dhcp4"]
+    in_db = kea_dhcp4_config(plan, SERVER, dict(kea_settings, host_database=True, interfaces=["lo"],
+                                                lease_file=str(tmp_path / "leases.csv"),
+                                                control_socket=str(tmp_path / "ctrl.sock")))
+    dhcp4 = in_db["Dhcp4"]
+    assert dhcp4["hosts-database"] == {"type": "postgresql", "name": "kea", "user": "_kea", "host": "/run/postgresql"}
+    assert "reservations" not in dhcp4 and not any("reservations" in s for s in dhcp4["subnet4"])
+    assert dhcp4["user-context"] == {"centra.pxe": {"hosts-database": True}}
+    for key in ("reservations-global", "reservations-in-subnet", "ip-reservations-unique", "client-classes"):
+        assert dhcp4.get(key) == in_file.get(key), key
+    expected = [(s["id"], r) for s in in_file["subnet4"] for r in s.get("reservations", [])]
+    expected += [(0, r) for r in in_file.get("reservations", [])]
+    rows = kea_host_rows(plan, SERVER)
+    assert sorted((r["subnet_id"], r["identifier"], r["ipv4"], r["hostname"], tuple(r["classes"])) for r in rows) == \
+        sorted((sid, r["hw-address"].replace(":", ""), r.get("ip-address"), r["hostname"],
+                tuple(r.get("client-classes", []))) for sid, r in expected)
+    assert len({r["subnet_id"] for r in rows}) > 1  # global (0) and subnet rows both present
+    path = tmp_path / "kea-dhcp4.conf"
+    path.write_text(json.dumps(in_db))
+    run = subprocess.run([_checker("kea-dhcp4"), "-t", str(path)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_host_rows_carry_node_options_as_wire_bytes():
+    plan = {"digest": "d", "subnets": [{"id": 1, "cidr": "192.0.2.0/24"}], "profiles": {},
+            "nodes": [{"name": "n1", "macs": ["52:54:00:00:00:01"], "ip": "192.0.2.9", "subnet_id": 1,
+                       "options": [{"code": 42, "type": "ip-list", "value": ["192.0.2.1"]},
+                                   {"code": 15, "type": "domain", "value": "lab.example"}]}]}
+    (row,) = kea_host_rows(plan, SERVER)
+    assert row["options"] == [{"code": 42, "space": "dhcp4", "value": "c0000201"},
+                              {"code": 15, "space": "dhcp4", "value": b"lab.example".hex()}]
