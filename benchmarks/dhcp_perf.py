@@ -15,12 +15,21 @@ inventory's own MACs (-M), so with the generated config every client hits its
 reservation, and it sends option 93 = 0 (BIOS) and the PXE vendor class, so the
 classes are evaluated on every packet. The daemons run in the server namespace; all
 are stopped by PID. Each configuration runs `--rounds` times, interleaved.
+
+--host-database adds the generated config with pxe_dhcp_kea_host_database (docs/scale.md):
+the same reservations as rows of Kea's PostgreSQL schema, written by the collection's own
+sync script, in a PostgreSQL of the benchmark's own (initdb in a temporary directory,
+its Unix socket only, no TCP; stopped by PID). Its CPU time (the server and Kea's
+connection to it) counts with Kea's.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import ipaddress
+import shutil
+import subprocess
 import json
 import os
 import re
@@ -36,7 +45,9 @@ from inventory_gen import PROFILES, node_mac  # noqa: E402  pylint: disable=wron
 bl.import_collection()
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import build_plan  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import (  # noqa: E402  pylint: disable=wrong-import-position
-    ISC_SETTINGS, KEA_SETTINGS, dhcpd_config, kea_dhcp4_config)
+    ISC_SETTINGS, KEA_SETTINGS, dhcpd_config, kea_dhcp4_config, kea_host_rows)
+from ansible_collections.centra.pxe.plugins.module_utils._kea_host_db import (  # noqa: E402  pylint: disable=wrong-import-position
+    plan_changes, sync_script)
 
 SUBNET = {"cidr": "198.18.0.0/15", "pool": "198.19.200.1-198.19.255.254"}
 LOADERS = {"bios": "undionly.kpxe", "efi32": "", "efi64": "ipxe.efi", "arm32": "", "arm64": ""}
@@ -63,9 +74,11 @@ def role_settings(keys: Sequence[str]) -> Dict[str, Any]:
     return {key: defaults.get("pxe_dhcp_kea_" + key, defaults.get("pxe_dhcp_" + key)) for key in keys}
 
 
+SERVER = {"address": bl.SERVER_ADDRESS, "http_base": "http://%s" % bl.SERVER_ADDRESS, "loaders": LOADERS}
+
+
 def kea_configs(plan: Dict[str, Any], pair: bl.NamespacePair, work: str) -> Dict[str, Dict[str, Any]]:
-    server = {"address": bl.SERVER_ADDRESS, "http_base": "http://%s" % bl.SERVER_ADDRESS, "loaders": LOADERS}
-    generated = kea_dhcp4_config(plan, server, dict(
+    generated = kea_dhcp4_config(plan, SERVER, dict(
         role_settings(KEA_SETTINGS),
         interfaces=[pair.server_if],
         lease_file=os.path.join(work, "kea-leases4.csv"),
@@ -82,6 +95,69 @@ def kea_configs(plan: Dict[str, Any], pair: bl.NamespacePair, work: str) -> Dict
     assert sum(len(s.get("reservations", [])) for s in dhcp4["subnet4"]) == len(plan["nodes"])
     assert dhcp4["client-classes"], "the generated config has no PXE classes"
     return {"kea-generated": generated, "kea-minimal": minimal}
+
+
+KEA_SCHEMA = "/usr/share/kea/scripts/pgsql/dhcpdb_create.pgsql"
+
+
+class PrivatePostgres:
+    """A PostgreSQL of this benchmark's own, holding Kea's schema and the plan's host rows:
+    initdb into a temporary directory (trust, on its Unix socket only: listen_addresses is
+    empty), started as the postgres user by setpriv (which execs: the PID is the server's),
+    stopped by that PID."""
+
+    def __init__(self, plan: Dict[str, Any], server: Dict[str, Any]) -> None:
+        bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bindirs:
+            raise SystemExit("--host-database needs PostgreSQL (Debian's postgresql; scripts/setup.sh installs it)")
+        self.bindir = bindirs[-1]
+        self.root = tempfile.mkdtemp(prefix="cpxe-bench-pg-")
+        shutil.chown(self.root, "postgres", "postgres")
+        self.socket_dir = self.root
+        data = os.path.join(self.root, "data")
+        self._as_postgres([os.path.join(self.bindir, "initdb"), "-D", data, "--auth=trust", "-U", "postgres"])
+        self.daemon = bl.Daemon(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+                                 os.path.join(self.bindir, "postgres"), "-D", data, "-k", self.socket_dir,
+                                 "-c", "listen_addresses="], os.path.join(self.root, "postgres.log"))
+        try:
+            bl.wait_for(lambda: self.psql("postgres", sql="SELECT 1", check=False).returncode == 0, 30, "PostgreSQL")
+            self.psql("postgres", sql="CREATE DATABASE kea")
+            self.psql("kea", script=KEA_SCHEMA)
+            _delete, insert, _removed, _added = plan_changes({}, kea_host_rows(plan, server))
+            self.rows = len(insert)
+            self.psql("kea", stdin=sync_script([], insert))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _as_postgres(self, argv: List[str]) -> None:
+        bl.run(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *argv], timeout=120)
+
+    def psql(self, database: str, sql: str = "", script: str = "", stdin: str = "", check: bool = True):
+        argv = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.socket_dir, "-U", "postgres",
+                "-d", database] + (["-c", sql] if sql else ["-f", script or "-"])
+        done = subprocess.run(argv, input=stdin or None, capture_output=True, text=True, timeout=300, check=False)
+        if check and done.returncode != 0:
+            raise SystemExit("psql: %s" % (done.stderr or done.stdout)[-2000:])
+        return done
+
+    def connection(self) -> Dict[str, Any]:
+        return {"type": "postgresql", "name": "kea", "user": "postgres", "host": self.socket_dir}
+
+    def stop(self) -> None:
+        self.daemon.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def host_database_config(plan: Dict[str, Any], pair: bl.NamespacePair, work: str,
+                         database: PrivatePostgres) -> Dict[str, Any]:
+    """The generated config with pxe_dhcp_kea_host_database, pointed at the benchmark's PostgreSQL."""
+    config = kea_dhcp4_config(plan, SERVER, dict(
+        role_settings(KEA_SETTINGS), host_database=True, interfaces=[pair.server_if],
+        lease_file=os.path.join(work, "kea-leases4.csv"), control_socket=os.path.join(work, "kea4-ctrl-socket")))
+    assert not any(s.get("reservations") for s in config["Dhcp4"]["subnet4"])
+    config["Dhcp4"]["hosts-database"] = database.connection()
+    return config
 
 
 def kea_variants(generated: Dict[str, Any], minimal: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
@@ -176,10 +252,9 @@ def instructions_per_lease(pair: bl.NamespacePair, name: str, config: Dict[str, 
 
 
 def start_dhcpd(pair: bl.NamespacePair, plan: Dict[str, Any], work: str) -> bl.Daemon:
-    server = {"address": bl.SERVER_ADDRESS, "http_base": "http://%s" % bl.SERVER_ADDRESS, "loaders": LOADERS}
     conf = os.path.join(work, "dhcpd.conf")
     with open(conf, "w", encoding="utf-8") as handle:
-        handle.write(dhcpd_config(plan, server, role_settings(ISC_SETTINGS)))
+        handle.write(dhcpd_config(plan, SERVER, role_settings(ISC_SETTINGS)))
     leases = os.path.join(work, "dhcpd.leases")
     with open(leases, "w", encoding="utf-8"):
         pass
@@ -230,6 +305,9 @@ def main() -> int:
     parser.add_argument("--variants", action="store_true",
                         help="also run the generated Kea config without its classes, without its reservations, "
                         "and both configs with the loggers at WARN")
+    parser.add_argument("--host-database", action="store_true",
+                        help="also the generated config with its reservations in Kea's PostgreSQL host database "
+                        "(a PostgreSQL of the benchmark's own)")
     parser.add_argument("--callgrind", action="store_true",
                         help="count Kea's instructions per lease under callgrind instead (perfdhcp at --rate 20, no "
                         "drops): the same count on a busy or an idle machine")
@@ -239,30 +317,55 @@ def main() -> int:
     if args.callgrind:
         return callgrind_main(args)
     results: Dict[str, List[Dict[str, Any]]] = {}
+    database = None
     with tempfile.TemporaryDirectory(prefix="cpxe-bench-dhcp-") as work, bl.NamespacePair("dhcp") as pair:
         plan, macs_file, configs = prepare(args, pair, work)
-        order = list(configs) + ([] if args.no_isc else ["isc-generated"])
-        for round_no in range(args.rounds):
-            for name in (order if round_no % 2 == 0 else list(reversed(order))):
-                daemon = start_dhcpd(pair, plan, work) if name == "isc-generated" else \
-                    start_kea(pair, name, configs[name], work)
-                try:
-                    rate = (args.isc_rate or args.rate) if name == "isc-generated" else args.rate
-                    cpu_before = daemon.cpu_seconds()
-                    result = perfdhcp(pair, macs_file, rate, args.seconds, args.nodes)
-                    cpu = daemon.cpu_seconds() - cpu_before
-                    result.update(load=bl.load(), offered_rate=rate, alive_after=daemon.alive(), cpu_seconds=cpu,
-                                  leases_per_cpu_s=result["acks"] / cpu if cpu else 0.0)
-                finally:
-                    daemon.stop()
-                if name != "isc-generated":
-                    result.update(reserved_addresses_leased(configs[name], plan))
-                results.setdefault(name, []).append(result)
-                line = ("%-14s round %d: %8.1f leases/s, %8.1f per CPU-s (%d ACKs, %d drops, "
-                        "reserved/leased addresses %s/%s), load %s") % (
-                    name, round_no + 1, result["rate"], result["leases_per_cpu_s"], result["acks"], result["drops"],
-                    result.get("reserved_leased", "-"), result.get("addresses_leased", "-"), result["load"])
-                print(line, file=sys.stderr, flush=True)
+        if args.host_database:
+            database = PrivatePostgres(plan, SERVER)
+            configs["kea-hostdb"] = host_database_config(plan, pair, work, database)
+            print("host database: %d rows" % database.rows, file=sys.stderr, flush=True)
+        try:
+            run_rounds(args, pair, plan, macs_file, configs, work, database, results)
+        finally:
+            if database:
+                database.stop()
+    report(args, results)
+    return 0
+
+
+def run_rounds(args: argparse.Namespace, pair: bl.NamespacePair, plan: Dict[str, Any], macs_file: str,
+               configs: Dict[str, Dict[str, Any]], work: str, database: Any,
+               results: Dict[str, List[Dict[str, Any]]]) -> None:
+    """Every configuration --rounds times, interleaved (one order, then the reverse)."""
+    order = list(configs) + ([] if args.no_isc else ["isc-generated"])
+    for round_no in range(args.rounds):
+        for name in (order if round_no % 2 == 0 else list(reversed(order))):
+            daemon = start_dhcpd(pair, plan, work) if name == "isc-generated" else \
+                start_kea(pair, name, configs[name], work)
+            try:
+                rate = (args.isc_rate or args.rate) if name == "isc-generated" else args.rate
+                # With the host database, PostgreSQL's CPU time (server and Kea's backend) counts too.
+                def cpu_now(daemon=daemon, name=name) -> float:
+                    extra = database.daemon.tree_cpu_seconds() if name == "kea-hostdb" else 0.0
+                    return daemon.cpu_seconds() + extra
+                cpu_before = cpu_now()
+                result = perfdhcp(pair, macs_file, rate, args.seconds, args.nodes)
+                cpu = cpu_now() - cpu_before
+                result.update(load=bl.load(), offered_rate=rate, alive_after=daemon.alive(), cpu_seconds=cpu,
+                              leases_per_cpu_s=result["acks"] / cpu if cpu else 0.0)
+            finally:
+                daemon.stop()
+            if name != "isc-generated":
+                result.update(reserved_addresses_leased(configs[name], plan))
+            results.setdefault(name, []).append(result)
+            line = ("%-14s round %d: %8.1f leases/s, %8.1f per CPU-s (%d ACKs, %d drops, "
+                    "reserved/leased addresses %s/%s), load %s") % (
+                name, round_no + 1, result["rate"], result["leases_per_cpu_s"], result["acks"], result["drops"],
+                result.get("reserved_leased", "-"), result.get("addresses_leased", "-"), result["load"])
+            print(line, file=sys.stderr, flush=True)
+
+
+def report(args: argparse.Namespace, results: Dict[str, List[Dict[str, Any]]]) -> None:
     summary = {name: bl.median([r["rate"] for r in runs]) for name, runs in results.items()}
     per_cpu = {name: bl.median([r["leases_per_cpu_s"] for r in runs]) for name, runs in results.items()}
     print("%-14s %12s %16s %s" % ("config", "leases/s", "leases/CPU-s", "(medians of %d runs)" % args.rounds))
@@ -271,6 +374,9 @@ def main() -> int:
     ratio = summary["kea-generated"] / summary["kea-minimal"] if summary["kea-minimal"] else 0.0
     cpu_ratio = per_cpu["kea-generated"] / per_cpu["kea-minimal"] if per_cpu["kea-minimal"] else 0.0
     print("kea generated / minimal: %.3f in leases/s, %.3f in leases per CPU-second (goal >= 0.9)" % (ratio, cpu_ratio))
+    if "kea-hostdb" in summary and summary["kea-generated"]:
+        print("kea host database / generated (reservations in the file): %.3f in leases/s, %.3f per CPU-second" % (
+            summary["kea-hostdb"] / summary["kea-generated"], per_cpu["kea-hostdb"] / per_cpu["kea-generated"]))
     if "isc-generated" in summary and summary["isc-generated"]:
         print("kea generated / isc generated: %.2f in leases/s, %.2f per CPU-second" % (
             summary["kea-generated"] / summary["isc-generated"], per_cpu["kea-generated"] / per_cpu["isc-generated"]))
@@ -278,7 +384,6 @@ def main() -> int:
     bl.write_json(args.json, {"runs": results, "median": summary, "ratio_generated_minimal": ratio,
                               "per_cpu_second": per_cpu, "cpu_ratio_generated_minimal": cpu_ratio,
                               "nodes": args.nodes, "date": bl.stamp()})
-    return 0
 
 
 def callgrind_main(args: argparse.Namespace) -> int:

@@ -136,8 +136,11 @@ def kea_plan_digest(path: str, timeout: float, hosts_plan_file: str = "") -> str
         if context.get("hosts-database"):
             if not hosts_plan_file:
                 raise ValueError("Kea reads the host database, and no plan file of it is configured")
-            with open(hosts_plan_file, encoding="utf-8") as handle:
-                return handle.read(256).strip()
+            try:
+                with open(hosts_plan_file, encoding="utf-8") as handle:
+                    return handle.read(256).strip()
+            except OSError as exc:
+                raise ValueError("the host database's plan file: %s" % exc) from None
         return str(context["plan"])
     except (KeyError, TypeError, AttributeError):
         raise ValueError("Kea runs a configuration without a centra.pxe plan digest") from None

@@ -346,3 +346,52 @@ def test_a_flood_costs_one_check(served):
     for t in threads:
         t.join()
     assert results.count(200) == 40 and checker.checks == 1 and host.calls == 1
+
+
+def _fake_kea(path, context):
+    """A one-shot Kea control socket answering config-get with a Dhcp4 user-context."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def answer():
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(json.dumps({"result": 0, "arguments": {
+                "Dhcp4": {"user-context": {"centra.pxe": context}}}}).encode())
+        server.close()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("context, plan_file, expected", [
+    ({"plan": DIGEST}, "", DIGEST),
+    ({"plan": DIGEST}, "unused", DIGEST),
+    ({"hosts-database": True}, "written", OTHER),
+])
+def test_kea_serves_the_plan_of_its_file_or_of_its_host_database(context, plan_file, expected):
+    with tempfile.TemporaryDirectory() as work:
+        path = os.path.join(work, "sock")
+        if plan_file == "written":
+            plan_file = os.path.join(work, "hosts.plan")
+            with open(plan_file, "w", encoding="utf-8") as handle:
+                handle.write(OTHER + "\n")
+        thread = _fake_kea(path, context)
+        assert hc.kea_plan_digest(path, 5.0, plan_file) == expected
+        thread.join(5)
+
+
+@pytest.mark.parametrize("plan_file, error", [
+    ("", "no plan file of it is configured"),
+    ("missing", "the host database's plan file: .*No such file"),
+])
+def test_kea_on_the_host_database_without_its_plan_file_is_an_error(plan_file, error):
+    with tempfile.TemporaryDirectory() as work:
+        path = os.path.join(work, "sock")
+        thread = _fake_kea(path, {"hosts-database": True})
+        with pytest.raises(ValueError, match=error):
+            hc.kea_plan_digest(path, 5.0, os.path.join(work, plan_file) if plan_file else "")
+        thread.join(5)
