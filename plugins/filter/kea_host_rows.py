@@ -12,6 +12,9 @@ description:
     for M(centra.pxe.kea_host_database) (the role M(centra.pxe.pxe_dhcp) with C(pxe_dhcp_kea_host_database)).
   - Each row has C(identifier) (the MAC as hex), C(subnet_id) (0 for a global reservation), C(ipv4)
     (or none), C(hostname), C(classes) and C(options) (C(code), C(space), C(value), the option's wire bytes as hex).
+  - Returns text, a header line and then one JSON object per row and line, which is what the module takes.
+    Ansible templates and checks a list of 100,000 mappings as a module argument in about 35 s, and the
+    same rows as one string in about 4 s.
 options:
   _input:
     description: The boot plan, the JSON string M(centra.pxe.boot_plan) returns as a fact.
@@ -29,15 +32,20 @@ hosts: "{{ centra_pxe_plan | centra.pxe.kea_host_rows(centra_pxe_server) }}"
 
 RETURN = r"""
   _value:
-    description: The rows, a list of mappings.
-    type: list
-    elements: dict
+    description: The rows, as text (a header line, then one JSON object per line).
+    type: str
 """
 
+from ansible_collections.centra.pxe.plugins.module_utils._kea_host_db import rows_text
 from ansible_collections.centra.pxe.plugins.plugin_utils._filter import DocumentedFilter
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import kea_host_rows as render_rows
 
-kea_host_rows = DocumentedFilter("kea_host_rows", DOCUMENTATION, render_rows, plan=True)
+
+def render_rows_text(plan, server):
+    return rows_text(render_rows(plan, server))
+
+
+kea_host_rows = DocumentedFilter("kea_host_rows", DOCUMENTATION, render_rows_text, plan=True)
 
 
 class FilterModule:

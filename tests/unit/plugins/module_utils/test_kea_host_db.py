@@ -7,7 +7,8 @@ import json
 import pytest
 
 from ansible_collections.centra.pxe.plugins.module_utils._kea_host_db import (
-    CONTEXT_KEY, copy_line, copy_unescape, parse_current, plan_changes, row_digest, sync_script)
+    CONTEXT_KEY, ROWS_HEADER, copy_line, copy_unescape, parse_current, parse_rows_text, plan_changes, row_digest,
+    rows_text, sync_script)
 
 ROWS = [
     {"identifier": "525400000101", "subnet_id": 3221225984, "ipv4": "192.0.2.11", "hostname": "node01",
@@ -79,3 +80,21 @@ def test_the_sync_script_is_one_transaction_with_addresses_as_integers_and_optio
     assert "525400000101\t3221225984\t3221225995\tnode01\t\\N\t" in script  # 192.0.2.11
     assert "525400000102\t0\t\\N\tnode02\tcentra_loader_grub\t" in script
     assert "525400000102\t0\t42\tc0000201\tdhcp4\n" in script
+
+
+def test_rows_travel_as_text_and_come_back_equal():
+    text = rows_text(ROWS)
+    assert text.startswith(ROWS_HEADER + "\n") and text.count("\n") == len(ROWS) + 1
+    assert parse_rows_text(text) == ROWS
+    assert parse_rows_text(rows_text([])) == []
+
+
+@pytest.mark.parametrize("text, error", [
+    ("", "do not start with"),
+    ('{"identifier": "x"}\n', "do not start with"),
+    (ROWS_HEADER + "\n{not json}\n", "line 2 of the rows"),
+    (ROWS_HEADER + "\n[1, 2]\n", "line 2 of the rows is not an object"),
+])
+def test_rows_text_other_than_the_filters_is_refused(text, error):
+    with pytest.raises(ValueError, match=error):
+        parse_rows_text(text)
