@@ -342,15 +342,13 @@ def run_rounds(args: argparse.Namespace, pair: bl.NamespacePair, plan: Dict[str,
         for name in (order if round_no % 2 == 0 else list(reversed(order))):
             daemon = start_dhcpd(pair, plan, work) if name == "isc-generated" else \
                 start_kea(pair, name, configs[name], work)
+            # With the host database, PostgreSQL's CPU time (server and Kea's backend) counts too.
+            with_database = database is not None and name == "kea-hostdb"
             try:
                 rate = (args.isc_rate or args.rate) if name == "isc-generated" else args.rate
-                # With the host database, PostgreSQL's CPU time (server and Kea's backend) counts too.
-                def cpu_now(daemon=daemon, name=name) -> float:
-                    extra = database.daemon.tree_cpu_seconds() if name == "kea-hostdb" else 0.0
-                    return daemon.cpu_seconds() + extra
-                cpu_before = cpu_now()
+                cpu_before = daemon.cpu_seconds() + (database.daemon.tree_cpu_seconds() if with_database else 0.0)
                 result = perfdhcp(pair, macs_file, rate, args.seconds, args.nodes)
-                cpu = cpu_now() - cpu_before
+                cpu = daemon.cpu_seconds() + (database.daemon.tree_cpu_seconds() if with_database else 0.0) - cpu_before
                 result.update(load=bl.load(), offered_rate=rate, alive_after=daemon.alive(), cpu_seconds=cpu,
                               leases_per_cpu_s=result["acks"] / cpu if cpu else 0.0)
             finally:

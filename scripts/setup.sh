@@ -19,6 +19,7 @@ apt_packages=(
   dnsmasq-base                     # the proxy backend's config check (dnsmasq --test) in the unit tests; no daemon starts
   fdisk dosfstools mtools syslinux syslinux-common syslinux-efi  # the lab's installer: its disk image
   kea-admin wrk atftp tftpd-hpa valgrind  # benchmarks/: perfdhcp, the HTTP load tool, a TFTP client with blksize, in.tftpd, callgrind
+  postgresql                       # benchmarks/dhcp_perf.py --host-database: a PostgreSQL of its own (initdb, no service)
   prometheus chromium              # the status views' tests: promtool check metrics, a headless browser for /status
 )
 missing=()

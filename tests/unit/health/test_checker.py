@@ -355,7 +355,7 @@ def _fake_kea(path, context):
     server.listen(1)
 
     def answer():
-        connection, _ = server.accept()
+        connection, _address = server.accept()
         with connection:
             connection.recv(65536)
             connection.sendall(json.dumps({"result": 0, "arguments": {
