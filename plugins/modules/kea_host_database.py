@@ -167,9 +167,11 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    # Bad rows fail here, before anything is made or written.
     try:
         rows = parse_rows_text(params["hosts"])
-    except ValueError as exc:
+        plan_changes({}, rows)
+    except (KeyError, TypeError, ValueError) as exc:
         module.fail_json(msg="kea_host_database: hosts: %s" % exc)
     user, name = KEA_HOST_DATABASE["user"], KEA_HOST_DATABASE["name"]
     if not os.path.isdir(os.path.dirname(params["digest_file"])):
@@ -210,10 +212,7 @@ def main():
     current = {}
     if schema_exists or not module.check_mode:
         current = parse_current(database.run(user, database=name, stdin=CURRENT_QUERY + ";\n"))
-    try:
-        delete, insert, removed, added = plan_changes(current, rows)
-    except (KeyError, TypeError, ValueError) as exc:
-        module.fail_json(msg="kea_host_database: bad hosts: %s" % exc)
+    delete, insert, removed, added = plan_changes(current, rows)
     if (delete or insert) and not module.check_mode:
         database.run(user, database=name, stdin=sync_script(delete, insert))
     digest_changed = read_file(params["digest_file"]) != params["digest"]
