@@ -47,7 +47,7 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import buil
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import (  # noqa: E402  pylint: disable=wrong-import-position
     ISC_SETTINGS, KEA_SETTINGS, dhcpd_config, kea_dhcp4_config, kea_host_rows)
 from ansible_collections.centra.pxe.plugins.module_utils._kea_host_db import (  # noqa: E402  pylint: disable=wrong-import-position
-    plan_changes, sync_script)
+    plan_changes, sync_script, wanted_rows)
 
 SUBNET = {"cidr": "198.18.0.0/15", "pool": "198.19.200.1-198.19.255.254"}
 LOADERS = {"bios": "undionly.kpxe", "efi32": "", "efi64": "ipxe.efi", "arm32": "", "arm64": ""}
@@ -123,7 +123,7 @@ class PrivatePostgres:
             bl.wait_for(lambda: self.psql("postgres", sql="SELECT 1", check=False).returncode == 0, 30, "PostgreSQL")
             self.psql("postgres", sql="CREATE DATABASE kea")
             self.psql("kea", script=KEA_SCHEMA)
-            _delete, insert, _removed, _added = plan_changes({}, kea_host_rows(plan, server))
+            _delete, insert, _removed, _added = plan_changes({}, wanted_rows(kea_host_rows(plan, server)))
             self.rows = len(insert)
             self.psql("kea", stdin=sync_script([], insert))
         except BaseException:

@@ -115,16 +115,24 @@ def parse_current(copy_text: str) -> Current:
     return current
 
 
-def plan_changes(current: Current,
-                 rows: List[Mapping[str, Any]]) -> Tuple[List[int], List[Dict[str, Any]], List[str], List[str]]:
-    """(host_ids to delete, rows to insert (with their digest), hostnames removed, hostnames added)."""
-    wanted: Dict[Key, Dict[str, Any]] = {}
+Wanted = Dict[Key, Dict[str, Any]]
+
+
+def wanted_rows(rows: List[Mapping[str, Any]]) -> Wanted:
+    """The rows by (identifier, subnet id), each with its digest; ValueError on two rows for one key."""
+    wanted: Wanted = {}
     for row in rows:
         key = (str(row["identifier"]), int(row["subnet_id"]))
         if key in wanted:
             raise ValueError("two host rows for hw-address %s in subnet %d (%s, %s)"
                              % (key[0], key[1], wanted[key]["hostname"], row["hostname"]))
         wanted[key] = dict(row, digest=row_digest(row))
+    return wanted
+
+
+def plan_changes(current: Current,
+                 wanted: Wanted) -> Tuple[List[int], List[Dict[str, Any]], List[str], List[str]]:
+    """(host_ids to delete, rows to insert (with their digest), hostnames removed, hostnames added)."""
     delete: List[int] = []
     keep = set()
     for key, entries in current.items():
@@ -146,8 +154,9 @@ def ipv4_int(address: Any) -> Any:
 
 
 def sync_script(delete: List[int], insert: List[Mapping[str, Any]]) -> str:
-    """One psql transaction: delete the stale rows (their options go by cascade), insert the new."""
-    parts = ["\\set ON_ERROR_STOP 1\n", "BEGIN;\n",
+    """One psql transaction (psql runs it with ON_ERROR_STOP): delete the stale rows (their
+    options go by cascade), insert the new."""
+    parts = ["BEGIN;\n",
              "CREATE TEMP TABLE centra_delete (host_id bigint) ON COMMIT DROP;\n",
              "CREATE TEMP TABLE centra_hosts (identifier text, subnet_id bigint, ipv4 bigint, hostname text,"
              " classes text, context text) ON COMMIT DROP;\n",

@@ -91,6 +91,7 @@ from ansible_collections.centra.pxe.plugins.module_utils._kea_host_db import (
     parse_rows_text,
     plan_changes,
     sync_script,
+    wanted_rows,
 )
 
 DIFF_NAMES = 50
@@ -169,8 +170,7 @@ def main():
     params = module.params
     # Bad rows fail here, before anything is made or written.
     try:
-        rows = parse_rows_text(params["hosts"])
-        plan_changes({}, rows)
+        wanted = wanted_rows(parse_rows_text(params["hosts"]))
     except (KeyError, TypeError, ValueError) as exc:
         module.fail_json(msg="kea_host_database: hosts: %s" % exc)
     user, name = KEA_HOST_DATABASE["user"], KEA_HOST_DATABASE["name"]
@@ -184,8 +184,8 @@ def main():
             module.fail_json(msg="PostgreSQL does not answer on %s (the role installs and starts it first)"
                              % KEA_HOST_DATABASE["host"])
         # Check mode before the packages are installed: all of it would be made.
-        _delete, insert, _removed, added = plan_changes({}, rows)
-        result = {"changed": True, "deleted": 0, "inserted": len(insert), "rows": len(rows),
+        _delete, insert, _removed, added = plan_changes({}, wanted)
+        result = {"changed": True, "deleted": 0, "inserted": len(insert), "rows": len(wanted),
                   "created": ["role", "database", "schema"]}
         if module._diff:
             result["diff"] = {"before": "", "after": names_diff(added)}
@@ -212,14 +212,14 @@ def main():
     current = {}
     if schema_exists or not module.check_mode:
         current = parse_current(database.run(user, database=name, stdin=CURRENT_QUERY + ";\n"))
-    delete, insert, removed, added = plan_changes(current, rows)
+    delete, insert, removed, added = plan_changes(current, wanted)
     if (delete or insert) and not module.check_mode:
         database.run(user, database=name, stdin=sync_script(delete, insert))
     digest_changed = read_file(params["digest_file"]) != params["digest"]
     if digest_changed and not module.check_mode:
         write_file(params["digest_file"], params["digest"])
     result = {"changed": bool(changes or delete or insert or digest_changed), "deleted": len(delete),
-              "inserted": len(insert), "rows": len(rows), "created": changes}
+              "inserted": len(insert), "rows": len(wanted), "created": changes}
     if module._diff and (removed or added):
         result["diff"] = {"before_header": "hosts (%s)" % name, "after_header": "hosts (%s)" % name,
                           "before": names_diff(removed), "after": names_diff(added)}

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.centra.pxe.plugins.module_utils._kea_host_db import (
     CONTEXT_KEY, ROWS_HEADER, copy_line, copy_unescape, parse_current, parse_rows_text, plan_changes, row_digest,
-    rows_text, sync_script)
+    rows_text, sync_script, wanted_rows)
 
 ROWS = [
     {"identifier": "525400000101", "subnet_id": 3221225984, "ipv4": "192.0.2.11", "hostname": "node01",
@@ -30,33 +30,33 @@ def current_text(rows, digests=None, extra=()):
 
 
 def test_an_empty_database_gets_every_row():
-    delete, insert, removed, added = plan_changes({}, ROWS)
+    delete, insert, removed, added = plan_changes({}, wanted_rows(ROWS))
     assert delete == [] and removed == []
     assert [r["hostname"] for r in insert] == ["node01", "node02"] and added == ["node01", "node02"]
     assert all(r["digest"] == row_digest(r) for r in insert)
 
 
 def test_a_database_equal_to_the_plan_gets_no_write():
-    assert plan_changes(parse_current(current_text(ROWS)), ROWS) == ([], [], [], [])
+    assert plan_changes(parse_current(current_text(ROWS)), wanted_rows(ROWS)) == ([], [], [], [])
 
 
 def test_a_changed_row_is_deleted_and_written_again_and_the_others_are_left():
     changed = [ROWS[0], dict(ROWS[1], ipv4="192.0.2.12", subnet_id=0)]
-    delete, insert, removed, added = plan_changes(parse_current(current_text(ROWS)), changed)
+    delete, insert, removed, added = plan_changes(parse_current(current_text(ROWS)), wanted_rows(changed))
     assert delete == [2] and [r["hostname"] for r in insert] == ["node02"]
     assert removed == ["node02"] and added == ["node02"]
 
 
 def test_a_row_gone_from_the_plan_is_deleted_and_a_foreign_or_duplicate_row_replaced():
     foreign = copy_line([7, "525400000101", 3221225984, "hand-made", "\\N"])
-    delete, insert, removed, _added = plan_changes(parse_current(current_text(ROWS, extra=[foreign])), ROWS[:1])
+    delete, insert, removed, _added = plan_changes(parse_current(current_text(ROWS, extra=[foreign])), wanted_rows(ROWS[:1]))
     # node02 left the plan; node01 has a second row (written by hand): the first stays.
     assert delete == [2, 7] and insert == [] and removed == ["node02"]
 
 
 def test_two_rows_for_one_mac_in_one_subnet_are_refused():
     with pytest.raises(ValueError, match="525400000101 in subnet 3221225984 .node01, twin."):
-        plan_changes({}, [ROWS[0], dict(ROWS[0], hostname="twin")])
+        wanted_rows([ROWS[0], dict(ROWS[0], hostname="twin")])
 
 
 def test_the_digest_covers_every_field_kea_serves():
@@ -72,7 +72,7 @@ def test_copy_fields_round_trip(value):
 
 
 def test_the_sync_script_is_one_transaction_with_addresses_as_integers_and_options_by_identifier():
-    _delete, insert, _removed, _added = plan_changes({}, ROWS)
+    _delete, insert, _removed, _added = plan_changes({}, wanted_rows(ROWS))
     script = sync_script([5, 6], insert)
     assert script.index("BEGIN;") < script.index("DELETE FROM hosts") < script.index("INSERT INTO hosts") \
         < script.index("INSERT INTO dhcp4_options") < script.index("COMMIT;")
