@@ -14,15 +14,27 @@ stages=("$@")
 ((${#stages[@]})) || stages=(unit lint sanity harness lab)
 passed=0 failed=0 failed_names=()
 
+stage_logs=$(mktemp -d)
+trap 'rm -rf "$stage_logs"' EXIT
+
 run_stage() {
   local name=$1; shift
   local start=$SECONDS
   echo "=== $name: $*"
-  if "$@"; then
+  # pipefail (above): the stage's own exit status, not tee's.
+  if "$@" 2>&1 | tee "$stage_logs/$name.log"; then
     passed=$((passed + 1)); echo "=== $name: passed in $((SECONDS - start)) s"
   else
     failed=$((failed + 1)); failed_names+=("$name"); echo "=== $name: FAILED after $((SECONDS - start)) s"
   fi
+}
+
+# CI shows only the end of a long output: what went wrong in a failed stage (its
+# failed tests, assertion and error lines) is repeated at the very end.
+what_failed() {
+  local log=$1
+  sed 's/\x1b\[[0-9;]*m//g' "$log" |
+    grep -E -A8 'fatal:|FAILED|^E  |(^|│ )E  |Error|failed=[1-9]|short test summary' | tail -n 80 || true
 }
 
 # scripts/setup.sh made the collection link; molecule's config and ansible.cfg look there too.
@@ -89,15 +101,8 @@ run_lab_stage() {
     else
       failed=$((failed + 1)); failed_names+=("molecule-$scenario")
       echo "=== molecule-$scenario: FAILED after $seconds s"
+      cp "$logs/$scenario.log" "$stage_logs/molecule-$scenario.log"  # for what_failed, at the end
     fi
-  done
-  # CI shows only the end of a long output: repeat what went wrong in each failed
-  # scenario (its fatal tasks, failed tests and assertion lines) last.
-  for scenario in "${all[@]}"; do
-    grep -q '^FAILED' "$logs/$scenario.rc" 2>/dev/null || [ ! -f "$logs/$scenario.rc" ] || continue
-    echo "=== molecule-$scenario: what failed"
-    sed 's/\x1b\[[0-9;]*m//g' "$logs/$scenario.log" |
-      grep -E -A8 'fatal:|FAILED|(^|│ )E  |Error|failed=[1-9]' | tail -n 80 || true
   done
   rm -rf "$logs"
 }
@@ -116,6 +121,11 @@ for stage in "${stages[@]}"; do
   esac
 done
 
+for name in "${failed_names[@]}"; do
+  [ -f "$stage_logs/$name.log" ] || continue
+  echo "=== $name: what failed"
+  what_failed "$stage_logs/$name.log"
+done
 echo "failed stages: ${failed_names[*]:-none}"
 echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
