@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -32,6 +33,17 @@ def collections_path() -> str:
     base = os.path.join(ROOT, ".ansible", "collections")
     if not os.path.isdir(os.path.join(base, "ansible_collections", "centra", "pxe")):
         sys.exit("benchmarks: %s has no centra.pxe: run bash scripts/setup.sh first" % base)
+    return base
+
+
+def bench_collections(checkout: str) -> str:
+    """A directory holding ansible_collections/centra/pxe -> checkout (this one: collections_path()),
+    for the benchmarks that compare another checkout (--against DIR) with this one."""
+    if os.path.realpath(checkout) == os.path.realpath(ROOT):
+        return collections_path()
+    base = tempfile.mkdtemp(prefix="centra-pxe-against-")
+    os.makedirs(os.path.join(base, "ansible_collections", "centra"))
+    os.symlink(os.path.abspath(checkout), os.path.join(base, "ansible_collections", "centra", "pxe"))
     return base
 
 

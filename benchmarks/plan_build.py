@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _benchlib import collections_path  # noqa: E402
+from _benchlib import bench_collections  # noqa: E402
 from inventory_gen import write_inventory  # noqa: E402
 
 PLAYBOOK = """
@@ -78,16 +78,6 @@ PLAYBOOK = """
                'render_s': (t3 | float) - (t2 | float),
                'plan_nodes': (centra_pxe_plan | from_json).nodes | length, 'jinja_nodes': jinja_nodes | length} | to_json }}"
 """
-
-
-def bench_collections(checkout: str) -> str:
-    """A directory holding ansible_collections/centra/pxe -> checkout (this one: _benchlib's)."""
-    if os.path.realpath(checkout) == os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")):
-        return collections_path()
-    base = tempfile.mkdtemp(prefix="centra-pxe-against-")
-    os.makedirs(os.path.join(base, "ansible_collections", "centra"))
-    os.symlink(os.path.abspath(checkout), os.path.join(base, "ansible_collections", "centra", "pxe"))
-    return base
 
 
 def measure(nodes: int, work: str, collections: str) -> dict:

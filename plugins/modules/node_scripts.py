@@ -140,7 +140,7 @@ preseed:
 """
 
 import os
-import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -151,26 +151,54 @@ from ansible_collections.centra.pxe.plugins.module_utils._render_ipxe import (
     INSTALL_DIR, LOCAL_DIR, lifecycle_scripts, node_scripts)
 
 DIFF_LIMIT = 20  # file names listed in the diff; beyond that, counts only
+_WRITER_THREADS = 4  # directories written at once (there are 3 to 8)
 
 
-def _read(path):
+def _content_and_mode(dir_fd, name, size):
+    """(the first `size` + 1 bytes of `name` in the directory, its permission bits), or
+    (None, None) when it cannot be read. One open, one fstat, one read: a rerun at 100,000
+    nodes compares 300,000 files."""
     try:
-        with open(path, "r", encoding="utf-8") as handle:
-            return handle.read()
-    except (IOError, OSError, UnicodeDecodeError):
-        return None
-
-
-def _write_atomic(directory, name, text, mode):
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % name, dir=directory)
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError:
+        return None, None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.rename(tmp, os.path.join(directory, name))
+        mode = os.fstat(fd).st_mode & 0o7777
+        chunks, left = [], size + 1  # a byte more tells a longer file from the right one
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks), mode
+    except OSError:
+        return None, None
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(dir_fd, name, data, mode):
+    """`name` in the directory holds `data` whole or not at all (nginx and the lifecycle
+    service read these files while they are written): a temporary name of this process,
+    then a rename. No mkstemp or file object: a converge at 100,000 nodes writes 300,000."""
+    tmp = ".%s.%d.tmp" % (name, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode,
+                 dir_fd=dir_fd)
+    try:
+        try:
+            os.fchmod(fd, mode)  # the umask may have taken bits off
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
         raise
 
 
@@ -188,20 +216,30 @@ class _Failure(Exception):
 def _compare(dest, wanted, mode, suffix=".ipxe"):
     """What writing `wanted` ({file name: text}) into `dest` would add, update, remove and re-mode
     (of the files ending in `suffix`: the iPXE scripts and the GRUB configs share directories)."""
-    existing = set()
-    if os.path.isdir(dest):
-        existing = {n for n in os.listdir(dest) if n.endswith(suffix)}
-    elif os.path.exists(dest):
+    if os.path.exists(dest) and not os.path.isdir(dest):
         raise _Failure("%s exists and is not a directory" % dest)
-    added, updated = [], []
-    for name in sorted(wanted):
-        if name not in existing:
-            added.append(name)
-        elif _read(os.path.join(dest, name)) != wanted[name]:
-            updated.append(name)
+    added, updated, mode_fixes, existing = [], [], [], set()
+    dir_fd = None
+    try:
+        if os.path.isdir(dest):
+            dir_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            existing = {n for n in os.listdir(dir_fd) if n.endswith(suffix)}
+        for name in sorted(wanted):
+            if name not in existing:
+                added.append(name)
+                continue
+            data = wanted[name].encode("utf-8")
+            content, current_mode = _content_and_mode(dir_fd, name, len(data))
+            if content != data:
+                updated.append(name)
+            elif current_mode != mode:
+                mode_fixes.append(name)
+    except OSError as exc:
+        raise _Failure("cannot read %s: %s" % (dest, exc)) from None
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
     removed = sorted(existing - set(wanted))
-    mode_fixes = [n for n in sorted(existing & set(wanted))
-                  if n not in updated and (os.stat(os.path.join(dest, n)).st_mode & 0o7777) != mode]
     changed = bool(added or updated or removed or mode_fixes or not os.path.isdir(dest))
     return dict(changed=changed, added=added, updated=updated, removed=removed, mode_fixes=mode_fixes)
 
@@ -209,14 +247,29 @@ def _compare(dest, wanted, mode, suffix=".ipxe"):
 def _apply(dest, wanted, mode, delta):
     try:
         os.makedirs(dest, mode=0o755, exist_ok=True)
-        for name in delta["added"] + delta["updated"]:
-            _write_atomic(dest, name, wanted[name], mode)
-        for name in delta["mode_fixes"]:
-            os.chmod(os.path.join(dest, name), mode)
-        for name in delta["removed"]:
-            os.unlink(os.path.join(dest, name))
+        dir_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name in delta["added"] + delta["updated"]:
+                _write_atomic(dir_fd, name, wanted[name].encode("utf-8"), mode)
+            for name in delta["mode_fixes"]:
+                os.chmod(name, mode, dir_fd=dir_fd)
+            for name in delta["removed"]:
+                os.unlink(name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
     except OSError as exc:
         raise _Failure("cannot write the node scripts in %s: %s" % (dest, exc)) from None
+
+
+def _apply_all(trees, deltas, mode):
+    """Each changed directory in a thread of its own: the work is system calls (the GIL is
+    released in them), and creating files in different directories takes no common lock."""
+    jobs = [(dest, wanted, delta) for (dest, wanted), delta in zip(trees, deltas) if delta["changed"]]
+    if not jobs:
+        return
+    with ThreadPoolExecutor(max_workers=min(len(jobs), _WRITER_THREADS)) as pool:
+        for future in [pool.submit(_apply, dest, wanted, mode, delta) for dest, wanted, delta in jobs]:
+            future.result()
 
 
 def _diff(dest, delta):
@@ -282,9 +335,7 @@ def main():
         deltas += [_compare(dest, wanted, mode, ".cfg") for dest, wanted in preseed_trees]
         trees += grub_trees + stale_grub + preseed_trees
         if not module.check_mode:
-            for (dest, wanted), delta in zip(trees, deltas):
-                if delta["changed"]:
-                    _apply(dest, wanted, mode, delta)
+            _apply_all(trees, deltas, mode)
     except _Failure as exc:
         module.fail_json(msg=str(exc))
 

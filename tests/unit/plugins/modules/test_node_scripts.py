@@ -127,3 +127,34 @@ def test_grub_configs_beside_the_ipxe_scripts(tmp_path, run):
     assert "grub" not in third and third["changed"]
     assert sorted(os.listdir(os.path.join(lifecycle, "install"))) == ["52-54-00-00-00-0a.ipxe"]
     assert not run(plan=plan, dest=dest, lifecycle_dest=lifecycle)["changed"]
+
+
+def test_a_script_edited_by_hand_or_re_moded_is_put_back(tmp_path, run):
+    """The rerun's compare reads each file once: a byte more, a byte less, a byte changed and
+    a mode changed are each found, and only the mode is fixed where the content is right."""
+    dest = tmp_path / "nodes"
+    plan = make_plan({n: "52:54:00:00:00:%02x" % i for i, n in enumerate("abcd", start=10)})
+    run(plan=plan, dest=str(dest))
+    names = sorted(os.listdir(dest))
+    right = {n: (dest / n).read_bytes() for n in names}
+    (dest / names[0]).write_bytes(right[names[0]] + b"\n")
+    (dest / names[1]).write_bytes(right[names[1]][:-1])
+    (dest / names[2]).write_bytes(right[names[2]][:-2] + b"X\n")
+    (dest / names[3]).chmod(0o600)
+
+    again = run(plan=plan, dest=str(dest))
+    assert again["changed"] and again["updated"] == names[:3] and again["added"] == again["removed"] == []
+    assert {n: (dest / n).read_bytes() for n in names} == right
+    assert {oct((dest / n).stat().st_mode & 0o777) for n in names} == {"0o644"}
+    assert not run(plan=plan, dest=str(dest))["changed"]
+
+
+def test_written_whole_with_their_mode_whatever_the_umask(tmp_path, run):
+    dest = tmp_path / "nodes"
+    old = os.umask(0o077)
+    try:
+        run(plan=make_plan({"a": "52:54:00:00:00:0a"}), dest=str(dest), mode="0640")
+    finally:
+        os.umask(old)
+    assert [(n, oct(os.stat(dest / n).st_mode & 0o777)) for n in os.listdir(dest)] == \
+        [("52-54-00-00-00-0a.ipxe", "0o640")]  # and no temporary file left behind
