@@ -280,9 +280,12 @@ def prime_apt_cache(rootfs: Path, packages: Sequence[str]) -> None:
         _link_or_copy(deb, archives / deb.name)
     shutil.copyfile("/etc/resolv.conf", rootfs / "etc/resolv.conf")
     log(f"filling the apt cache through chroot: {' '.join(packages) or '(nothing)'}")
-    chroot_run(rootfs, ["apt-get", "update", "-qq"])
+    # A cold cache downloads some 700 MB from the mirror: a dropped connection is retried
+    # (with apt's back-off) rather than failing the whole lab.
+    retries = ["-o", "Acquire::Retries=5"]
+    chroot_run(rootfs, ["apt-get", *retries, "update", "-qq"])
     if packages:
-        chroot_run(rootfs, ["apt-get", "install", "--download-only", "-y", "-qq", *packages],
+        chroot_run(rootfs, ["apt-get", *retries, "install", "--download-only", "-y", "-qq", *packages],
                    quiet=True)
     for deb in archives.glob("*.deb"):
         _link_or_copy(deb, APT_ARCHIVE_CACHE / deb.name)
