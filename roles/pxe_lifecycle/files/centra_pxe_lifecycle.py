@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 # The collection's one MAC parser (plugins/module_utils/_mac.py), which the role installs
 # beside this program as centra_pxe_mac.py; run from the source tree (unit tests,
@@ -737,20 +737,21 @@ class Store:
                    (row["name"], row["generation"], now()))
         db.execute("DELETE FROM nodes WHERE name = ?", (row["name"],))
 
-    def sync(self, plan_path: str) -> Dict[str, Any]:
-        """Reconcile the store with the plan, then make every boot file agree with the store."""
-        digest, nodes = load_plan(plan_path)
+    def sync(self, plan_path: str, loaded: Optional[Tuple[str, List[Dict[str, Any]]]] = None) -> Dict[str, Any]:
+        """Reconcile the store with the plan, then make every boot file agree with the store.
+        `loaded`: load_plan() of that file, when the caller has it already."""
+        digest, nodes = loaded if loaded is not None else load_plan(plan_path)
         summary: Dict[str, List[str]] = {"added": [], "removed": [], "boot_changed": []}
         with self._exclusive():
             with self._transaction() as db:
                 at = now()
                 existing = {r["name"]: r for r in db.execute("SELECT * FROM nodes")}
+                existing_macs = {r["mac"]: r["node"] for r in db.execute("SELECT mac, node FROM macs")}
                 wanted = {n["name"] for n in nodes}
                 for name, row in existing.items():
                     if name not in wanted:
                         self._retire(db, row)
                         summary["removed"].append(name)
-                db.execute("DELETE FROM macs")
                 for node in nodes:
                     name, boot = node["name"], node["boot"]
                     row = existing.get(name)
@@ -774,9 +775,14 @@ class Store:
                     elif row["profile"] != node["profile"] or (boot != "install" and row["state"] != boot):
                         db.execute("UPDATE nodes SET profile = ?, state = ? WHERE name = ?",
                                    (node["profile"], row["state"] if boot == "install" else boot, name))
-                    db.executemany("INSERT INTO macs (mac, node) VALUES (?, ?)", [(m, name) for m in node["macs"]])
                     if row is None or row["ip"] != node.get("ip"):
                         db.execute("UPDATE nodes SET ip = ? WHERE name = ?", (node.get("ip"), name))
+                # Only the MACs that changed hands (a rerun at 100,000 nodes rewrote them all).
+                wanted_macs = {mac: node["name"] for node in nodes for mac in node["macs"]}
+                db.executemany("DELETE FROM macs WHERE mac = ?",
+                               [(mac,) for mac, name in existing_macs.items() if wanted_macs.get(mac) != name])
+                db.executemany("INSERT INTO macs (mac, node) VALUES (?, ?)",
+                               [(mac, name) for mac, name in wanted_macs.items() if existing_macs.get(mac) != name])
                 # A MAC of the plan is no longer an unknown machine.
                 db.execute("DELETE FROM discovered WHERE mac IN (SELECT mac FROM macs)")
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('plan_digest', ?)", (digest,))
@@ -984,22 +990,31 @@ class Store:
         db = self._db
         if names is None:
             rows = list(db.execute("SELECT * FROM nodes"))
+            macs_of: Dict[str, List[str]] = {}
+            for found in db.execute("SELECT node, mac FROM macs ORDER BY mac"):  # one query, not one a node
+                macs_of.setdefault(found["node"], []).append(found["mac"])
         else:
             rows = [r for r in (self.node_row(n, db) for n in names) if r is not None]
+            macs_of = {row["name"]: self.node_macs(row["name"], db) for row in rows}
+        # All nodes: which sources there are, listed once, so that a rerun at 100,000 nodes
+        # does not try to open (and unlink) 100,000 GRUB configs of nodes of the iPXE chain.
+        bulk = names is None
+        listed = {variant: _listing(os.path.join(self.scripts_dir, variant))
+                  for variant in ("install", "local")} if bulk else None
         desired: Dict[str, Optional[bytes]] = {}
         for row in rows:
-            for mac in self.node_macs(row["name"], db):
-                desired[mac_hyphen(mac) + ".ipxe"] = self._script(row, mac)
+            for mac in macs_of.get(row["name"], []):
+                hyphen = mac_hyphen(mac)
+                desired[hyphen + ".ipxe"] = self._script(row, hyphen, listed=listed)
                 # The GRUB config of a node of the grub chain (centra.pxe's _render_grub): a
                 # source only for those nodes; tftpd sees this directory as grub/lifecycle/.
-                desired[mac_hyphen(mac) + GRUB_SUFFIX] = self._script(row, mac, GRUB_SUFFIX)
+                desired[hyphen + GRUB_SUFFIX] = self._script(row, hyphen, GRUB_SUFFIX, listed)
         written, removed = [], []
         # Some nodes (callbacks, rearm): every file is durable before the answer; they are
         # written first, then fsynced, then renamed, in chunks (a bounded number of open
         # files), and one fsync of the directory makes the renames and removals durable.
         # All nodes (sync): one sync() at the end instead of an fsync per file (10,000
         # files: seconds, not minutes); the next sync repairs a file a crash may have lost.
-        bulk = names is None
         changes = sorted(desired.items())
         for first in range(0, len(changes), 1 if bulk else DURABLE_CHUNK):
             staged: List[Tuple[str, str, int]] = []
@@ -1007,7 +1022,8 @@ class Store:
                 for filename, content in changes[first:first + (1 if bulk else DURABLE_CHUNK)]:
                     path = os.path.join(self.boot_dir, filename)
                     if content is None:
-                        if _unlink(path):
+                        # All nodes: the sweep of the directory below removes it, if it is there.
+                        if not bulk and _unlink(path):
                             removed.append(filename)
                         continue
                     tmp_fd = _stage_if_different(path, content)
@@ -1036,20 +1052,25 @@ class Store:
             _fsync_directory(self.boot_dir)
         return {"files_written": written, "files_removed": sorted(set(removed))}
 
-    def _script(self, row: sqlite3.Row, mac: str, suffix: str = ".ipxe") -> Optional[bytes]:
+    def _script(self, row: sqlite3.Row, hyphen: str, suffix: str = ".ipxe",
+                listed: Optional[Dict[str, Set[str]]] = None) -> Optional[bytes]:
+        """The boot file of the MAC `hyphen` (its hyphenated form) of the node `row`, or None
+        (nginx serves the static one). `listed`: the names in each variant's directory."""
         if row["boot"] != "install" or row["state"] not in INSTALL_STATES:
             return None  # nginx serves the static tree
         variant = "local" if row["state"] == "installed" else "install"
-        source = os.path.join(self.scripts_dir, variant, mac_hyphen(mac) + suffix)
+        source = os.path.join(self.scripts_dir, variant, hyphen + suffix)
+        if listed is not None and suffix != ".ipxe" and hyphen + suffix not in listed[variant]:
+            return None  # no GRUB config: the node is not of the grub chain
         try:
             with open(source, "rb") as handle:
                 content = handle.read(MAX_SCRIPT + 1)
         except FileNotFoundError:
             if suffix == ".ipxe":
-                self._warn_once(source, "no %s script for %s: nginx serves the static one" % (variant, mac))
+                self._warn_once(source, "no %s script for %s: nginx serves the static one" % (variant, hyphen))
             return None  # no GRUB config: the node is not of the grub chain
         except OSError as exc:
-            self._warn_once(source, "no %s script for %s (%s): nginx serves the static one" % (variant, mac, exc))
+            self._warn_once(source, "no %s script for %s (%s): nginx serves the static one" % (variant, hyphen, exc))
             return None
         if len(content) > MAX_SCRIPT:
             self._warn_once(source, "%s is larger than %d bytes: ignored" % (source, MAX_SCRIPT))
@@ -1144,6 +1165,13 @@ def _unlink(path: str) -> bool:
         return False
     except IsADirectoryError:
         return False
+
+
+def _listing(directory: str) -> Set[str]:
+    try:
+        return set(os.listdir(directory))
+    except FileNotFoundError:
+        return set()
 
 
 def _stage_if_different(path: str, content: bytes) -> Optional[Tuple[str, int]]:
@@ -2537,7 +2565,7 @@ def cmd_apply_plan(args: argparse.Namespace) -> int:
         handle.write(content)
         candidate = handle.name
     try:
-        load_plan(candidate)  # a bad plan changes nothing, not even the file
+        checked = load_plan(candidate)  # a bad plan changes nothing, not even the file
         try:
             with open(args.plan, "rb") as current:
                 differs = current.read() != content
@@ -2557,7 +2585,7 @@ def cmd_apply_plan(args: argparse.Namespace) -> int:
     _drop_to_state_owner(args.state_dir)
     store = _open_store(args)
     try:
-        summary = store.sync(args.plan)
+        summary = store.sync(args.plan, checked)  # what is in args.plan now
     finally:
         store.close()
     summary["plan_written"] = differs

@@ -189,6 +189,40 @@ def test_missing_plan_changes_nothing(env):
     assert store.show("n1")["state"] == "install"
 
 
+def test_a_mac_that_changes_node_moves_with_its_boot_file(env):
+    env.write_plan([node("n1", [M1, M2]), node("n2", [M3])])
+    store = env.store()
+    store.sync(env.plan)
+    env.write_plan([node("n1", [M1]), node("n2", [M3, M2])], digest="digest-2")
+    assert store.sync(env.plan)["changed"]
+    assert store.show("n1")["macs"] == [M1] and store.show("n2")["macs"] == [M2, M3]
+    assert env.token("n2", 1) in env.boot_file(M2) and env.token("n1", 1) not in env.boot_file(M2)
+    assert store.find(M2) == "n2"
+    assert not store.sync(env.plan)["changed"]
+
+
+def test_grub_configs_follow_their_sources(env):
+    """A node of the grub chain has a GRUB config among its variants: the boot file is written
+    with its token, and removed by the next sync once the source is gone (the node left the
+    grub chain); nodes of the iPXE chain get none."""
+    env.write_plan([node("n1", [M1]), node("n2", [M3])])
+    hyphen = format_mac(M1, "hyphen")
+    for variant in ("install", "local"):
+        with open(os.path.join(env.scripts_dir, variant, hyphen + lc.GRUB_SUFFIX), "w") as handle:
+            handle.write("linux /k centra.token=@CENTRA_TOKEN@\n")
+    store = env.store()
+    store.sync(env.plan)
+    nodes_dir = os.path.join(env.state_dir, "boot", "nodes")
+    with open(os.path.join(nodes_dir, hyphen + lc.GRUB_SUFFIX)) as handle:
+        assert handle.read() == "linux /k centra.token=%s\n" % env.token("n1", 1)
+    assert format_mac(M3, "hyphen") + lc.GRUB_SUFFIX not in os.listdir(nodes_dir)
+    for variant in ("install", "local"):
+        os.unlink(os.path.join(env.scripts_dir, variant, hyphen + lc.GRUB_SUFFIX))
+    result = store.sync(env.plan)
+    assert result["files_removed"] == [hyphen + lc.GRUB_SUFFIX]
+    assert sorted(os.listdir(nodes_dir)) == sorted(format_mac(m, "hyphen") + ".ipxe" for m in (M1, M3))
+
+
 def test_sync_repairs_boot_files(env):
     env.write_plan([node("n1", [M1, M2]), node("n2", [M3])])
     store = env.store()
