@@ -8,14 +8,16 @@ benchmark creates and removes itself; nothing routes out of them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMESPACE_PREFIX = "cpxe-bench-"
@@ -45,6 +47,43 @@ def bench_collections(checkout: str) -> str:
     os.makedirs(os.path.join(base, "ansible_collections", "centra"))
     os.symlink(os.path.abspath(checkout), os.path.join(base, "ansible_collections", "centra", "pxe"))
     return base
+
+
+def checkout_arguments(description: str, dir_help: str) -> Tuple[argparse.Namespace, List[Tuple[str, str]]]:
+    """The command line of the benchmarks that run this checkout against another one
+    (--nodes, --rounds, --against, --dir, --json), and the checkouts: [("this", ROOT)],
+    then ("against", DIR) if given."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--nodes", type=int, default=100000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", metavar="DIR", help="another checkout of the collection to compare with")
+    parser.add_argument("--dir", default="/var/tmp", help=dir_help)
+    parser.add_argument("--json", metavar="FILE", help="also write the results here")
+    args = parser.parse_args()
+    if not 1 <= args.nodes <= 200000 or not 1 <= args.rounds <= 10:
+        parser.error("--nodes 1 to 200,000 and --rounds 1 to 10")
+    checkouts = [("this", ROOT)] + ([("against", os.path.abspath(args.against))] if args.against else [])
+    return args, checkouts
+
+
+def first_and_rerun_medians(runs: Dict[str, List[dict]], json_path: Optional[str], header: dict) -> dict:
+    """Print the medians of the "first" and "rerun" runs of each checkout ("this", and
+    "against" when another checkout ran), their this/against ratios, and write everything to
+    json_path (if set) under `header`. Each run: {"first": {"seconds", "cpu_s"}, "rerun": ...}."""
+    medians = {name: {phase: {key: statistics.median(r[phase][key] for r in results) for key in ("seconds", "cpu_s")}
+                      for phase in ("first", "rerun")} for name, results in runs.items()}
+    for name, med in medians.items():
+        print("median %-8s first %6.1f s (CPU %5.1f s)  rerun %6.1f s (CPU %5.1f s)" % (
+            name, med["first"]["seconds"], med["first"]["cpu_s"], med["rerun"]["seconds"], med["rerun"]["cpu_s"]))
+    if "against" in medians:
+        for phase in ("first", "rerun"):
+            print("this/against, %s: time %.2f, CPU %.2f" % (
+                phase, medians["this"][phase]["seconds"] / medians["against"][phase]["seconds"],
+                medians["this"][phase]["cpu_s"] / medians["against"][phase]["cpu_s"]))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as handle:
+            json.dump(dict(header, runs=runs, medians=medians), handle, indent=2)
+    return medians
 
 
 def import_collection() -> None:

@@ -20,17 +20,15 @@ removed after each run, outside the timing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _benchlib import ROOT, bench_collections, import_collection, load, stamp  # noqa: E402
+from _benchlib import checkout_arguments, bench_collections, first_and_rerun_medians, import_collection, load, stamp  # noqa: E402
 
 # Run in a process of its own with the checkout's collection first on sys.path.
 WORKER = r"""
@@ -100,16 +98,7 @@ def run_once(checkout: str, plan_file: str, base: str) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--nodes", type=int, default=100000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--against", metavar="DIR", help="another checkout of the collection to compare with")
-    parser.add_argument("--dir", default="/var/tmp", help="where the trees are written (default /var/tmp)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results here")
-    args = parser.parse_args()
-    if not 1 <= args.nodes <= 200000 or not 1 <= args.rounds <= 10:
-        parser.error("--nodes 1 to 200,000 and --rounds 1 to 10")
-    checkouts = [("this", ROOT)] + ([("against", args.against)] if args.against else [])
+    args, checkouts = checkout_arguments(__doc__.split("\n", 1)[0], "where the trees are written (default /var/tmp)")
     runs: dict = {name: [] for name, _checkout in checkouts}
     with tempfile.TemporaryDirectory() as work:
         plan_file = os.path.join(work, "plan.json")
@@ -127,19 +116,7 @@ def main() -> int:
                 print("round %d %-8s first %6.1f s (CPU %5.1f s)  rerun %6.1f s (CPU %5.1f s)  %d files  load %s" % (
                     round_number + 1, name, result["first"]["seconds"], result["first"]["cpu_s"],
                     result["rerun"]["seconds"], result["rerun"]["cpu_s"], result["files"], load()))
-    medians = {name: {phase: {key: statistics.median(r[phase][key] for r in results) for key in ("seconds", "cpu_s")}
-                      for phase in ("first", "rerun")} for name, results in runs.items()}
-    for name, med in medians.items():
-        print("median %-8s first %6.1f s (CPU %5.1f s)  rerun %6.1f s (CPU %5.1f s)" % (
-            name, med["first"]["seconds"], med["first"]["cpu_s"], med["rerun"]["seconds"], med["rerun"]["cpu_s"]))
-    if "against" in medians:
-        for phase in ("first", "rerun"):
-            print("this/against, %s: time %.2f, CPU %.2f" % (
-                phase, medians["this"][phase]["seconds"] / medians["against"][phase]["seconds"],
-                medians["this"][phase]["cpu_s"] / medians["against"][phase]["cpu_s"]))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"date": stamp(), "nodes": args.nodes, "runs": runs, "medians": medians}, handle, indent=2)
+    first_and_rerun_medians(runs, args.json, {"date": stamp(), "nodes": args.nodes})
     return 0
 
 
