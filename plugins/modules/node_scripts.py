@@ -216,12 +216,13 @@ class _Failure(Exception):
 def _compare(dest, wanted, mode, suffix=".ipxe"):
     """What writing `wanted` ({file name: text}) into `dest` would add, update, remove and re-mode
     (of the files ending in `suffix`: the iPXE scripts and the GRUB configs share directories)."""
-    if os.path.exists(dest) and not os.path.isdir(dest):
+    is_dir = os.path.isdir(dest)
+    if not is_dir and os.path.exists(dest):
         raise _Failure("%s exists and is not a directory" % dest)
     added, updated, mode_fixes, existing = [], [], [], set()
     dir_fd = None
     try:
-        if os.path.isdir(dest):
+        if is_dir:
             dir_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             existing = {n for n in os.listdir(dir_fd) if n.endswith(suffix)}
         for name in sorted(wanted):
@@ -240,7 +241,7 @@ def _compare(dest, wanted, mode, suffix=".ipxe"):
         if dir_fd is not None:
             os.close(dir_fd)
     removed = sorted(existing - set(wanted))
-    changed = bool(added or updated or removed or mode_fixes or not os.path.isdir(dest))
+    changed = bool(added or updated or removed or mode_fixes or not is_dir)
     return dict(changed=changed, added=added, updated=updated, removed=removed, mode_fixes=mode_fixes)
 
 

@@ -1060,9 +1060,9 @@ class Store:
             return None  # nginx serves the static tree
         variant = "local" if row["state"] == "installed" else "install"
         source = os.path.join(self.scripts_dir, variant, hyphen + suffix)
-        if listed is not None and suffix != ".ipxe" and hyphen + suffix not in listed[variant]:
-            return None  # no GRUB config: the node is not of the grub chain
         try:
+            if listed is not None and hyphen + suffix not in listed[variant]:
+                raise FileNotFoundError(source)  # known without trying to open it
             with open(source, "rb") as handle:
                 content = handle.read(MAX_SCRIPT + 1)
         except FileNotFoundError:
