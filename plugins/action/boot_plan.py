@@ -15,6 +15,7 @@ from ansible.vars.plugins import get_vars_from_inventory_sources
 from ansible_collections.centra.pxe.plugins.module_utils._plan import dump_plan
 from ansible_collections.centra.pxe.plugins.plugin_utils._action import checked_args
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import HA_SERVER_VARS
+from ansible_collections.centra.pxe.plugins.plugin_utils._shared_host_db import HOST_DATABASE_SERVER_VARS
 from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import (
     NODE_VARS,
     OPTION_VARS,
@@ -154,7 +155,7 @@ class ActionModule(ActionBase):
         address = self._templar.template(hostvars.raw_get(name).get("ansible_host"))
         if address:
             out["address"] = address
-        for key in ("pxe_dhcp_backend", "pxe_loader") + HA_SERVER_VARS:
+        for key in ("pxe_dhcp_backend", "pxe_loader") + HA_SERVER_VARS + HOST_DATABASE_SERVER_VARS:
             if key in host_vars:
                 out[key] = host_vars[key]
         return out

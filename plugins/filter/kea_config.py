@@ -9,7 +9,7 @@ version_added: 0.1.0
 author: centra.pxe engineers (@centra)
 description:
   - Renders the whole C(Dhcp4) configuration with a reservation per MAC, the pools, the option-93 client classes of the boot policy, lease file, control socket.
-  - Returns a mapping; write it with C(to_nice_json) and check it with C(kea-dhcp4 -t).
+  - Returns a mapping; write it with M(centra.pxe.kea_json) and check it with C(kea-dhcp4 -t).
 options:
   _input:
     description: The boot plan, the JSON string M(centra.pxe.boot_plan) returns as a fact.
@@ -28,13 +28,17 @@ options:
       - C(interfaces), C(lease_file), C(control_socket), C(valid_lifetime), C(authoritative), C(socket_retries),
         C(socket_retry_wait_ms), C(log_severity), C(hooks_dir), C(ha_tls_dir), C(host_database).
       - With C(host_database) true the reservations are left out (M(centra.pxe.kea_host_database) writes
-        them into Kea's PostgreSQL host database) and C(hosts-database) names that database.
+        them into Kea's PostgreSQL host database) and C(hosts-database) names that database, with reconnect
+        settings. When the plan has this server read another server's database (C(host_databases),
+        C(pxe_dhcp_kea_host_database_server)), it names that server's address and port, and its password is a
+        marked include of C(/etc/kea/centra-pxe-host-database.password), so write the mapping with
+        M(centra.pxe.kea_json), which turns the mark into Kea's C(<?include ?>).
     type: dict
     required: true
 """
 
 EXAMPLES = r"""
-content: "{{ centra_pxe_plan | centra.pxe.kea_config(server, kea_settings) | to_nice_json }}"
+content: "{{ centra_pxe_plan | centra.pxe.kea_config(server, kea_settings) | centra.pxe.kea_json }}"
 """
 
 RETURN = r"""

@@ -24,6 +24,18 @@ from typing import Any, Dict, Iterable, List, Mapping, Tuple
 # kea-dhcp4 connects over the local socket as its own user (_kea, peer authentication):
 # there is no password to keep.
 KEA_HOST_DATABASE = {"type": "postgresql", "name": "kea", "user": "_kea", "host": "/run/postgresql"}
+# Kea 2.2's default is not to reconnect: the first packet after PostgreSQL restarted (a
+# package upgrade, a new listen address) found the connection closed, was dropped, and Kea
+# shut down, and a Kea HA server came back WAITING (measured in the lab, scenario ha). With
+# these Kea stops serving while it reconnects, once a second, and exits (systemd restarts
+# it) only when PostgreSQL stays away for a minute.
+KEA_HOST_DATABASE_RECONNECT = {"max-reconnect-tries": 60, "reconnect-wait-time": 1000, "on-fail": "stop-retry-exit"}
+# A Kea server that reads another server's database (pxe_dhcp_kea_host_database_server)
+# connects over TCP with a password: the database's server makes it, the role copies it to
+# this file on each server that reads it, and Kea's configuration includes the file (a JSON
+# string), so that the configuration itself, and its diffs, hold no secret.
+POSTGRESQL_PORT = 5432
+KEA_HOST_DATABASE_PASSWORD_FILE = "/etc/kea/centra-pxe-host-database.password"
 # Kea's subnet id of a global reservation.
 GLOBAL_SUBNET_ID = 0
 # dhcp_identifier_type of a hw-address; dhcp_option_scope of a host's options.

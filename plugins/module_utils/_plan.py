@@ -43,6 +43,11 @@ a node "ip6", "subnet6_id" (pxe_ip6) and "duids" (pxe_duid, canonical).
 "ha" lists the high-availability relationships (usually one pair) of the PXE servers
 that set pxe_dhcp_ha; each server renders its side of the one it belongs to.
 
+"host_databases" (only when a Kea server reads another's PostgreSQL host database,
+pxe_dhcp_kea_host_database_server; plugin_utils/_shared_host_db.py):
+[{"server": the server whose PostgreSQL holds the reservations, "address": its ansible_host,
+  "clients": [{"name", "address"}]: the servers that read it over the network}].
+
 Modules ship this file to the PXE host (node_scripts): standard library only.
 """
 

@@ -42,6 +42,13 @@ options:
     description: Kea's schema script, loaded when the database has none.
     type: path
     default: /usr/share/kea/scripts/pgsql/dhcpdb_create.pgsql
+  password_file:
+    description:
+      - When other Kea servers read this database over the network (C(pxe_dhcp_kea_host_database_server)),
+        the file with the password of Kea's role, a JSON string (Kea's configuration on those servers includes
+        the same file). The role's password is set to it when a login over TCP to 127.0.0.1 with it fails.
+      - Unset, the role has no password (Kea on this server connects over the local socket).
+    type: path
 attributes:
   check_mode:
     description: Reads the database and reports the changes; writes nothing.
@@ -73,12 +80,13 @@ rows:
   returned: always
   type: int
 created:
-  description: What was missing and made (C(role), C(database), C(schema)).
+  description: What was missing or different and made (C(role), C(database), C(schema), C(password)).
   returned: always
   type: list
   elements: str
 """
 
+import json
 import os
 import tempfile
 
@@ -108,6 +116,16 @@ class Database:
     def _psql(self, user, database):
         return [self.runuser, "-u", user, "--", self.psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                 "-h", KEA_HOST_DATABASE["host"], "-d", database]
+
+    def password_works(self, user, database, password):
+        """Whether user logs in to database over TCP on 127.0.0.1 with password (scram-sha-256 there:
+        Debian's pg_hba.conf), which is how the role's password is compared without reading it."""
+        if not self.psql:
+            return False
+        rc, _out, _err = self.module.run_command(
+            [self.psql, "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-U", user, "-d", database, "-w", "-c", "SELECT 1"],
+            environ_update={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"}, cwd="/")
+        return rc == 0
 
     def reachable(self):
         """Whether PostgreSQL answers (in check mode on a fresh host it is not installed, or not started)."""
@@ -151,6 +169,20 @@ def write_file(path, text):
         raise
 
 
+def read_password(path):
+    """The password in path, a JSON string as Kea includes it; ValueError saying what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            password = json.loads(handle.read())
+    except FileNotFoundError:
+        raise ValueError("password_file %s does not exist" % path) from None
+    except ValueError:
+        raise ValueError("password_file %s does not hold a JSON string" % path) from None
+    if not isinstance(password, str) or len(password) < 16:
+        raise ValueError("password_file %s must hold a JSON string of at least 16 characters" % path)
+    return password
+
+
 def names_diff(names):
     shown = names[:DIFF_NAMES]
     more = len(names) - len(shown)
@@ -164,6 +196,7 @@ def main():
             "digest": {"type": "str", "required": True},
             "digest_file": {"type": "path", "required": True},
             "schema": {"type": "path", "default": "/usr/share/kea/scripts/pgsql/dhcpdb_create.pgsql"},
+            "password_file": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -178,6 +211,12 @@ def main():
         module.fail_json(msg="digest_file %s: its directory does not exist" % params["digest_file"])
     if not os.path.isfile(params["schema"]):
         module.fail_json(msg="Kea's schema %s is missing (package kea-admin)" % params["schema"])
+    password = None
+    if params["password_file"] and not (module.check_mode and not os.path.exists(params["password_file"])):
+        try:
+            password = read_password(params["password_file"])
+        except ValueError as exc:
+            module.fail_json(msg="kea_host_database: %s" % exc)
     database = Database(module)
     if not database.reachable():
         if not module.check_mode:
@@ -186,7 +225,7 @@ def main():
         # Check mode before the packages are installed: all of it would be made.
         _delete, insert, _removed, added = plan_changes({}, wanted)
         result = {"changed": True, "deleted": 0, "inserted": len(insert), "rows": len(wanted),
-                  "created": ["role", "database", "schema"]}
+                  "created": ["role", "database", "schema"] + (["password"] if params["password_file"] else [])}
         if module._diff:
             result["diff"] = {"before": "", "after": names_diff(added)}
         module.exit_json(**result)
@@ -209,6 +248,12 @@ def main():
         changes.append("schema")
         if not module.check_mode:
             database.run(user, script=params["schema"], database=name)
+    if params["password_file"] and (password is None or not database.password_works(user, name, password)):
+        changes.append("password")
+        if not module.check_mode:
+            # On standard input, not the command line (which any local user can read).
+            database.run("postgres", stdin=("ALTER ROLE \"%s\" PASSWORD '%s';\n"
+                                            % (user.replace('"', '""'), password.replace("'", "''"))))
     current = {}
     if schema_exists or not module.check_mode:
         current = parse_current(database.run(user, database=name, stdin=CURRENT_QUERY + ";\n"))

@@ -42,6 +42,7 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._plan6 import (
     subnet6,
 )
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dnsmasq import proxy_problems
+from ansible_collections.centra.pxe.plugins.plugin_utils._shared_host_db import shared_host_databases
 
 NODE_VARS = ("pxe_mac", "pxe_ip", "pxe_boot", "pxe_dhcp_options", "pxe_ip6", "pxe_duid", "pxe_loader",
              "pxe_dhcp6_options", "pxe_arch", "pxe_preseed")
@@ -617,7 +618,9 @@ def build_plan(
     reserved_ips: addresses no node may take, with who holds them (PXE servers).
     group_vars: group name -> the pxe_* variables set on that group (typos are reported).
     servers: PXE server name -> {"address" (its ansible_host), and those of pxe_dhcp_backend,
-    pxe_dhcp_ha, pxe_dhcp_ha_address, pxe_loader that are set}, in inventory order (high availability).
+    pxe_dhcp_ha, pxe_dhcp_ha_address, pxe_loader, pxe_dhcp_kea_host_database and
+    pxe_dhcp_kea_host_database_server that are set}, in inventory order (high availability, a shared
+    host database).
     """
     builder = _Builder(base_dir, reserved_ips or {})
     subnet_list = builder.subnets(subnets)
@@ -631,6 +634,7 @@ def build_plan(
             builder.problem("host %s" % name, "pxe_loader", "%r is not one of %s (the loader of machines that "
                             "are not nodes, and of nodes that set none)" % (server["pxe_loader"], ", ".join(LOADERS)))
     ha = ha_relationships(builder.problem, servers or {})
+    host_databases = shared_host_databases(builder.problem, servers or {})
     server_problems(builder.subnets6, servers or {}, builder.problem)
     for where, field, message in proxy_problems([s.entry for s in subnet_list], node_list, servers or {}):
         builder.problem(where, field, message)
@@ -643,6 +647,8 @@ def build_plan(
         "nodes": node_list,
         "ha": ha,
     }
+    if host_databases:  # only when shared: the plans (and digests) of other inventories stay as they were
+        plan["host_databases"] = host_databases
     if builder.subnets6:  # only when given: the plans (and digests) of IPv4-only inventories stay as they were
         plan["subnets6"] = [s.entry for s in builder.subnets6]
     plan["digest"] = plan_digest(plan)

@@ -14,6 +14,8 @@ defaults are the one place those are written, and a setting left out is an error
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -28,7 +30,13 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     loader_dependent_rules,
     node_loader,
 )
-from ansible_collections.centra.pxe.plugins.module_utils._kea_host_db import GLOBAL_SUBNET_ID, KEA_HOST_DATABASE
+from ansible_collections.centra.pxe.plugins.module_utils._kea_host_db import (
+    GLOBAL_SUBNET_ID,
+    KEA_HOST_DATABASE,
+    KEA_HOST_DATABASE_PASSWORD_FILE,
+    KEA_HOST_DATABASE_RECONNECT,
+    POSTGRESQL_PORT,
+)
 from ansible_collections.centra.pxe.plugins.module_utils._settings import resolved_settings
 from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import (
     isc_declarations,
@@ -38,6 +46,7 @@ from ansible_collections.centra.pxe.plugins.plugin_utils._dhcp_options import (
     wire,
 )
 from ansible_collections.centra.pxe.plugins.plugin_utils._ha import ha_relationship
+from ansible_collections.centra.pxe.plugins.plugin_utils._shared_host_db import host_database_share
 
 KEA_CLASS_PREFIX = "centra_"
 # The settings each renderer reads (the pxe_dhcp role passes them from its variables).
@@ -284,6 +293,31 @@ def kea_host_rows(plan: Mapping[str, Any], server: Mapping[str, Any]) -> List[Di
     return rows
 
 
+# Kea's configuration includes a file with <?include "path"?>, which JSON cannot say: the
+# renderer leaves this marker as a string, kea_json_text() turns it into the directive.
+KEA_INCLUDE_MARK = "centra.pxe include "
+_KEA_INCLUDE_MARKED = re.compile(r'"%s([^"\\]+)"' % re.escape(KEA_INCLUDE_MARK))
+
+
+def kea_hosts_database(plan: Mapping[str, Any], name: str) -> Dict[str, Any]:
+    """Kea's hosts-database: this server's PostgreSQL over the local socket, or, when this server
+    reads another server's (the plan's host_databases), that server's over TCP with the password
+    of the included file."""
+    share = host_database_share(plan, name)
+    database = dict(KEA_HOST_DATABASE, **KEA_HOST_DATABASE_RECONNECT)
+    if share and share["server"] != name:
+        database.update(host=share["address"], port=POSTGRESQL_PORT,
+                        password=KEA_INCLUDE_MARK + KEA_HOST_DATABASE_PASSWORD_FILE)
+    return database
+
+
+def kea_json_text(config: Mapping[str, Any]) -> str:
+    """The configuration as the role writes it: Ansible's to_nice_json (indent 2, sorted keys),
+    each include marker turned into Kea's <?include "path"?>."""
+    text = json.dumps(config, indent=2, sort_keys=True, separators=(",", ": "))
+    return _KEA_INCLUDE_MARKED.sub(lambda match: '<?include "%s"?>' % match.group(1), text)
+
+
 def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], settings: Mapping[str, Any]) -> Dict[str, Any]:
     """The whole kea-dhcp4 configuration ({"Dhcp4": ...}) for one PXE server."""
     opts = resolved_settings(settings, KEA_SETTINGS, "Kea", "pxe_dhcp")
@@ -340,7 +374,7 @@ def kea_dhcp4_config(plan: Mapping[str, Any], server: Mapping[str, Any], setting
         "user-context": {"centra.pxe": {"hosts-database": True} if host_database else {"plan": plan["digest"]}},
     }
     if host_database:
-        dhcp4["hosts-database"] = dict(KEA_HOST_DATABASE)
+        dhcp4["hosts-database"] = kea_hosts_database(plan, str(server.get("name")))
     option_defs = kea_option_defs(plan)
     if option_defs:
         dhcp4["option-def"] = option_defs

@@ -30,6 +30,11 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
                    <cache_dir>/<package>/<file name> (docs/debian-installer.md)},
      "dhcp_backend": "kea"|"isc"|"proxy", "dhcp_service": its unit, "dhcp_services": every backend's unit,
      "ha": this server's HA relationship (the plan's, plus "role": this server's) or None,
+     "host_database": when Kea servers share this server's PostgreSQL host database, or this server
+                      reads another's (pxe_dhcp_kea_host_database_server): the plan's entry,
+                      {"server", "address", "clients": [{"name", "address"}]}, with "port" (PostgreSQL's),
+                      "database" and "user" (Kea's) and "password_file" (the password of Kea's
+                      role, which the readers' Kea configuration includes); else None,
      "lifecycle": {"socket", "state_dir", "boot_dir", "scripts_dir", "callback_base",
                    "peers": the other HA servers' HTTP bases, "peer_addresses",
                    "trace_socket": the datagram socket of the boot trace, "trace_group": its group,
@@ -48,6 +53,12 @@ from ansible_collections.centra.pxe.plugins.module_utils._boot_policy import (
     DEFAULT_LOADER, GRUB_HTTP_IMAGE, GRUB_ONLY_SLOTS, GRUB_PREFIX, GRUB_REMOVABLE, GRUB_SECOND_STAGE, GRUB_SLOTS,
     LOADER_SLOTS, LOADERS)
 from ansible_collections.centra.pxe.plugins.module_utils._render_grub import IMAGE_NODE_RENAME
+from ansible_collections.centra.pxe.plugins.module_utils._kea_host_db import (
+    KEA_HOST_DATABASE,
+    KEA_HOST_DATABASE_PASSWORD_FILE,
+    POSTGRESQL_PORT,
+)
+from ansible_collections.centra.pxe.plugins.plugin_utils._shared_host_db import host_database_share
 
 # Where the node lifecycle service (centra.pxe.pxe_lifecycle) keeps what nginx
 # (centra.pxe.pxe_http) serves or talks to.
@@ -75,6 +86,15 @@ DHCP_SERVICES = {"kea": "kea-dhcp4-server", "isc": "isc-dhcp-server", "proxy": "
 
 def http_base(address: str, port: int) -> str:
     return "http://%s%s" % (address, "" if int(port) == 80 else ":%d" % int(port))
+
+
+def host_database_context(plan: Mapping[str, Any], name: str) -> Optional[Dict[str, Any]]:
+    """The server context's "host_database" (see the module docstring)."""
+    share = host_database_share(plan, name)
+    if not share:
+        return None
+    return dict(share, port=POSTGRESQL_PORT, database=KEA_HOST_DATABASE["name"], user=KEA_HOST_DATABASE["user"],
+                password_file=KEA_HOST_DATABASE_PASSWORD_FILE)
 
 
 def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, str], extra_interfaces: Sequence[str],
@@ -148,6 +168,7 @@ def server_context(plan: Mapping[str, Any], name: str, endpoint: Mapping[str, st
         "dhcp_service": DHCP_SERVICES[dhcp_backend],
         "dhcp_services": dict(DHCP_SERVICES),
         "ha": relationship,
+        "host_database": host_database_context(plan, name),
         # The lifecycle service: its socket (nginx proxies to it), the boot files it
         # materializes (nginx serves them first), the install and local-boot scripts
         # the converge writes for it, and the HA peers it shares node states with

@@ -57,10 +57,19 @@ def _in_pool(address: str) -> bool:
     return LAB.subnets[0].in_pool(address)
 
 
-# Scenario ha keeps Kea's reservations in each server's PostgreSQL host database
-# (pxe_dhcp_kea_host_database); ha-isc has no such thing.
+# Scenario ha keeps Kea's reservations in a PostgreSQL host database
+# (pxe_dhcp_kea_host_database): the one of pxe_dhcp_kea_host_database_server, which the
+# other servers read over the network, or, unset, each server's own; ha-isc has no such thing.
 HOST_DATABASE = KEA and bool(LAB.server_vars.get("pxe_dhcp_kea_host_database"))
 host_database_only = pytest.mark.skipif(not HOST_DATABASE, reason="Kea's host database: scenario ha")
+DATABASE_SERVER = str(LAB.server_vars.get("pxe_dhcp_kea_host_database_server") or "") if HOST_DATABASE else ""
+shared_database_only = pytest.mark.skipif(not DATABASE_SERVER, reason="one host database for the pair: scenario ha")
+POSTGRESQL_PORT = 5432
+
+
+def database_servers() -> list:
+    """The servers whose PostgreSQL holds reservations."""
+    return [DATABASE_SERVER] if DATABASE_SERVER else [PRIMARY, STANDBY] + list(BACKUPS)
 
 
 def psql(host: str, sql: str) -> str:
@@ -107,24 +116,66 @@ def test_new_clients_are_answered_by_the_servers_of_their_scope():
 
 
 @host_database_only
-def test_each_server_reads_the_reservations_from_its_own_host_database():
-    """Every MAC of the inventory is a row of each server's database, and Kea's configuration
-    names that database and holds no reservation."""
+def test_each_server_reads_the_reservations_from_the_host_database():
+    """Every MAC of the inventory is a row of the database (each server's own, or the one the
+    pair shares), and Kea's configuration names that database and holds no reservation: a
+    server that reads another's connects to its address, with a password that its
+    configuration file only includes."""
     macs = sorted(mac.replace(":", "").lower() for node in NODES.values() for mac in node.macs)
-    for host in (PRIMARY, STANDBY):
+    for host in database_servers():
         rows = psql(host, "SELECT encode(dhcp_identifier, 'hex') FROM hosts WHERE dhcp_identifier_type = 0 ORDER BY 1")
         assert rows.split() == macs, host
+    for host in [PRIMARY, STANDBY] + list(BACKUPS):
         dhcp4 = kea(host, "config-get")["arguments"]["Dhcp4"]
         databases = dhcp4.get("hosts-databases") or [dhcp4.get("hosts-database")]
         assert [(d["type"], d["name"]) for d in databases] == [("postgresql", "kea")], (host, databases)
+        reads_another = DATABASE_SERVER not in ("", host)
+        assert databases[0]["host"] == (addresses()[DATABASE_SERVER] if reads_another else "/run/postgresql"), host
         assert not dhcp4.get("reservations") and not any(s.get("reservations") for s in dhcp4["subnet4"]), host
+        if reads_another:
+            conf = ssh(host, "cat /etc/kea/kea-dhcp4.conf").stdout
+            assert '"password": <?include "/etc/kea/centra-pxe-host-database.password"?>' in conf, host
+            assert ssh(host, "stat -c %a:%U:%G /etc/kea/centra-pxe-host-database.password").stdout.strip() == \
+                "640:root:_kea", host
+            # No PostgreSQL of its own: the reservations it serves come from the other server's.
+            assert ssh(host, "systemctl is-active postgresql", check=False).stdout.strip() != "active", host
+
+
+@shared_database_only
+def test_only_the_readers_reach_the_database_and_only_with_the_password():
+    """PostgreSQL's port on the database's server: open to the server that reads it, closed
+    to the lab network (the firewall); and a login from the reader without the password, or
+    as another role, is refused (pg_hba.conf: scram-sha-256, Kea's role and database only)."""
+    reader = next(h for h in (PRIMARY, STANDBY) if h != DATABASE_SERVER)
+    port_open_from_peer_and_closed_to_others(POSTGRESQL_PORT, server=DATABASE_SERVER, peer=reader)
+    address = addresses()[DATABASE_SERVER]
+    probe = ("python3 -c %s" % shlex.quote(
+        "import socket,struct,sys\n"
+        "def startup(user, db):\n"
+        "    body = struct.pack('!I', 196608) + b''.join(k + b'\\0' + v + b'\\0' for k, v in ((b'user', user), (b'database', db))) + b'\\0'\n"
+        "    s = socket.create_connection((sys.argv[1], 5432), timeout=5)\n"
+        "    s.sendall(struct.pack('!I', len(body) + 4) + body)\n"
+        "    kind, = struct.unpack('!c', s.recv(1)); length, = struct.unpack('!I', s.recv(4))\n"
+        "    payload = s.recv(length - 4); s.close()\n"
+        "    return kind, payload\n"
+        "kind, payload = startup(b'_kea', b'kea')\n"
+        "print('kea', kind.decode(), struct.unpack('!I', payload[:4])[0] if kind == b'R' else payload[:200])\n"
+        "kind, payload = startup(b'postgres', b'postgres')\n"
+        "print('postgres', kind.decode(), payload[:400])\n") + " " + address)
+    out = ssh(reader, probe).stdout.splitlines()
+    # Kea's role is asked for a SASL (scram-sha-256) exchange, never let in on trust (R 0)
+    # or asked for a clear-text password (R 3); the superuser is refused outright (E).
+    assert out[0] == "kea R 10", out
+    assert out[1].startswith("postgres E") and "no pg_hba.conf entry" in out[1], out
 
 
 @host_database_only
 def test_a_reservation_written_to_the_database_is_offered_at_once_without_a_reload():
     """What an onboarding does with the host database: a row, and the next DISCOVER of that
     MAC is offered its address, with no configuration reload (status-get's seconds since the
-    last reload keep growing)."""
+    last reload keep growing). With one database for the pair, the row is written once, on
+    the database's server, and the server that answers (in hot-standby the primary, which
+    reads it over the network) offers it."""
     mac, address = "02:ce:00:00:02:01", "192.0.2.241"
     assert not _in_pool(address) and ipaddress.ip_address(address) in ipaddress.ip_network(LAB.subnets[0].cidr)
     since_reload = {host: kea(host, "status-get")["arguments"]["reload"] for host in (PRIMARY, STANDBY)}
@@ -132,15 +183,38 @@ def test_a_reservation_written_to_the_database_is_offered_at_once_without_a_relo
               " VALUES (decode('%s', 'hex'), 0, %d, %d, 'late-row')"
               % (mac.replace(":", ""), SUBNET_ID, int(ipaddress.ip_address(address))))
     try:
-        for host in (PRIMARY, STANDBY):
+        for host in database_servers():
             psql(host, insert)
         offers = offers_to([mac])[mac]
         assert offers and {offered for _server, offered in offers} == {address}, offers
         for host in (PRIMARY, STANDBY):
             assert kea(host, "status-get")["arguments"]["reload"] >= since_reload[host], host
     finally:
-        for host in (PRIMARY, STANDBY):
+        for host in database_servers():
             psql(host, "DELETE FROM hosts WHERE hostname = 'late-row'")
+
+
+def kea_main_pid(host: str) -> str:
+    return ssh(host, "systemctl show -p MainPID --value kea-dhcp4-server").stdout.strip()
+
+
+@host_database_only
+def test_kea_rides_out_a_restart_of_postgresql():
+    """PostgreSQL restarted under Kea (a package upgrade, a new listen address): the first
+    packet after it finds the connection closed. Kea 2.2's default then drops it and exits,
+    and an HA server comes back WAITING; the role's reconnect settings keep each server's
+    Kea running, and a reserved node is offered its address again within seconds. (The
+    standby, which answers no one here, meets its closed connection later, when it serves
+    alone with the primary powered off.)"""
+    pids = {host: kea_main_pid(host) for host in (PRIMARY, STANDBY)}
+    for host in database_servers():
+        ssh(host, "systemctl restart postgresql")
+    node = next((n for n in NODES.values() if n.ip and n.name not in (LATE_NODE, INSTALLED_NODE)),
+                next(n for n in NODES.values() if n.ip))
+    mac = node.macs[0]
+    offers = wait_for("an offer to %s after PostgreSQL restarted" % mac, lambda: offers_to([mac])[mac], timeout=30)
+    assert {offered for _server, offered in offers} == {node.ip}, offers
+    assert {host: kea_main_pid(host) for host in (PRIMARY, STANDBY)} == pids
 
 
 def test_each_server_answers_with_its_own_address():

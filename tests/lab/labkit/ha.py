@@ -66,11 +66,12 @@ def kill_and_wait_for_restart(host: str, unit: str) -> int:
     return int(wait_for_new_main_pid(unit, before, timeout=60, host=host)["NRestarts"])
 
 
-def port_open_from_peer_and_closed_to_others(port: int) -> None:
-    """The HA peer link: the standby reaches the primary's port, the lab network (192.0.2.1) does not."""
-    primary = addresses()[PRIMARY]
-    command = "python3 -c %s %s %d" % (shlex.quote(_PORT_PROBE), primary, port)
-    from_peer = ssh(STANDBY, command).stdout
+def port_open_from_peer_and_closed_to_others(port: int, server: str = PRIMARY, peer: str = STANDBY) -> None:
+    """A link between the servers (by default the HA peer link): the peer reaches the server's
+    port, the lab network (192.0.2.1) does not."""
+    address = addresses()[server]
+    command = "python3 -c %s %s %d" % (shlex.quote(_PORT_PROBE), address, port)
+    from_peer = ssh(peer, command).stdout
     assert from_peer.startswith("open"), from_peer
-    from_lab = lab_exec("python3", "-c", _PORT_PROBE, primary, str(port)).stdout
+    from_lab = lab_exec("python3", "-c", _PORT_PROBE, address, str(port)).stdout
     assert from_lab.startswith("closed"), from_lab

@@ -9,18 +9,9 @@ import subprocess
 
 import pytest
 
-from ansible_collections.centra.pxe.plugins.plugin_utils._plan_build import PlanError, build_plan
 from ansible_collections.centra.pxe.plugins.plugin_utils._render_dhcp import (
     ISC_FAILOVER_PEER, dhcpd_config, kea_dhcp4_config, kea_pools)
-
-ASSET = {"url": "http://192.0.2.1/a", "checksum": "sha256:" + "cd" * 32}
-SUBNETS = [{"cidr": "192.0.2.0/24", "pool": "192.0.2.100-192.0.2.199"},
-           {"cidr": "198.51.100.0/24", "pool": "198.51.100.100-198.51.100.200"}]
-PROFILES = {"worker": {"kernel": ASSET, "initrd": ASSET}}
-NODES = {"node01": {"groups": ["worker"], "pxe_mac": "52:54:00:00:01:01", "pxe_ip": "192.0.2.11"},
-         "node02": {"groups": ["worker"], "pxe_mac": "52:54:00:00:02:01"}}
-ADDRESSES = {"pxe01": "192.0.2.2", "pxe02": "192.0.2.3", "pxe03": "192.0.2.4"}
-LOADERS = {"bios": "undionly.kpxe", "efi64": "ipxe.efi"}
+from servers_inventory import ADDRESSES, plan_of, problems_of, server
 
 
 def servers(ha, backend="kea", names=("pxe01", "pxe02"), **per_host):
@@ -32,21 +23,6 @@ def servers(ha, backend="kea", names=("pxe01", "pxe02"), **per_host):
         entry.update(per_host.get(name, {}))
         out[name] = entry
     return out
-
-
-def plan_of(server_vars):
-    return build_plan(SUBNETS, PROFILES, NODES, servers=server_vars)
-
-
-def problems_of(server_vars):
-    with pytest.raises(PlanError) as info:
-        plan_of(server_vars)
-    return [str(p) for p in info.value.problems]
-
-
-def server(name):
-    address = ADDRESSES[name]
-    return {"name": name, "address": address, "http_base": "http://%s" % address, "loaders": LOADERS}
 
 
 def _checker(name):
