@@ -18,9 +18,12 @@ are stopped by PID. Each configuration runs `--rounds` times, interleaved.
 
 --host-database adds the generated config with pxe_dhcp_kea_host_database (docs/scale.md):
 the same reservations as rows of Kea's PostgreSQL schema, written by the collection's own
-sync script, in a PostgreSQL of the benchmark's own (initdb in a temporary directory,
-its Unix socket only, no TCP; stopped by PID). Its CPU time (the server and Kea's
-connection to it) counts with Kea's.
+sync script, in a PostgreSQL of the benchmark's own (initdb in a temporary directory; stopped
+by PID). Its CPU time (the server and Kea's connection to it) counts with Kea's. It runs in
+the client namespace and serves two configurations: kea-hostdb reads it over its Unix socket,
+as a server reads its own database; kea-hostdb-tcp over TCP across the veth, from the
+client namespace's address, as a server reads another server's
+(pxe_dhcp_kea_host_database_server).
 """
 
 from __future__ import annotations
@@ -102,11 +105,12 @@ KEA_SCHEMA = "/usr/share/kea/scripts/pgsql/dhcpdb_create.pgsql"
 
 class PrivatePostgres:
     """A PostgreSQL of this benchmark's own, holding Kea's schema and the plan's host rows:
-    initdb into a temporary directory (trust, on its Unix socket only: listen_addresses is
-    empty), started as the postgres user by setpriv (which execs: the PID is the server's),
-    stopped by that PID."""
+    initdb into a temporary directory (trust), started as the postgres user by setpriv (which
+    execs: the PID is the server's) in the client namespace, listening on its Unix socket and
+    on the client namespace's address (CLIENT_ADDRESS, trust for SERVER_ADDRESS only), stopped
+    by that PID."""
 
-    def __init__(self, plan: Dict[str, Any], server: Dict[str, Any]) -> None:
+    def __init__(self, plan: Dict[str, Any], server: Dict[str, Any], pair: bl.NamespacePair) -> None:
         bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         if not bindirs:
             raise SystemExit("--host-database needs PostgreSQL (Debian's postgresql; scripts/setup.sh installs it)")
@@ -116,9 +120,13 @@ class PrivatePostgres:
         self.socket_dir = self.root
         data = os.path.join(self.root, "data")
         self._as_postgres([os.path.join(self.bindir, "initdb"), "-D", data, "--auth=trust", "-U", "postgres"])
-        self.daemon = bl.Daemon(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
-                                 os.path.join(self.bindir, "postgres"), "-D", data, "-k", self.socket_dir,
-                                 "-c", "listen_addresses="], os.path.join(self.root, "postgres.log"))
+        with open(os.path.join(data, "pg_hba.conf"), "a", encoding="utf-8") as hba:
+            hba.write("host kea postgres %s/32 trust\n" % bl.SERVER_ADDRESS)
+        # ip netns exec execs too: the PID stays the server's.
+        self.daemon = bl.Daemon(pair.in_client(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+                                                os.path.join(self.bindir, "postgres"), "-D", data, "-k",
+                                                self.socket_dir, "-c", "listen_addresses=%s" % bl.CLIENT_ADDRESS]),
+                                os.path.join(self.root, "postgres.log"))
         try:
             bl.wait_for(lambda: self.psql("postgres", sql="SELECT 1", check=False).returncode == 0, 30, "PostgreSQL")
             self.psql("postgres", sql="CREATE DATABASE kea")
@@ -141,7 +149,9 @@ class PrivatePostgres:
             raise SystemExit("psql: %s" % (done.stderr or done.stdout)[-2000:])
         return done
 
-    def connection(self) -> Dict[str, Any]:
+    def connection(self, tcp: bool = False) -> Dict[str, Any]:
+        if tcp:
+            return {"type": "postgresql", "name": "kea", "user": "postgres", "host": bl.CLIENT_ADDRESS, "port": 5432}
         return {"type": "postgresql", "name": "kea", "user": "postgres", "host": self.socket_dir}
 
     def stop(self) -> None:
@@ -150,13 +160,16 @@ class PrivatePostgres:
 
 
 def host_database_config(plan: Dict[str, Any], pair: bl.NamespacePair, work: str,
-                         database: PrivatePostgres) -> Dict[str, Any]:
-    """The generated config with pxe_dhcp_kea_host_database, pointed at the benchmark's PostgreSQL."""
+                         database: PrivatePostgres, tcp: bool = False) -> Dict[str, Any]:
+    """The generated config with pxe_dhcp_kea_host_database, pointed at the benchmark's PostgreSQL
+    (over TCP: its reconnect settings kept, as the role writes them)."""
     config = kea_dhcp4_config(plan, SERVER, dict(
         role_settings(KEA_SETTINGS), host_database=True, interfaces=[pair.server_if],
         lease_file=os.path.join(work, "kea-leases4.csv"), control_socket=os.path.join(work, "kea4-ctrl-socket")))
     assert not any(s.get("reservations") for s in config["Dhcp4"]["subnet4"])
-    config["Dhcp4"]["hosts-database"] = database.connection()
+    rendered = config["Dhcp4"]["hosts-database"]
+    config["Dhcp4"]["hosts-database"] = dict(database.connection(tcp), **{
+        k: v for k, v in rendered.items() if k in ("max-reconnect-tries", "reconnect-wait-time", "on-fail")})
     return config
 
 
@@ -307,7 +320,7 @@ def main() -> int:
                         "and both configs with the loggers at WARN")
     parser.add_argument("--host-database", action="store_true",
                         help="also the generated config with its reservations in Kea's PostgreSQL host database "
-                        "(a PostgreSQL of the benchmark's own)")
+                        "(a PostgreSQL of the benchmark's own), read over its Unix socket and over TCP")
     parser.add_argument("--callgrind", action="store_true",
                         help="count Kea's instructions per lease under callgrind instead (perfdhcp at --rate 20, no "
                         "drops): the same count on a busy or an idle machine")
@@ -321,8 +334,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cpxe-bench-dhcp-") as work, bl.NamespacePair("dhcp") as pair:
         plan, macs_file, configs = prepare(args, pair, work)
         if args.host_database:
-            database = PrivatePostgres(plan, SERVER)
+            database = PrivatePostgres(plan, SERVER, pair)
             configs["kea-hostdb"] = host_database_config(plan, pair, work, database)
+            configs["kea-hostdb-tcp"] = host_database_config(plan, pair, work, database, tcp=True)
             print("host database: %d rows" % database.rows, file=sys.stderr, flush=True)
         try:
             run_rounds(args, pair, plan, macs_file, configs, work, database, results)
@@ -343,7 +357,7 @@ def run_rounds(args: argparse.Namespace, pair: bl.NamespacePair, plan: Dict[str,
             daemon = start_dhcpd(pair, plan, work) if name == "isc-generated" else \
                 start_kea(pair, name, configs[name], work)
             # With the host database, PostgreSQL's CPU time (server and Kea's backend) counts too.
-            with_database = database is not None and name == "kea-hostdb"
+            with_database = database is not None and name.startswith("kea-hostdb")
             try:
                 rate = (args.isc_rate or args.rate) if name == "isc-generated" else args.rate
                 cpu_before = daemon.cpu_seconds() + (database.daemon.tree_cpu_seconds() if with_database else 0.0)
@@ -375,6 +389,9 @@ def report(args: argparse.Namespace, results: Dict[str, List[Dict[str, Any]]]) -
     if "kea-hostdb" in summary and summary["kea-generated"]:
         print("kea host database / generated (reservations in the file): %.3f in leases/s, %.3f per CPU-second" % (
             summary["kea-hostdb"] / summary["kea-generated"], per_cpu["kea-hostdb"] / per_cpu["kea-generated"]))
+    if "kea-hostdb-tcp" in summary and summary["kea-hostdb"]:
+        print("kea host database over TCP / over the Unix socket: %.3f in leases/s, %.3f per CPU-second" % (
+            summary["kea-hostdb-tcp"] / summary["kea-hostdb"], per_cpu["kea-hostdb-tcp"] / per_cpu["kea-hostdb"]))
     if "isc-generated" in summary and summary["isc-generated"]:
         print("kea generated / isc generated: %.2f in leases/s, %.2f per CPU-second" % (
             summary["kea-generated"] / summary["isc-generated"], per_cpu["kea-generated"] / per_cpu["isc-generated"]))
