@@ -305,7 +305,7 @@ def kea_hosts_database(plan: Mapping[str, Any], name: str) -> Dict[str, Any]:
     of the included file."""
     share = host_database_share(plan, name)
     database = dict(KEA_HOST_DATABASE, **KEA_HOST_DATABASE_RECONNECT)
-    if share and share["server"] != name:
+    if share.get("role") == "reader":
         database.update(host=share["address"], port=POSTGRESQL_PORT,
                         password=KEA_INCLUDE_MARK + KEA_HOST_DATABASE_PASSWORD_FILE)
     return database

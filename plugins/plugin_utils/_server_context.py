@@ -32,7 +32,8 @@ renders from (controller side; the action plugin centra.pxe.server_context retur
      "ha": this server's HA relationship (the plan's, plus "role": this server's) or None,
      "host_database": when Kea servers share this server's PostgreSQL host database, or this server
                       reads another's (pxe_dhcp_kea_host_database_server): the plan's entry,
-                      {"server", "address", "clients": [{"name", "address"}]}, with "port" (PostgreSQL's),
+                      {"server", "address", "clients": [{"name", "address"}]}, with "role" (this
+                      server's: "server" or "reader"), "port" (PostgreSQL's),
                       "database" and "user" (Kea's) and "password_file" (the password of Kea's
                       role, which the readers' Kea configuration includes); else None,
      "lifecycle": {"socket", "state_dir", "boot_dir", "scripts_dir", "callback_base",

@@ -13,15 +13,17 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any, Dict, List
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 Report = Callable[[str, str, str], None]  # problem(where, field, message)
 
-HOST_DATABASE_SERVER_VARS = ("pxe_dhcp_kea_host_database", "pxe_dhcp_kea_host_database_server")
 SERVER_VAR = "pxe_dhcp_kea_host_database_server"
+HOST_DATABASE_SERVER_VARS = ("pxe_dhcp_kea_host_database", SERVER_VAR)
 
 
 def _on(value: Any) -> bool:
-    """A boolean inventory value (YAML's true, or an INI inventory's string)."""
-    return value is True or (isinstance(value, str) and value.lower() in ("true", "yes", "1"))
+    """A boolean inventory value (YAML's true, or an INI inventory's string), as Ansible reads one."""
+    return boolean(value, strict=False)
 
 
 def _address(server: Mapping[str, Any]) -> str:
@@ -82,9 +84,13 @@ def shared_host_databases(problem: Report, servers: Mapping[str, Mapping[str, An
 
 
 def host_database_share(plan: Mapping[str, Any], name: str) -> Dict[str, Any]:
-    """This server's side of a shared database: {"server", "address", "clients"} when it reads
-    another server's database or others read its own; {} when it reads its own alone."""
+    """This server's side of a shared database: the plan's entry {"server", "address", "clients"}
+    and "role": "server" when others read its database, "reader" when it reads another's;
+    {} when it reads its own alone. The one place a server's side is decided (the renderer, the
+    pxe_dhcp and pxe_firewall roles read "role")."""
     for entry in plan.get("host_databases") or []:
-        if entry["server"] == name or any(client["name"] == name for client in entry["clients"]):
-            return dict(entry)
+        if entry["server"] == name:
+            return dict(entry, role="server")
+        if any(client["name"] == name for client in entry["clients"]):
+            return dict(entry, role="reader")
     return {}

@@ -111,6 +111,7 @@ def test_kea_json_is_to_nice_json_when_nothing_is_included(kea_settings, tmp_pat
 def test_the_server_context_tells_each_side_what_it_shares():
     plan = plan_of(servers(**SHARED))
     reader, owner = host_database_context(plan, "pxe01"), host_database_context(plan, "pxe03")
+    assert (reader.pop("role"), owner.pop("role")) == ("reader", "server")
     assert reader == owner
     assert reader["server"] == "pxe03" and reader["port"] == POSTGRESQL_PORT
     assert (reader["database"], reader["user"]) == (KEA_HOST_DATABASE["name"], KEA_HOST_DATABASE["user"])
