@@ -7,7 +7,8 @@ namespace with the standard library only:
 
 A machine of the storm does what PXE firmware and iPXE do, each from its own address:
 DHCP DISCOVER/REQUEST with option 93 through a relay (giaddr: one UDP socket on the relay
-address, port 67, as perfdhcp does; the answers are sorted by xid), the TFTP loader with
+address, port 67, as perfdhcp does, one relay address per client process; the answers
+are sorted by xid), the TFTP loader with
 blksize negotiation from its leased address, DHCP again as iPXE (user class "iPXE"),
 HTTP boot.ipxe, its node script, the kernel and initrd the script names, then the
 installer's `started` callback with the token from the kernel line. Every wait is
@@ -20,12 +21,16 @@ the PXE host routes 198.18.0.0/15 back through the lab bridge.
 
 from __future__ import annotations
 
+import ctypes
 import http.client
+import ipaddress
 import json
+import multiprocessing
 import os
 import queue
 import random
 import socket
+import struct
 import sys
 import threading
 import time
@@ -52,6 +57,7 @@ class Relay:
     """One UDP socket on giaddr:67 for every machine's DHCP; answers sorted by xid."""
 
     def __init__(self, address: str, server: str) -> None:
+        self.address = address
         self.server = server
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -110,9 +116,108 @@ class Relay:
                 self.waiting.pop(xid, None)
 
 
+def _udp_filter(to_port_67_only: bool) -> bytes:
+    """Classic BPF over the network header (SOCK_DGRAM: no link header): IPv4, UDP, not a
+    fragment (and to port 67); so the kernel queues no segment of the downloads for us."""
+    ops: List[Tuple[int, int, int, int]] = [
+        (0x28, 0, 0, 0xFFFFF000),  # ldh [protocol] (SKF_AD_PROTOCOL): the frame's ethertype
+        (0x15, 0, -1, 0x0800),     # jeq IPv4, else drop
+        (0x30, 0, 0, 9),           # ldb [9]: protocol
+        (0x15, 0, -1, 17),         # jeq UDP, else drop
+        (0x28, 0, 0, 6),           # ldh [6]: flags and fragment offset
+        (0x45, -1, 0, 0x1FFF),     # jset: a fragment, drop
+    ]
+    if to_port_67_only:
+        ops += [(0xB1, 0, 0, 0),       # ldxb 4*([0]&0xf): the header's length
+                (0x48, 0, 0, 2),       # ldh [x+2]: destination port
+                (0x15, 0, -1, 67)]     # jeq 67, else drop
+    ops += [(0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0)]  # keep; drop
+    drop = len(ops) - 1
+    return b"".join(struct.pack("HBBI", code, drop - i - 1 if jt < 0 else jt, drop - i - 1 if jf < 0 else jf, k)
+                    for i, (code, jt, jf, k) in enumerate(ops))
+
+
+class Capture:
+    """What crosses `interface` (the lab bridge: the relay's requests and the machines'
+    TFTP ACKs leave by it, the server's answers arrive by it), with the kernel's time for
+    each packet (SO_TIMESTAMPNS), so the server's part of an exchange is timed without
+    the client's own delays. DHCP: xid -> [(time, message type)]; with `tftp`, also each
+    transfer by the machine's (address, port): [(time, opcode, block)]."""
+
+    SO_TIMESTAMPNS = 35  # Linux; also the control message's type
+    SO_ATTACH_FILTER, SO_RCVBUFFORCE = 26, 33
+    SOL_PACKET, PACKET_STATISTICS = 263, 6
+    ETH_P_ALL = 0x0003  # a socket of one protocol (ETH_P_IP) is not shown what the host sends
+
+    def __init__(self, interface: str, tftp: bool = False) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(self.ETH_P_ALL))
+        program = _udp_filter(not tftp)
+        code = ctypes.create_string_buffer(program)  # the kernel copies it
+        self.sock.setsockopt(socket.SOL_SOCKET, self.SO_ATTACH_FILTER, struct.pack("HL", len(program) // 8,
+                                                                                    ctypes.addressof(code)))
+        # Room for a whole storm's packets: this thread shares the GIL with every machine and
+        # falls behind; it catches up after the storm (stop). Only what is queued uses memory.
+        self.sock.setsockopt(socket.SOL_SOCKET, self.SO_RCVBUFFORCE, 768 << 20)
+        self.sock.setsockopt(socket.SOL_SOCKET, self.SO_TIMESTAMPNS, 1)
+        self.sock.bind((interface, self.ETH_P_ALL))
+        self.sock.settimeout(0.5)
+        self.tftp = tftp
+        self.seen: Dict[int, List[Tuple[float, int]]] = {}
+        self.transfers: Dict[Tuple[bytes, int], List[Tuple[float, int, int]]] = {}
+        self.packets = 0
+        self.dropped = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._receive, daemon=True)
+        self.thread.start()
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                data, ancillary, _flags, _address = self.sock.recvmsg(2048, socket.CMSG_SPACE(16))
+            except socket.timeout:
+                if self.running:
+                    continue
+                return  # stopped, and nothing more queued
+
+            except OSError:
+                return
+            stamp = next((struct.unpack("qq", cdata[:16]) for level, kind, cdata in ancillary
+                          if level == socket.SOL_SOCKET and kind == self.SO_TIMESTAMPNS), None)
+            if stamp is None or len(data) < 32 or data[9] != 17:
+                continue
+            when = stamp[0] + stamp[1] / 1e9
+            header = (data[0] & 0x0F) * 4
+            source_port, destination_port = struct.unpack_from("!HH", data, header)
+            if destination_port == 67:  # the relay's requests and the server's answers
+                message = wire.dhcp_message(data[header + 8:])
+                if message is not None:
+                    self.packets += 1
+                    self.seen.setdefault(message[0], []).append((when, message[1]))
+            elif self.tftp:
+                opcode, block = struct.unpack_from("!HH", data, header + 8)
+                if opcode in (wire.DATA, wire.OACK):        # the server's, to the machine
+                    key = (data[16:20], destination_port)
+                elif opcode in (wire.RRQ, wire.TFTP_ACK):   # the machine's
+                    key = (data[12:16], source_port)
+                else:
+                    continue
+                self.packets += 1
+                self.transfers.setdefault(key, []).append((when, opcode, block if opcode in (3, 4) else 0))
+
+    def transfer(self, address: str, port: int) -> List[Tuple[float, int, int]]:
+        return self.transfers.get((socket.inet_aton(address), port), [])
+
+    def stop(self) -> None:
+        """Read what is still queued, then stop; the kernel's count of packets it had no room for."""
+        self.running = False
+        self.thread.join(120)
+        statistics = self.sock.getsockopt(self.SOL_PACKET, self.PACKET_STATISTICS, 8)
+        self.dropped = struct.unpack("II", statistics)[1]
+        self.sock.close()
+
+
 def dora(relay: Relay, giaddr: str, mac: str, arch: int, ipxe: bool, waits: Tuple[float, ...], deadline: float,
-         retries: Dict[str, int], phase: str) -> wire.DhcpReply:
-    xid = random.getrandbits(32)
+         retries: Dict[str, int], phase: str, xid: int) -> wire.DhcpReply:
 
     def discover(secs: int) -> bytes:
         return wire.dhcp_request_packet(wire.DISCOVER, mac, xid, giaddr, arch, ipxe, secs=secs)
@@ -127,12 +232,15 @@ def dora(relay: Relay, giaddr: str, mac: str, arch: int, ipxe: bool, waits: Tupl
     return relay.exchange(request, xid, wire.ACK, waits, deadline, retries, phase)
 
 
-def tftp_get(own: str, server: str, filename: str, deadline: float, retries: Dict[str, int]) -> int:
+def tftp_get(own: str, server: str, filename: str, deadline: float, retries: Dict[str, int],
+             result: Dict[str, Any]) -> int:
     """Fetch a file as firmware does (RRQ with blksize and tsize, OACK, ACK 0, then one
-    ACK per block); the bytes received, checked against tsize."""
+    ACK per block); the bytes received, checked against tsize. The port it came from in
+    result["tftp_port"] (the capture's key to the transfer)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.bind((own, 0))
+        result["tftp_port"] = sock.getsockname()[1]
         last_sent = wire.tftp_rrq(filename, TFTP_BLKSIZE)
         destination: Tuple[str, int] = (server, 69)
         peer: Optional[Tuple[str, int]] = None
@@ -177,6 +285,7 @@ def tftp_get(own: str, server: str, filename: str, deadline: float, retries: Dic
                 attempt = 0
                 expected += 1
                 if len(packet.data) < blksize:
+                    result["tftp_blocks"] = expected - 1
                     if tsize is not None and tsize != received:
                         raise Failed("tftp: %d bytes, tsize said %d" % (received, tsize))
                     return received
@@ -254,7 +363,9 @@ def boot_one(spec: Dict[str, Any], item: Dict[str, Any], relay: Relay, t0: float
     time.sleep(max(0.0, t0 + item["offset"] - time.monotonic()))
     mark = time.monotonic()
     result["t_start"] = round(mark - t0, 4)
-    ack = dora(relay, spec["relay"], mac, arch, False, FIRMWARE_DHCP_WAITS, deadline, retries, "dhcp")
+    xids = result.setdefault("xids", {})
+    xids["dhcp"] = random.getrandbits(32)
+    ack = dora(relay, relay.address, mac, arch, False, FIRMWARE_DHCP_WAITS, deadline, retries, "dhcp", xids["dhcp"])
     own = ack.yiaddr
     result.update(ip=own, loader=ack.boot_file)
     if item.get("fixed_ip") and own != item["fixed_ip"]:
@@ -262,13 +373,24 @@ def boot_one(spec: Dict[str, Any], item: Dict[str, Any], relay: Relay, t0: float
     if not ack.boot_file or ack.boot_file.startswith("http"):
         raise Failed("dhcp: boot file %r for arch %d" % (ack.boot_file, arch))
     lap("dhcp")
-    result["bytes"] += tftp_get(own, ack.next_server or spec["server"], ack.boot_file, deadline, retries)
-    lap("tftp")
-    ack2 = dora(relay, spec["relay"], mac, arch, True, IPXE_DHCP_WAITS, deadline, retries, "dhcp_ipxe")
+    if spec.get("dhcp_only"):
+        tftp_wait = random.Random(mac).uniform(0.0, 1.0)  # in place of a loader's transfer
+        time.sleep(tftp_wait)
+        lap("tftp")
+    else:
+        result["bytes"] += tftp_get(own, ack.next_server or spec["server"], ack.boot_file, deadline, retries, result)
+        lap("tftp")
+    xids["dhcp_ipxe"] = random.getrandbits(32)
+    ack2 = dora(relay, relay.address, mac, arch, True, IPXE_DHCP_WAITS, deadline, retries, "dhcp_ipxe",
+                xids["dhcp_ipxe"])
     result["script"] = ack2.boot_file
     if not ack2.boot_file.startswith("http://") or ack2.yiaddr != own:
         raise Failed("dhcp_ipxe: %r, %s" % (ack2.boot_file, ack2.yiaddr))
     lap("dhcp_ipxe")
+    if spec.get("dhcp_only"):
+        result["t_initrd"] = result["t_done"] = round(time.monotonic() - t0, 4)
+        result["ok"] = True
+        return
     size, entry = http_request(own, ack2.boot_file, deadline, retries, "scripts", buffer, keep=True)
     result["bytes"] += size
     node_url = wire.entry_chain_url(entry.decode("utf-8", "replace"), mac)
@@ -299,46 +421,88 @@ def boot_one(spec: Dict[str, Any], item: Dict[str, Any], relay: Relay, t0: float
     result["ok"] = True
 
 
+def boot_group(spec: Dict[str, Any], indexes: List[int], offsets: List[float], relay_address: str, t0: float,
+               out: Any) -> None:
+    """In a process of its own: machines `indexes`, a thread each, their DHCP through their
+    own relay address; sends ({index: result}, stray answers) to `out`."""
+    relay = Relay(relay_address, spec["server"])
+    deadline = t0 + spec["timeout"]
+    results: Dict[int, Dict[str, Any]] = {index: {} for index in indexes}
+
+    def run(index: int) -> None:
+        try:
+            boot_one(spec, dict(spec["machines"][index], offset=offsets[index]), relay, t0, deadline, results[index])
+        except Failed as error:
+            results[index]["error"] = str(error)
+        except Exception as error:  # pylint: disable=broad-except  # reported, not raised: one machine fails
+            results[index]["error"] = "crash: %s %s" % (type(error).__name__, error)
+        results[index]["t_end"] = round(time.monotonic() - t0, 4)
+
+    threading.stack_size(512 << 10)
+    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in indexes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline + 5 - time.monotonic()))
+    out.send(({index: dict(result) for index, result in results.items()}, relay.stray))
+    out.close()
+
+
 def storm(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Every machine of the spec, released within `spread` seconds, in `processes`
+    processes: a machine is a thread, and the threads of one process share its
+    interpreter lock. One process of 200 threads made each machine's TFTP wait for the
+    others' HTTP reads (a block every 14 ms): a property of the client, not of any firmware."""
     machines: List[Dict[str, Any]] = spec["machines"]
     if not 0 < len(machines) <= spec.get("max_machines", 2000):
         raise SystemExit("storm: %d machines (1 to %d)" % (len(machines), spec.get("max_machines", 2000)))
     rng = random.Random(spec.get("seed", 1))
     offsets = [spec.get("spread", 1.0) * i / len(machines) for i in range(len(machines))]
     rng.shuffle(offsets)
-    relay = Relay(spec["relay"], spec["server"])
+    processes = max(1, min(int(spec.get("processes", 1)), len(machines), 64))
+    first_relay = ipaddress.IPv4Address(spec["relay"])
+    # Time for every process to start its threads before the first machine's turn.
+    t0 = time.monotonic() + 1.0 + len(machines) / 1000
+    epoch0 = time.time() + (t0 - time.monotonic())
+    context = multiprocessing.get_context("fork")
+    children = []
+    for group in range(processes):
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=boot_group, daemon=True,
+                                args=(spec, list(range(group, len(machines), processes)), offsets,
+                                      str(first_relay + group), t0, send))
+        child.start()
+        send.close()
+        children.append((child, receive))
+    # After the forks: a forked child would inherit the capture's socket, not its thread.
+    capture = Capture(spec["capture"], spec.get("capture_tftp", False)) if spec.get("capture") else None
     results: List[Dict[str, Any]] = [{} for _machine in machines]
-    go = threading.Event()
-    clock: Dict[str, float] = {}
-
-    def run(index: int) -> None:
-        go.wait()
-        try:
-            boot_one(spec, dict(machines[index], offset=offsets[index]), relay, clock["t0"], clock["deadline"],
-                     results[index])
-        except Failed as error:
-            results[index]["error"] = str(error)
-        except Exception as error:  # pylint: disable=broad-except  # reported, not raised: one machine fails
-            results[index]["error"] = "crash: %s %s" % (type(error).__name__, error)
-        results[index]["t_end"] = round(time.monotonic() - clock["t0"], 4)
-
-    threading.stack_size(512 << 10)
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(machines))]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.5)
-    clock["t0"] = time.monotonic() + 0.2
-    clock["deadline"] = clock["t0"] + spec["timeout"]
-    epoch0 = time.time() + 0.2
-    go.set()
-    for thread in threads:
-        thread.join(max(0.0, clock["deadline"] + 5 - time.monotonic()))
+    stray = 0
+    for child, receive in children:
+        if receive.poll(max(0.0, t0 + spec["timeout"] + 30 - time.monotonic())):
+            group_results, group_stray = receive.recv()
+            for index, result in group_results.items():
+                results[index] = result
+            stray += group_stray
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    if capture is not None:
+        capture.stop()
+        for result in results:
+            result["server"] = {phase: wire.server_share(capture.seen.get(xid, []))
+                                for phase, xid in result.get("xids", {}).items()}
+            if capture.tftp and result.get("tftp_port"):
+                result["server"]["tftp"] = wire.tftp_server_share(capture.transfer(result["ip"], result["tftp_port"]),
+                                                                  result.get("tftp_blocks", 0))
     for index, result in enumerate(results):
         if "ok" not in result or ("error" not in result and not result.get("ok")):
             result.setdefault("mac", machines[index]["mac"])
             result.setdefault("error", "timeout: still running at the global deadline")
             result["ok"] = False
-    return {"t0_epoch": epoch0, "results": results, "stray_dhcp": relay.stray}
+    return {"t0_epoch": epoch0, "results": results, "stray_dhcp": stray, "processes": processes,
+            "captured": capture.packets if capture is not None else None,
+            "capture_dropped": capture.dropped if capture is not None else None}
 
 
 def link(address: str, port: int, streams: int) -> Dict[str, Any]:

@@ -127,6 +127,36 @@ def parse_dhcp_reply(data: bytes) -> Optional[DhcpReply]:
         options=options)
 
 
+DISCOVER_TO_OFFER_REQUEST_TO_ACK = ((DISCOVER, (OFFER,)), (REQUEST, (ACK, NAK)))
+
+
+def dhcp_message(data: bytes) -> Optional[Tuple[int, int]]:
+    """(xid, message type) of any DHCPv4 message (a UDP payload); None for anything else."""
+    if len(data) < _BOOTP.size + 4 or data[0] not in (1, 2) or data[_BOOTP.size:_BOOTP.size + 4] != MAGIC_COOKIE:
+        return None
+    kind = parse_options(data[_BOOTP.size + 4:]).get(53, b"")[:1]
+    return _BOOTP.unpack_from(data)[4], (kind[0] if kind else 0)
+
+
+def server_share(seen: Sequence[Tuple[float, int]]) -> Optional[float]:
+    """The server's part of one DORA, from what a capture on the client's side of the link
+    saw of its transaction id: (time, message type) in any order. For DISCOVER -> OFFER and
+    REQUEST -> ACK (or NAK), the first answer's time less that of the last request of its
+    kind sent before it: a retransmission the server answered is timed from itself, and a
+    client that is slow to read an answer adds nothing. None when an answer is missing."""
+    total = 0.0
+    ordered = sorted(seen)
+    for ask, answers in DISCOVER_TO_OFFER_REQUEST_TO_ACK:
+        answered = next((t for t, kind in ordered if kind in answers), None)
+        if answered is None:
+            return None
+        asked = [t for t, kind in ordered if kind == ask and t <= answered]
+        if not asked:
+            return None
+        total += answered - asked[-1]
+    return total
+
+
 # --- TFTP (RFC 1350, options RFC 2347/2348/2349) --------------------------------------
 
 RRQ, DATA, TFTP_ACK, ERROR, OACK = 1, 3, 4, 5, 6
@@ -144,6 +174,37 @@ def tftp_rrq(filename: str, blksize: Optional[int] = None, tsize: bool = True) -
 
 def tftp_ack(block: int) -> bytes:
     return struct.pack("!HH", TFTP_ACK, block & 0xFFFF)
+
+
+def tftp_server_share(seen: Sequence[Tuple[float, int, int]], blocks: int) -> Optional[float]:
+    """The server's part of one TFTP transfer, from a capture on the client's side of the
+    link: (time, opcode, block) of its RRQ, OACK, DATA and ACK packets, in any order. Each
+    answer (the OACK; DATA n, the first time it is seen) less the time of the last request
+    it answers (the RRQ; the ACK of block n - 1, or the RRQ for DATA 1 without an OACK)
+    sent before it. None unless all `blocks` DATA blocks and what they answer are there
+    (a capture that missed a packet would time part of the transfer)."""
+    share, expected = 0.0, 1
+    asked_rrq: Optional[float] = None
+    oack = False
+    last_ack: Dict[int, float] = {}
+    for when, opcode, block in sorted(seen):
+        if opcode == RRQ:
+            asked_rrq = when
+        elif opcode == OACK and not oack:
+            if asked_rrq is None:
+                return None
+            share += when - asked_rrq
+            oack = True
+        elif opcode == TFTP_ACK:
+            last_ack[block] = when
+        elif opcode == DATA and block == expected & 0xFFFF:
+            previous = (expected - 1) & 0xFFFF
+            asked = last_ack.get(previous) if (oack or expected > 1) else asked_rrq
+            if asked is None:
+                return None
+            share += when - asked
+            expected += 1
+    return share if blocks and expected - 1 == blocks else None
 
 
 @dataclass(frozen=True)
@@ -305,6 +366,7 @@ def parse_cpu_stat(text: str) -> Dict[str, float]:
 
 
 PHASES = ("dhcp", "tftp", "dhcp_ipxe", "scripts", "kernel", "initrd", "callback")
+SERVER_PHASES = ("dhcp", "tftp", "dhcp_ipxe")  # the phases a capture times the server's part of
 
 
 def summarize(results: Sequence[Mapping], link_bytes_per_s: float, cpu: Mapping[str, float]) -> Dict:
@@ -326,6 +388,8 @@ def summarize(results: Sequence[Mapping], link_bytes_per_s: float, cpu: Mapping[
                  for phase in PHASES}
     phase_p99 = {phase: percentile([r["phases"][phase] for r in done if phase in r.get("phases", {})], 0.99)
                  for phase in PHASES}
+    server = {phase: [r["server"][phase] for r in done if r.get("server", {}).get(phase) is not None]
+              for phase in SERVER_PHASES}
     errors: Dict[str, int] = {}
     for result in failed:
         key = str(result.get("error", "?")).split(":", 1)[0]
@@ -339,6 +403,9 @@ def summarize(results: Sequence[Mapping], link_bytes_per_s: float, cpu: Mapping[
         "link_mb_s": link_bytes_per_s / 1e6, "link_bound_s": bound,
         "makespan_over_bound": (makespan / bound) if bound and makespan else None,
         "phase_p50_s": phase_p50, "phase_p99_s": phase_p99,
+        # The server's own part of each DHCP exchange and TFTP transfer, from the capture (empty without one).
+        "server_p50_s": {phase: percentile(values, 0.5) for phase, values in server.items() if values},
+        "server_p99_s": {phase: percentile(values, 0.99) for phase, values in server.items() if values},
         "cpu_s": dict(cpu),
         "cpu_s_per_boot": {unit: seconds / len(results) for unit, seconds in cpu.items()} if results else {},
     }

@@ -24,7 +24,11 @@ the profile's kernel (10 MB) and initrd (60 MB), and the installer's `started` c
    before and after the storm; the faster counts), each unit's cgroup CPU
    (`cpu.stat` usage_usec inside the container) before and after, the storm itself
    (benchmarks/_storm_client.py in the lab namespace), the trace counters of /metrics,
-   and with tracing on whether each machine's trace holds every step.
+   and with tracing on whether each machine's trace holds every step. The client
+   captures the DHCP messages (and with --capture-tftp the TFTP packets) on the lab
+   bridge with the kernel's timestamps: the server's own part of each exchange.
+   --link-rate shapes the PXE host's side of the veth to a NIC's rate (`tc`, HTB), so
+   the link, not the copy rate of the 2 cores the client shares, is the bound.
 4. Sizes (`--sizes`), each with machines of their own; then the tracing cost
    (`--trace-size`): the same storm with tracing on, then, after a converge with
    pxe_dhcp_trace, pxe_tftp_trace, pxe_http_trace and pxe_lifecycle_trace false, off.
@@ -38,6 +42,7 @@ import base64
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -47,7 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _benchlib as bl  # noqa: E402  pylint: disable=wrong-import-position
 import _storm_wire as wire  # noqa: E402  pylint: disable=wrong-import-position
 import scale  # noqa: E402  pylint: disable=wrong-import-position
-from labkit.common import BRIDGE_ADDRESS, NETNS  # noqa: E402  pylint: disable=wrong-import-position
+from labkit.common import BRIDGE, BRIDGE_ADDRESS, NETNS  # noqa: E402  pylint: disable=wrong-import-position
 from labkit.rootfs import DEFAULT_APT_PACKAGES  # noqa: E402  pylint: disable=wrong-import-position
 
 PROFILES = ("control_plane", "worker", "all_in_one")
@@ -55,6 +60,7 @@ KERNEL_BYTES, INITRD_BYTES = 10_000_000, 60_000_000
 ASSETS = "/var/tmp/cpxe-storm-assets"
 CLIENT = os.path.join(bl.ROOT, "benchmarks", "_storm_client.py")
 LINK_PORT = 9999
+LINK_RATE = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?[kmg]?bit$")
 TRACE_VARS = ("pxe_dhcp_trace", "pxe_tftp_trace", "pxe_http_trace", "pxe_lifecycle_trace")
 # Every step of a boot as the trace names it (docs/status.md), and the installer's event.
 TRACE_KINDS = ("dhcp_ack", "loader", "entry_script", "install_script", "kernel", "initrd", "lifecycle_started")
@@ -133,8 +139,31 @@ table inet centra_storm {
 """ % wire.NODE_NETWORK
 
 
-def storm_network() -> None:
-    """The storm's addresses (module docstring, step 2); idempotent."""
+def shaping(rate: Optional[str]) -> str:
+    """The PXE host's egress queue on the lab link: none (the veth moves bytes as fast as
+    the 2 cores copy them), or a NIC's line rate. HTB at `rate` (this kernel has HTB, TBF
+    and FIFO only); UDP (DHCP, TFTP) in a class of its own ahead of TCP, as the fq_codel
+    of Debian's default would serve a sparse flow before a bulk one, so a TFTP ACK's answer
+    does not wait behind a queue of initrd segments."""
+    if not rate:
+        return "tc qdisc del dev host0 root 2>/dev/null || true"
+    if not LINK_RATE.match(rate):
+        raise SystemExit("--link-rate: %r is not a tc rate such as 10gbit" % rate)
+    return "; ".join([
+        "tc qdisc del dev host0 root 2>/dev/null || true",
+        "set -e",
+        "tc qdisc add dev host0 root handle 1: htb default 20",
+        "tc class add dev host0 parent 1: classid 1:1 htb rate {r} ceil {r} burst 4mb cburst 4mb quantum 200000",
+        "tc class add dev host0 parent 1:1 classid 1:10 htb rate 1gbit ceil {r} burst 1mb cburst 1mb "
+        "quantum 200000 prio 0",
+        "tc class add dev host0 parent 1:1 classid 1:20 htb rate 1gbit ceil {r} burst 4mb cburst 4mb "
+        "quantum 200000 prio 1",
+        "tc filter add dev host0 parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff flowid 1:10",
+    ]).format(r=rate)
+
+
+def storm_network(rate: Optional[str] = None) -> None:
+    """The storm's addresses (module docstring, step 2) and the link's rate; idempotent."""
     done = in_lab(["ip", "route", "replace", "local", str(wire.NODE_NETWORK), "dev", "lo"])
     if done.returncode:
         raise SystemExit("lab namespace route: %s" % done.stderr)
@@ -142,6 +171,7 @@ def storm_network() -> None:
     if done.returncode:
         raise SystemExit("lab namespace nft: %s" % done.stderr)
     scale.on_host("ip route replace %s via %s dev host0" % (wire.NODE_NETWORK, BRIDGE_ADDRESS))
+    scale.on_host(shaping(rate))
 
 
 SENDER = r"""
@@ -192,6 +222,25 @@ def read_cpu(units: Sequence[str]) -> Dict[str, float]:
            % (unit, unit) for unit in units]
         + ["echo system.slice $(sed -n 's/^usage_usec //p' $c/system.slice/cpu.stat)", "true"])
     return wire.parse_cpu_stat(scale.on_host(script))
+
+
+def read_schedstat(unit: str) -> Dict[str, float]:
+    """The DHCP server's time on a CPU and waiting for one (run queue), in seconds, summed
+    over its threads (/proc/<pid>/task/*/schedstat), and the host's CPU time in softirq
+    (/proc/stat): what a packet's wait is made of when the server's CPU share is small."""
+    out = scale.on_host(
+        "pid=$(systemctl show -p MainPID --value %s); for t in /proc/$pid/task/*/schedstat; do cat $t; done "
+        "2>/dev/null | awk '{r+=$1; w+=$2} END {print \"run\", r/1e9; print \"wait\", w/1e9}'; "
+        "awk '/^cpu / {print \"softirq\", $8/100}' /proc/stat" % unit)
+    found: Dict[str, float] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                found[parts[0]] = float(parts[1])
+            except ValueError:
+                continue
+    return found
 
 
 def read_trace_counters() -> Dict[str, float]:
@@ -266,16 +315,19 @@ def settle(trace: bool) -> None:
 
 def run_storm(work: str, label: str, machines: Sequence[wire.Machine], units: Sequence[str], trace: bool,
               args: argparse.Namespace) -> Dict[str, Any]:
-    storm_network()
-    link_before = measure_link(args.link_streams, args.link_seconds)
+    storm_network(args.link_rate)
+    no_link = {"bytes_per_s": 0.0}
+    link_before = no_link if args.dhcp_only else measure_link(args.link_streams, args.link_seconds)
     spec = {"server": scale.server_address(), "relay": wire.RELAY_ADDRESS, "timeout": args.timeout,
-            "seed": len(machines), "spread": 1.0,
+            "seed": len(machines), "spread": 1.0, "capture": BRIDGE, "capture_tftp": args.capture_tftp,
+            "dhcp_only": args.dhcp_only, "processes": args.client_processes,
             "machines": [{"mac": m.mac, "arch": m.arch, "fixed_ip": m.fixed_ip} for m in machines]}
     spec_path = os.path.join(work, "spec-%s.json" % label)
     with open(spec_path, "w", encoding="utf-8") as handle:
         json.dump(spec, handle)
     counters_before = read_trace_counters()
     cpu_before = read_cpu(units)
+    sched_before = read_schedstat(units[0])
     load_before = bl.load()
     log("%s: %d machines released" % (label, len(machines)))
     done = subprocess.run(["ip", "netns", "exec", NETNS, sys.executable, CLIENT, "storm", spec_path],
@@ -284,10 +336,11 @@ def run_storm(work: str, label: str, machines: Sequence[wire.Machine], units: Se
     if done.returncode:
         raise SystemExit("storm client failed (exit %d): %s" % (done.returncode, done.stderr[-3000:]))
     outcome = json.loads(done.stdout)
+    sched_after = read_schedstat(units[0])
     settle(trace)
     cpu_after = read_cpu(units)
     counters_after = read_trace_counters()
-    link_after = measure_link(args.link_streams, args.link_seconds)
+    link_after = no_link if args.dhcp_only else measure_link(args.link_streams, args.link_seconds)
     rate = max(link_before["bytes_per_s"], link_after["bytes_per_s"])
     cpu = wire.cpu_delta(cpu_before, cpu_after)
     # Every service of the host but the benchmark's own ssh sessions (its readings).
@@ -295,9 +348,12 @@ def run_storm(work: str, label: str, machines: Sequence[wire.Machine], units: Se
     summary = wire.summarize(outcome["results"], rate, cpu)
     counters = {name: counters_after.get(name, 0.0) - counters_before.get(name, 0.0) for name in counters_after}
     makespan = summary["makespan_s"] or 0.0
-    summary.update(label=label, trace=trace, load_before=load_before, load_after=load_after,
+    summary.update(label=label, trace=trace, link_rate=args.link_rate or "veth (unshaped)", load_before=load_before, load_after=load_after,
                    link_mb_s_before_after=[round(link_before["bytes_per_s"] / 1e6), round(link_after["bytes_per_s"] / 1e6)],
                    trace_counters=counters, stray_dhcp=outcome.get("stray_dhcp"),
+                   dhcp_server_sched_s={key: round(sched_after[key] - sched_before[key], 4)
+                                        for key in sched_after if key in sched_before},
+                   client_processes=outcome.get("processes"), captured=outcome.get("captured"), capture_dropped=outcome.get("capture_dropped"),
                    trace_events_per_s=(counters.get("centra_pxe_trace_events_received_total", 0.0) / makespan
                                        if makespan else None),
                    loaders=sorted({(r.get("arch"), r.get("loader")) for r in outcome["results"] if r.get("loader")}),
@@ -390,6 +446,12 @@ def report(rows: List[Dict[str, Any]]) -> None:
             row["label"], row["retries"], row["errors"], row["sample_errors"][:2], row["wrong_sizes"], row["loaders"],
             {k: fmt(v, "%.3f") for k, v in row["phase_p50_s"].items()},
             {k: fmt(v, "%.3f") for k, v in row["phase_p99_s"].items()}))
+        print("%s: the server's share of each exchange (capture), p50 %s, p99 %s; %s packets captured, %s dropped" % (
+            row["label"], {k: fmt(v, "%.4f") for k, v in row.get("server_p50_s", {}).items()},
+            {k: fmt(v, "%.4f") for k, v in row.get("server_p99_s", {}).items()}, row.get("captured"),
+            row.get("capture_dropped")))
+        print("%s: the DHCP server on a CPU / waiting for one, and the host in softirq, during the storm (s): %s"
+              % (row["label"], row.get("dhcp_server_sched_s")))
         print("%s: server CPU ms per boot: %s" % (
             row["label"], {unit: round(seconds * 1000, 2) for unit, seconds in row["cpu_s_per_boot"].items()}))
         if row.get("traces"):
@@ -413,6 +475,11 @@ def report(rows: List[Dict[str, Any]]) -> None:
                 a, b = off[key].get(phase), theirs[key].get(phase)
                 ratio = fmt(b / a if a and b else None)
                 print("dnsmasq / ours, %s %s: %s / %s s = %s" % (phase, key[6:9], fmt(b, "%.4f"), fmt(a, "%.4f"), ratio))
+        for phase in wire.SERVER_PHASES:
+            for key in ("server_p50_s", "server_p99_s"):
+                a, b = off.get(key, {}).get(phase), theirs.get(key, {}).get(phase)
+                print("dnsmasq / ours, the server's share of %s %s: %s / %s s = %s"
+                      % (phase, key[7:10], fmt(b, "%.4f"), fmt(a, "%.4f"), fmt(b / a if a and b else None)))
         ours_cpu = off["cpu_s_per_boot"]
         dhcp_unit = next(unit for unit in ours_cpu if unit in ("kea-dhcp4-server", "isc-dhcp-server"))
         ours_both = ours_cpu.get(dhcp_unit, 0.0) + ours_cpu.get("tftpd-hpa", 0.0)
@@ -432,6 +499,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="global timeout of one storm (s)")
     parser.add_argument("--link-streams", type=int, default=4)
     parser.add_argument("--link-seconds", type=float, default=5.0)
+    parser.add_argument("--link-rate", metavar="RATE",
+                        help="shape the PXE host's side of the lab link to a NIC's rate (tc syntax: 10gbit); the "
+                        "link bound is measured through it. Default: the bare veth")
     parser.add_argument("--keep-lab", action="store_true", help="leave the lab up (default: lab.py down at the end)")
     parser.add_argument("--reuse", action="store_true",
                         help="a lab this script left up (--keep-lab) with the same --nodes: no up, no first converge")
@@ -443,6 +513,17 @@ def main() -> int:
     parser.add_argument("--compare-var", metavar="NAME=VALUE",
                         help="after the size storms: converge with this server variable too and repeat the last "
                         "size storm (e.g. pxe_dhcp_kea_log_severity=WARN)")
+    parser.add_argument("--dhcp-only", action="store_true",
+                        help="each machine does its two DHCP exchanges only (a wait of 0-1 s between them in place "
+                        "of the loader's transfer): DHCP's latency with nothing else on the machine; no link bound")
+    parser.add_argument("--client-processes", type=int, default=8,
+                        help="the simulated machines are threads in this many processes, each with its own relay "
+                        "address (198.18.0.1 and up): the threads of one process share its interpreter lock")
+    parser.add_argument("--capture-tftp", action="store_true",
+                        help="time the server's part of each TFTP transfer too (the capture takes every UDP packet "
+                        "on the lab bridge, about 750 per UEFI machine; the DHCP messages are always captured)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --against-dnsmasq: the tracing-off and dnsmasq storms, this many times in turn")
     parser.add_argument("--json")
     args = parser.parse_args()
     if not scale.lab_name():
@@ -459,6 +540,8 @@ def main() -> int:
         if not args.trace_size:
             raise SystemExit("--against-dnsmasq runs after the trace-off storm: give --trace-size")
         plan.append(("dnsmasq", args.trace_size))
+        for again in range(2, max(1, args.rounds) + 1):  # in turn, so drift of the machine hits both
+            plan += [("trace-off-%d" % again, args.trace_size), ("dnsmasq-%d" % again, args.trace_size)]
     total = args.nodes or sum(n for _label, n in plan)
     if not 0 < total <= 5000 or any(n > 2000 for _label, n in plan):
         raise SystemExit("boot_storm: at most 2,000 machines a storm and 5,000 in all")
@@ -468,7 +551,9 @@ def main() -> int:
     os.makedirs(work, exist_ok=True)
     assets = make_assets()
     rows: List[Dict[str, Any]] = []
-    info: Dict[str, Any] = {"date": bl.stamp(), "backend": args.backend, "load_start": bl.load()}
+    info: Dict[str, Any] = {"date": bl.stamp(), "backend": args.backend, "load_start": bl.load(),
+                            "link_rate": args.link_rate or "veth (unshaped)"}
+    shaping(args.link_rate)  # a bad rate fails here, before the lab comes up
     try:
         inventory_on = write_inventory(os.path.join(work, "on", "hosts.yml"), machines, assets, True, args.backend)
         inventory_off = write_inventory(os.path.join(work, "off", "hosts.yml"), machines, assets, False, args.backend)
@@ -497,7 +582,7 @@ def main() -> int:
                 rows.append(run_storm(work, "n%d-%s" % (count, args.compare_var.split("=", 1)[1]), chosen, units,
                                       not args.no_trace, args))
                 continue
-            if label == "dnsmasq":
+            if label.startswith("dnsmasq"):
                 dnsmasq_start(machines, units[0])
                 try:
                     rows.append(run_storm(work, label, chosen, (DNSMASQ_UNIT,) + UNITS, False, args))

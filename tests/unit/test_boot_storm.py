@@ -204,3 +204,56 @@ def test_summary_without_link_or_completions():
 def test_trace_complete():
     assert wire.trace_complete(["dhcp_ack", "loader", "kernel"], ("dhcp_ack", "kernel")) == (True, [])
     assert wire.trace_complete(["dhcp_ack"], ("dhcp_ack", "initrd", "kernel")) == (False, ["initrd", "kernel"])
+
+
+def test_dhcp_message_reads_requests_and_replies_and_nothing_else():
+    request = wire.dhcp_request_packet(wire.REQUEST, "02:5b:00:00:00:07", 0xBEEF, "198.18.0.1", 0)
+    assert wire.dhcp_message(request) == (0xBEEF, wire.REQUEST)
+    assert wire.dhcp_message(_reply(wire.ACK, 7)) == (7, wire.ACK)
+    assert wire.dhcp_message(b"\x01" * 300) is None          # no magic cookie
+    assert wire.dhcp_message(request[:100]) is None           # too short
+    assert wire.dhcp_message(b"\x03" + request[1:]) is None   # neither op
+
+
+def test_server_share_times_the_answered_request_not_the_first():
+    # DISCOVER at 0 lost, again at 4.0 and answered at 4.01; REQUEST at 4.05, ACK at 4.08.
+    seen = [(4.08, wire.ACK), (0.0, wire.DISCOVER), (4.0, wire.DISCOVER), (4.01, wire.OFFER), (4.05, wire.REQUEST)]
+    assert wire.server_share(seen) == pytest.approx(0.01 + 0.03)
+    # A NAK answers a REQUEST too; an answer seen twice counts from the first.
+    assert wire.server_share([(0, 1), (0.002, 2), (0.003, 2), (0.01, 3), (0.02, 6)]) == pytest.approx(0.012)
+
+
+def test_server_share_is_unknown_without_both_answers():
+    assert wire.server_share([]) is None
+    assert wire.server_share([(0.0, wire.DISCOVER), (0.01, wire.OFFER), (0.02, wire.REQUEST)]) is None
+    assert wire.server_share([(0.01, wire.OFFER), (0.02, wire.REQUEST), (0.03, wire.ACK)]) is None  # request not seen
+
+
+def test_summary_reports_the_servers_share_of_dhcp_when_captured():
+    results = [dict(_result(True), server={"dhcp": 0.001 * i, "dhcp_ipxe": None}) for i in range(1, 5)]
+    summary = wire.summarize(results, 1e9, {})
+    assert summary["server_p50_s"] == {"dhcp": pytest.approx(0.002)}
+    assert summary["server_p99_s"] == {"dhcp": pytest.approx(0.004)}
+    assert wire.summarize([_result(True)], 1e9, {})["server_p50_s"] == {}
+
+
+def test_tftp_server_share_counts_each_answer_from_the_request_it_answers():
+    rrq, oack, data, ack = wire.RRQ, wire.OACK, wire.DATA, wire.TFTP_ACK
+    seen = [(0.0, rrq, 0), (0.02, oack, 0), (0.03, ack, 0), (0.035, data, 1),
+            (0.10, ack, 1), (1.10, ack, 1),          # the machine was slow, then ACKed again
+            (1.101, data, 2), (1.102, data, 2),      # answered, and a duplicate that counts once
+            (1.20, ack, 2), (1.203, data, 3)]
+    assert wire.tftp_server_share(seen, 3) == pytest.approx(0.02 + 0.005 + 0.001 + 0.003)
+    assert wire.tftp_server_share(seen, 4) is None  # the capture missed the last block
+    assert wire.tftp_server_share([p for p in seen if p != (1.101, data, 2)], 3) == \
+        pytest.approx(0.02 + 0.005 + 0.002 + 0.003)  # the first DATA 2 missed: its duplicate answered
+    # A server that ignores the options answers the RRQ with DATA 1 at once.
+    assert wire.tftp_server_share([(0.0, rrq, 0), (0.004, data, 1), (0.01, ack, 1), (0.012, data, 2)], 2) == \
+        pytest.approx(0.006)
+
+
+def test_tftp_server_share_is_unknown_for_a_transfer_not_all_there():
+    assert wire.tftp_server_share([], 1) is None
+    assert wire.tftp_server_share([(0.02, wire.OACK, 0), (0.03, wire.TFTP_ACK, 0)], 1) is None    # RRQ not seen
+    assert wire.tftp_server_share([(0.0, wire.RRQ, 0), (0.02, wire.OACK, 0), (0.05, wire.DATA, 1)], 1) is None
+    assert wire.tftp_server_share([(0.0, wire.RRQ, 0), (0.004, wire.DATA, 1)], 0) is None       # size unknown
