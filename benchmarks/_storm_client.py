@@ -153,10 +153,10 @@ class Capture:
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(self.ETH_P_ALL))
         program = _udp_filter(not tftp)
         code = ctypes.create_string_buffer(program)  # the kernel copies it
-        self.sock.setsockopt(socket.SOL_SOCKET, self.SO_ATTACH_FILTER, struct.pack("HL", len(program) // 8,
-                                                                                    ctypes.addressof(code)))
-        # Room for a whole storm's packets: this thread shares the GIL with every machine and
-        # falls behind; it catches up after the storm (stop). Only what is queued uses memory.
+        filter_program = struct.pack("HL", len(program) // 8, ctypes.addressof(code))  # struct sock_fprog
+        self.sock.setsockopt(socket.SOL_SOCKET, self.SO_ATTACH_FILTER, filter_program)
+        # Room for a whole storm's packets: this thread shares the GIL with its process's
+        # machines and falls behind; it catches up after the storm (stop). Only what is queued uses memory.
         self.sock.setsockopt(socket.SOL_SOCKET, self.SO_RCVBUFFORCE, 768 << 20)
         self.sock.setsockopt(socket.SOL_SOCKET, self.SO_TIMESTAMPNS, 1)
         self.sock.bind((interface, self.ETH_P_ALL))
