@@ -109,6 +109,22 @@ def test_kea_logs_leases_but_no_class_verdicts_at_info(answers, backend):
     assert "EVAL_RESULT" not in journal, [line for line in journal.splitlines() if "EVAL_RESULT" in line][:3]
 
 
+def scheduling(pid: str) -> str:
+    """`chrt -p`'s two lines for a process: its policy and priority."""
+    return " ".join(pxe_shell("chrt -p %s" % pid).stdout.split())
+
+
+def test_kea_runs_at_real_time_priority(backend):
+    """pxe_dhcp_kea_realtime_priority (10): Kea's answers do not wait for a CPU behind a boot
+    storm's transfers (BENCHMARKS.md). The rest of the server keeps the normal policy."""
+    if backend != "kea":
+        pytest.skip("the priority is Kea's")
+    pid = pxe_shell("systemctl show -p MainPID --value kea-dhcp4-server").stdout.strip()
+    assert "policy: SCHED_RR" in scheduling(pid) and "priority: 10" in scheduling(pid), scheduling(pid)
+    nginx = pxe_shell("systemctl show -p MainPID --value nginx").stdout.strip()
+    assert "policy: SCHED_OTHER" in scheduling(nginx), scheduling(nginx)
+
+
 def _check(got, expected, case):
     assert got["offer"], "no OFFER for %s" % case
     assert got["file"] == (expected.filename or ""), (case, got, expected)

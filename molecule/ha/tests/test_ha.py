@@ -94,6 +94,19 @@ def test_the_pair_is_in_its_mode_and_serves_its_scopes():
         assert "  split %d;" % (128 if LOAD_BALANCING else 256) in ssh(PRIMARY, "cat /etc/dhcp/dhcpd.conf").stdout
 
 
+def test_an_ha_pairs_dhcp_keeps_the_normal_scheduling_policy():
+    """A Kea of an HA pair is multi-threaded (a thread per core): pxe_dhcp_kea_realtime_priority
+    does not apply, so a flood cannot hold every core at real-time priority."""
+    if not KEA:
+        pytest.skip("the priority is Kea's")
+    for host in (PRIMARY, STANDBY):
+        pid = ssh(host, "systemctl show -p MainPID --value %s" % UNIT).stdout.strip()
+        threads = ssh(host, "ls /proc/%s/task" % pid).stdout.split()
+        policies = {ssh(host, "chrt -p %s" % tid).stdout.split("\n")[0].rsplit(" ", 1)[-1] for tid in threads}
+        assert policies == {"SCHED_OTHER"}, (host, policies)
+        assert len(threads) > 1, "Kea of an HA pair runs its packet threads (multi-threading)"
+
+
 def test_new_clients_are_answered_by_the_servers_of_their_scope():
     """DISCOVERs from 16 unknown MACs, as a PXE ROM sends them (secs 0): each is offered
     an address by exactly one server; in hot-standby always the primary, in load-balancing
