@@ -178,7 +178,6 @@ class Capture:
                 if self.running:
                     continue
                 return  # stopped, and nothing more queued
-
             except OSError:
                 return
             stamp = next((struct.unpack("qq", cdata[:16]) for level, kind, cdata in ancillary
@@ -202,7 +201,8 @@ class Capture:
                 else:
                     continue
                 self.packets += 1
-                self.transfers.setdefault(key, []).append((when, opcode, block if opcode in (3, 4) else 0))
+                self.transfers.setdefault(key, []).append(
+                    (when, opcode, block if opcode in (wire.DATA, wire.TFTP_ACK) else 0))
 
     def transfer(self, address: str, port: int) -> List[Tuple[float, int, int]]:
         return self.transfers.get((socket.inet_aton(address), port), [])
@@ -374,12 +374,10 @@ def boot_one(spec: Dict[str, Any], item: Dict[str, Any], relay: Relay, t0: float
         raise Failed("dhcp: boot file %r for arch %d" % (ack.boot_file, arch))
     lap("dhcp")
     if spec.get("dhcp_only"):
-        tftp_wait = random.Random(mac).uniform(0.0, 1.0)  # in place of a loader's transfer
-        time.sleep(tftp_wait)
-        lap("tftp")
+        time.sleep(random.Random(mac).uniform(0.0, 1.0))  # in place of a loader's transfer
     else:
         result["bytes"] += tftp_get(own, ack.next_server or spec["server"], ack.boot_file, deadline, retries, result)
-        lap("tftp")
+    lap("tftp")
     xids["dhcp_ipxe"] = random.getrandbits(32)
     ack2 = dora(relay, relay.address, mac, arch, True, IPXE_DHCP_WAITS, deadline, retries, "dhcp_ipxe",
                 xids["dhcp_ipxe"])

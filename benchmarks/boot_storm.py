@@ -147,8 +147,6 @@ def shaping(rate: Optional[str]) -> str:
     does not wait behind a queue of initrd segments."""
     if not rate:
         return "tc qdisc del dev host0 root 2>/dev/null || true"
-    if not LINK_RATE.match(rate):
-        raise SystemExit("--link-rate: %r is not a tc rate such as 10gbit" % rate)
     return "; ".join([
         "tc qdisc del dev host0 root 2>/dev/null || true",
         "set -e",
@@ -160,6 +158,13 @@ def shaping(rate: Optional[str]) -> str:
         "quantum 200000 prio 1",
         "tc filter add dev host0 parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff flowid 1:10",
     ]).format(r=rate)
+
+
+def link_rate(value: str) -> str:
+    """--link-rate: a tc rate such as 10gbit, checked before the lab comes up."""
+    if not LINK_RATE.match(value):
+        raise argparse.ArgumentTypeError("%r is not a tc rate such as 10gbit" % value)
+    return value
 
 
 def storm_network(rate: Optional[str] = None) -> None:
@@ -316,8 +321,11 @@ def settle(trace: bool) -> None:
 def run_storm(work: str, label: str, machines: Sequence[wire.Machine], units: Sequence[str], trace: bool,
               args: argparse.Namespace) -> Dict[str, Any]:
     storm_network(args.link_rate)
-    no_link = {"bytes_per_s": 0.0}
-    link_before = no_link if args.dhcp_only else measure_link(args.link_streams, args.link_seconds)
+
+    def link_now() -> Dict[str, Any]:  # --dhcp-only moves no bytes: no bound
+        return {"bytes_per_s": 0.0} if args.dhcp_only else measure_link(args.link_streams, args.link_seconds)
+
+    link_before = link_now()
     spec = {"server": scale.server_address(), "relay": wire.RELAY_ADDRESS, "timeout": args.timeout,
             "seed": len(machines), "spread": 1.0, "capture": BRIDGE, "capture_tftp": args.capture_tftp,
             "dhcp_only": args.dhcp_only, "processes": args.client_processes,
@@ -340,7 +348,7 @@ def run_storm(work: str, label: str, machines: Sequence[wire.Machine], units: Se
     settle(trace)
     cpu_after = read_cpu(units)
     counters_after = read_trace_counters()
-    link_after = no_link if args.dhcp_only else measure_link(args.link_streams, args.link_seconds)
+    link_after = link_now()
     rate = max(link_before["bytes_per_s"], link_after["bytes_per_s"])
     cpu = wire.cpu_delta(cpu_before, cpu_after)
     # Every service of the host but the benchmark's own ssh sessions (its readings).
@@ -348,12 +356,14 @@ def run_storm(work: str, label: str, machines: Sequence[wire.Machine], units: Se
     summary = wire.summarize(outcome["results"], rate, cpu)
     counters = {name: counters_after.get(name, 0.0) - counters_before.get(name, 0.0) for name in counters_after}
     makespan = summary["makespan_s"] or 0.0
-    summary.update(label=label, trace=trace, link_rate=args.link_rate or "veth (unshaped)", load_before=load_before, load_after=load_after,
+    summary.update(label=label, trace=trace, link_rate=args.link_rate or "veth (unshaped)",
+                   load_before=load_before, load_after=load_after,
                    link_mb_s_before_after=[round(link_before["bytes_per_s"] / 1e6), round(link_after["bytes_per_s"] / 1e6)],
                    trace_counters=counters, stray_dhcp=outcome.get("stray_dhcp"),
                    dhcp_server_sched_s={key: round(sched_after[key] - sched_before[key], 4)
                                         for key in sched_after if key in sched_before},
-                   client_processes=outcome.get("processes"), captured=outcome.get("captured"), capture_dropped=outcome.get("capture_dropped"),
+                   client_processes=outcome.get("processes"), captured=outcome.get("captured"),
+                   capture_dropped=outcome.get("capture_dropped"),
                    trace_events_per_s=(counters.get("centra_pxe_trace_events_received_total", 0.0) / makespan
                                        if makespan else None),
                    loaders=sorted({(r.get("arch"), r.get("loader")) for r in outcome["results"] if r.get("loader")}),
@@ -499,7 +509,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="global timeout of one storm (s)")
     parser.add_argument("--link-streams", type=int, default=4)
     parser.add_argument("--link-seconds", type=float, default=5.0)
-    parser.add_argument("--link-rate", metavar="RATE",
+    parser.add_argument("--link-rate", metavar="RATE", type=link_rate,
                         help="shape the PXE host's side of the lab link to a NIC's rate (tc syntax: 10gbit); the "
                         "link bound is measured through it. Default: the bare veth")
     parser.add_argument("--keep-lab", action="store_true", help="leave the lab up (default: lab.py down at the end)")
@@ -553,7 +563,6 @@ def main() -> int:
     rows: List[Dict[str, Any]] = []
     info: Dict[str, Any] = {"date": bl.stamp(), "backend": args.backend, "load_start": bl.load(),
                             "link_rate": args.link_rate or "veth (unshaped)"}
-    shaping(args.link_rate)  # a bad rate fails here, before the lab comes up
     try:
         inventory_on = write_inventory(os.path.join(work, "on", "hosts.yml"), machines, assets, True, args.backend)
         inventory_off = write_inventory(os.path.join(work, "off", "hosts.yml"), machines, assets, False, args.backend)
